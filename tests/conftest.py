@@ -1,0 +1,103 @@
+"""Shared pytest fixtures: a real, throwaway PostgreSQL cluster per test session.
+
+The cluster is started by the same code as the ``local_postgres`` role and
+Molecule's create.yml (``plugins/module_utils/local_cluster.py``).
+"""
+
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import uuid
+
+import psycopg2
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / ".collections"))
+
+from ansible_collections.carbot.migration.plugins.module_utils.local_cluster import LocalCluster  # noqa: E402
+
+SUPERUSER_PASSWORD = "carbot-local-test"  # a throwaway cluster on loopback, not a secret
+
+
+class Database:
+    """Connection facts of one test database, and a way to connect to it."""
+
+    def __init__(self, host, port, dbname, user, password):
+        self.host, self.port, self.dbname, self.user, self.password = host, port, dbname, user, password
+
+    @property
+    def params(self):
+        return {"host": self.host, "port": self.port, "dbname": self.dbname,
+                "user": self.user, "password": self.password}
+
+    @property
+    def dsn(self):
+        return "host=%s port=%s dbname=%s user=%s password=%s" % (
+            self.host, self.port, self.dbname, self.user, self.password)
+
+    def connect(self, autocommit=True, **extra):
+        conn = psycopg2.connect(**dict(self.params, **extra))
+        conn.autocommit = autocommit
+        return conn
+
+    def query(self, sql, args=None):
+        with self.connect() as conn, conn.cursor() as cur:
+            cur.execute(sql, args)
+            rows = cur.fetchall() if cur.description else None
+        conn.close()
+        return rows
+
+    def scalar(self, sql, args=None):
+        return self.query(sql, args)[0][0]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One PostgreSQL cluster for the whole test session, on a free port."""
+    base = tempfile.mkdtemp(prefix="carbot-pytest-")
+    cluster = LocalCluster(os.path.join(base, "pg"))
+    cluster.ensure_started(SUPERUSER_PASSWORD)
+    facts = cluster.facts()
+    facts["password"] = SUPERUSER_PASSWORD
+    try:
+        yield facts
+    finally:
+        cluster.ensure_absent()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def make_database(pg_cluster):
+    """Factory: a new, empty database on the session cluster."""
+    admin = Database(pg_cluster["host"], pg_cluster["port"], "postgres",
+                     pg_cluster["superuser"], pg_cluster["password"])
+
+    def factory(prefix="t"):
+        name = "%s_%s" % (prefix, uuid.uuid4().hex[:10])
+        conn = admin.connect()
+        with conn.cursor() as cur:
+            cur.execute('CREATE DATABASE "%s"' % name)  # name is generated above, never user input
+        conn.close()
+        return Database(admin.host, admin.port, name, admin.user, admin.password)
+
+    return factory
+
+
+def load_sql_file(db, path):
+    """Run one SQL file from the repository against ``db``."""
+    text = (REPO / path).read_text()
+    conn = db.connect()
+    with conn.cursor() as cur:
+        cur.execute(text)
+    conn.close()
+
+
+@pytest.fixture
+def legacy_db(make_database):
+    """A fresh database holding the empty legacy schema in ``public``."""
+    db = make_database("legacy")
+    load_sql_file(db, "sql/legacy/schema.sql")
+    return db
