@@ -1,0 +1,161 @@
+# -*- coding: utf-8 -*-
+# Copyright: CarBot operations
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+name: migration_report
+type: aggregate
+short_description: Writes the migration report after every playbook run and prints a summary
+description:
+  - Times every play (a step of the migration) and collects the C(carbot_report) part that
+    carbot.migration modules return.
+  - At the end of the run writes C(report.json), C(report.md) and a self-contained C(report.html)
+    into a new directory under O(reports_dir), and prints the timings that matter and where the report is.
+requirements:
+  - enable in ansible.cfg (callbacks_enabled = carbot.migration.migration_report)
+options:
+  reports_dir:
+    description: Directory that receives one sub-directory per run.
+    default: reports
+    env:
+      - name: CARBOT_REPORTS_DIR
+    ini:
+      - section: carbot_migration
+        key: reports_dir
+    type: path
+"""
+
+import json
+import os
+import time
+
+from ansible.plugins.callback import CallbackBase
+
+from ansible_collections.carbot.migration.plugins.module_utils import report as report_lib
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "carbot.migration.migration_report"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.started = time.time()
+        self.playbook = None
+        self.environment = None
+        self.report = None
+        self.current = None
+        self.failed_task = None
+
+    # -- the run ---------------------------------------------------------------
+    def v2_playbook_on_start(self, playbook):
+        self.playbook = os.path.basename(playbook._file_name)
+        self.report = report_lib.new_report({"playbook": self.playbook, "started": self.started})
+
+    def v2_playbook_on_play_start(self, play):
+        self._close_step()
+        self.current = {"name": play.get_name().strip() or "play", "start": time.time(), "status": "ok"}
+        if self.environment is None:
+            try:
+                manager = play.get_variable_manager()
+                hosts = play.get_variable_manager()._inventory.get_hosts(play.hosts)
+                if hosts:
+                    env = manager.get_vars(play=play, host=hosts[0]).get("carbot_environment")
+                    self.environment = env if isinstance(env, str) else None
+            except Exception:  # noqa: BLE001 - the report must never break a run
+                self.environment = None
+
+    def _close_step(self):
+        if self.current:
+            self.current["end"] = time.time()
+            self.current["seconds"] = round(self.current["end"] - self.current["start"], 3)
+            self.report["steps"].append(self.current)
+            self.current = None
+
+    # -- results -----------------------------------------------------------------
+    def _collect(self, result):
+        part = result._result.get("carbot_report") if isinstance(result._result, dict) else None
+        if part and self.report is not None:
+            report_lib.merge(self.report, part)
+
+    def v2_runner_on_ok(self, result):
+        self._collect(result)
+
+    def v2_runner_item_on_ok(self, result):
+        self._collect(result)
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._collect(result)
+        if not ignore_errors:
+            if self.current:
+                self.current["status"] = "failed"
+            if self.failed_task is None:
+                self.failed_task = "%s (%s)" % (result._task.get_name(), self.current["name"] if self.current else "")
+
+    def v2_runner_on_unreachable(self, result):
+        if self.current:
+            self.current["status"] = "unreachable"
+
+    # -- the end -------------------------------------------------------------------
+    def v2_playbook_on_stats(self, stats):
+        if self.report is None:
+            return
+        self._close_step()
+        finished = time.time()
+        failed = any(stats.failures.get(h) or stats.dark.get(h) for h in stats.processed)
+        run = self.report["run"]
+        run.update({
+            "finished": finished,
+            "seconds": round(finished - self.started, 1),
+            "status": "failed" if failed else "ok",
+            "environment": self.environment or "unknown",
+        })
+        if self.failed_task:
+            run["failed_task"] = self.failed_task
+        base = self.get_option("reports_dir")
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.started))
+        name = "%s-%s" % (stamp, os.path.splitext(self.playbook or "run")[0])
+        directory = os.path.join(base, name)
+        try:
+            os.makedirs(directory, exist_ok=True)
+            with open(os.path.join(directory, "report.json"), "w") as handle:
+                json.dump(self.report, handle, indent=2, sort_keys=True, default=str)
+            with open(os.path.join(directory, "report.md"), "w") as handle:
+                handle.write(report_lib.to_markdown(self.report))
+            with open(os.path.join(directory, "report.html"), "w") as handle:
+                handle.write(report_lib.to_html(self.report))
+            latest = os.path.join(base, "latest")
+            if os.path.islink(latest) or not os.path.exists(latest):
+                if os.path.islink(latest):
+                    os.unlink(latest)
+                os.symlink(name, latest)
+        except OSError as exc:
+            self._display.warning("carbot.migration: could not write the migration report: %s" % exc)
+            return
+        self._summary(os.path.join(directory, "report.html"))
+
+    def _summary(self, path):
+        run = self.report["run"]
+        lines = ["", "CarBot migration: %s %s in %.1f s" % (self.playbook, run["status"].upper(), run["seconds"])]
+        if run.get("failed_task"):
+            lines.append("  failed at: %s" % run["failed_task"])
+        for step in self.report["steps"]:
+            lines.append("  %-60s %8.1f s  %s" % (step["name"][:60], step["seconds"], step["status"]))
+        window = report_lib.freeze_window(self.report)
+        if window is not None:
+            lines.append("  write freeze (maintenance on to off): %.1f s" % window)
+        tables = self.report["tables"]
+        if tables:
+            quarantined = sum(t.get("quarantined") or 0 for t in tables.values())
+            lines.append("  tables: %d, rows quarantined: %d" % (len(tables), quarantined))
+        failed_checks = [v for v in self.report["validation"] if not v.get("ok")]
+        if self.report["validation"]:
+            lines.append("  validation: %d checks, %d failed" % (len(self.report["validation"]), len(failed_checks)))
+        lines.append("  report: %s" % os.path.abspath(path))
+        self._display.display("\n".join(lines), color="red" if run["status"] != "ok" else "green")
