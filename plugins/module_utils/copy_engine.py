@@ -1,0 +1,766 @@
+# -*- coding: utf-8 -*-
+# Copyright: CarBot operations
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The copy engine: legacy rows -> carbot_v2, through the mapping views.
+
+What it guarantees (docs/architecture.md is the contract it builds on):
+
+* **Keyset batches, one transaction each.** Per target table the engine walks the
+  driving legacy table's primary key in order. One batch is one statement: a CTE
+  locks the next ``n`` source keys (``FOR KEY SHARE``), the projection view's rows
+  for exactly those keys go into the target (``ON CONFLICT DO NOTHING``: a row the
+  sync trigger already wrote is newer), rows with a ``_quarantine_reason`` go to
+  ``migration_quarantine``; the checkpoint (``last_key``) is written to
+  ``migration_status`` in the same transaction. A crash at any moment (kill -9,
+  dropped connection) loses at most the uncommitted batch together with its
+  checkpoint, so a rerun resumes exactly where the last commit stopped.
+* **Deleted rows never come back.** The view is read under the statement's
+  snapshot, but only rows whose key the batch could lock are inserted; a row the
+  application deleted before the lock is skipped, a delete after the lock waits for
+  the batch to commit and its sync trigger then removes the copied row.
+* **Idempotent.** ``rows_copied`` counts what *this* run inserted (``RETURNING``), so
+  a second run reports 0 and the module ``changed: false``.
+* **Parallel, in dependency order.** One thread per worker, each with its own
+  connection; a table starts when every table it ``depends_on`` is done.
+* **Retries.** Every batch runs under ``lock_timeout`` (set on the session by
+  db.connect) and is retried with jittered backoff on lock timeouts, deadlocks and
+  dropped connections (reconnecting).
+* **Progress.** rows done / total, rows per second and ETA per table are written to
+  ``migration_status`` after each batch (and to an optional JSON-lines file).
+
+``derived`` tables (aggregates such as organizations or chat_sessions) are copied by
+ranges of the view's ``_src_key`` without row locks: there are no source rows to lock
+behind an aggregate; their freshness is the sync's job.
+
+All identifiers go through psycopg2.sql.Identifier; all values are parameters.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import json
+import os
+import threading
+import time
+import uuid
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+from ansible_collections.carbot.migration.plugins.module_utils import db
+
+try:
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - reported by the module through db.HAS_PSYCOPG2
+    sql = None
+
+DEFAULT_BATCH_SIZE = 10000
+MIN_BATCH_SIZE = 500
+MAX_BATCH_SIZE = 100000
+# Adaptive batches aim at this duration: long enough to amortise the round trip and
+# the commit, short enough that an application DELETE never waits long on our locks.
+TARGET_BATCH_SECONDS = 1.0
+STATUS_TABLE = "migration_status"
+QUARANTINE_TABLE = "migration_quarantine"
+QUARANTINE_REASON = "_quarantine_reason"
+# Values of carbot_v2's migration_state enum (sql/v2/010_types.sql).
+STATE_PENDING, STATE_COPYING, STATE_DONE, STATE_FAILED = "pending", "copying", "copied", "failed"
+
+
+class CopyError(Exception):
+    """An operator-facing reason why the copy cannot run."""
+
+
+def default_workers():
+    return max(1, os.cpu_count() or 1)
+
+
+def now_iso():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------- plan
+def order_tables(tables, selected=None):
+    """The declarations to copy, in dependency order, restricted to ``selected`` names.
+
+    Raises CopyError for unknown names or a dependency cycle.
+    """
+    by_name = {t["target"]: t for t in tables}
+    if selected:
+        unknown = sorted(set(selected) - set(by_name))
+        if unknown:
+            raise CopyError("Unknown target tables %s; the mapping declares: %s"
+                            % (", ".join(unknown), ", ".join(sorted(by_name))))
+        wanted = [by_name[name] for name in by_name if name in set(selected)]
+    else:
+        wanted = list(tables)
+    names = {t["target"] for t in wanted}
+    ordered, done, visiting = [], set(), set()
+
+    def visit(decl):
+        name = decl["target"]
+        if name in done:
+            return
+        if name in visiting:
+            raise CopyError("Dependency cycle in the mapping declaration at table %s" % name)
+        visiting.add(name)
+        for dep in decl.get("depends_on") or []:
+            if dep in names:
+                visit(by_name[dep])
+        visiting.discard(name)
+        done.add(name)
+        ordered.append(decl)
+
+    for decl in wanted:
+        visit(decl)
+    return ordered
+
+
+def load_declaration():
+    """mapping.TABLES, imported lazily (the mapping module is written by the schema step)."""
+    from ansible_collections.carbot.migration.plugins.module_utils import mapping
+    return list(mapping.TABLES)
+
+
+# ------------------------------------------------------------------ catalog reads
+def table_columns(cur, schema, table):
+    """[(name, type, generated)] of a table or view, in column order; [] when it does not exist."""
+    cur.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '' "
+        "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        (schema, table),
+    )
+    return [(r[0], r[1], r[2]) for r in cur.fetchall()]
+
+
+def view_key_columns(view_cols, nkeys):
+    """The view's key columns: ``_src_key`` for one key, ``_src_key1``.. for composite keys."""
+    names = [c[0] for c in view_cols]
+    if nkeys == 1 and "_src_key" in names:
+        return ["_src_key"]
+    keys = ["_src_key%d" % (i + 1) for i in range(nkeys)]
+    if all(k in names for k in keys):
+        return keys
+    raise CopyError("The mapping view has no key column(s) %s (contract: docs/architecture.md)"
+                    % ("_src_key" if nkeys == 1 else ", ".join(keys)))
+
+
+class TableSpec:
+    """Everything the engine needs about one target table, resolved from the catalog once."""
+
+    def __init__(self, decl, schemas, view_cols, target_cols):
+        self.decl = decl
+        self.name = decl["target"]
+        self.view = decl.get("view") or "map_%s" % self.name
+        self.source = decl.get("source")
+        self.kind = decl.get("kind", "row")
+        self.source_key = list(decl.get("source_key") or [])
+        self.target_key = list(decl.get("target_key") or self.source_key)
+        self.depends_on = list(decl.get("depends_on") or [])
+        self.legacy, self.mapping, self.target = schemas
+        nkeys = len(self.source_key) if self.kind == "row" else len(self.target_key)
+        self.view_key = view_key_columns(view_cols, nkeys)
+        if self.kind == "derived":
+            # keyset over the view's own key; nothing to lock
+            self.source_key = list(self.view_key)
+        target_insertable = {c[0] for c in target_cols if not c[2]}
+        mapped = [c[0] for c in view_cols if not c[0].startswith("_src_key") and c[0] != QUARANTINE_REASON]
+        missing = [c for c in mapped if c not in target_insertable]
+        if missing:
+            raise CopyError("View %s.%s has columns that %s.%s cannot take: %s"
+                            % (self.mapping, self.view, self.target, self.name, ", ".join(missing)))
+        self.columns = mapped
+        self.has_reason = QUARANTINE_REASON in [c[0] for c in view_cols]
+
+    # identifiers --------------------------------------------------------------
+    def ident(self, schema, name):
+        return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+
+    @property
+    def source_rel(self):
+        return self.ident(self.legacy, self.source)
+
+    @property
+    def view_rel(self):
+        return self.ident(self.mapping, self.view)
+
+    @property
+    def target_rel(self):
+        return self.ident(self.target, self.name)
+
+
+def resolve(conn, tables, legacy_schema, mapping_schema, target_schema):
+    """TableSpec for each declaration; CopyError naming what is missing."""
+    specs = []
+    with conn.cursor() as cur:
+        for decl in tables:
+            view = decl.get("view") or "map_%s" % decl["target"]
+            view_cols = table_columns(cur, mapping_schema, view)
+            if not view_cols:
+                raise CopyError("Mapping view %s.%s does not exist: apply the mapping first (roles/schema)"
+                                % (mapping_schema, view))
+            target_cols = table_columns(cur, target_schema, decl["target"])
+            if not target_cols:
+                raise CopyError("Target table %s.%s does not exist: apply the carbot_v2 schema first (roles/schema)"
+                                % (target_schema, decl["target"]))
+            if decl.get("kind", "row") == "row" and not table_columns(cur, legacy_schema, decl["source"]):
+                raise CopyError("Legacy table %s.%s does not exist" % (legacy_schema, decl["source"]))
+            specs.append(TableSpec(decl, (legacy_schema, mapping_schema, target_schema), view_cols, target_cols))
+        for name in (STATUS_TABLE, QUARANTINE_TABLE):
+            if not table_columns(cur, target_schema, name):
+                raise CopyError("%s.%s does not exist: apply the carbot_v2 schema first (roles/schema)"
+                                % (target_schema, name))
+    return specs
+
+
+# -------------------------------------------------------------- the status table
+class StatusTable:
+    """Writes to ``<target>.migration_status`` restricted to the columns it actually has.
+
+    The table belongs to the schema step (sql/v2); the engine writes the columns of the
+    contract it finds and leaves others alone, so an added column never breaks the copy.
+    """
+
+    def __init__(self, conn, target_schema):
+        self.schema = target_schema
+        with conn.cursor() as cur:
+            self.columns = {c[0]: c[1] for c in table_columns(cur, target_schema, STATUS_TABLE)}
+        self.rel = sql.SQL("{}.{}").format(sql.Identifier(target_schema), sql.Identifier(STATUS_TABLE))
+
+    def has(self, column):
+        return column in self.columns
+
+    def ensure_rows(self, cur, specs, run_id):
+        for spec in specs:
+            values = {"target_table": spec.name, "source_table": spec.source, "state": STATE_PENDING,
+                      "run_id": run_id}
+            values = {k: v for k, v in values.items() if self.has(k)}
+            cur.execute(sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
+                self.rel, sql.SQL(", ").join(map(sql.Identifier, values)),
+                sql.SQL(", ").join(sql.Placeholder() * len(values))), list(values.values()))
+
+    def read(self, cur, table, lock=False):
+        wanted = [c for c in ("state", "last_key", "rows_copied", "rows_quarantined", "started_at",
+                              "finished_at", "rows_total_estimate") if self.has(c)]
+        cur.execute(sql.SQL("SELECT {} FROM {} WHERE target_table = %s{}").format(
+            sql.SQL(", ").join(map(sql.Identifier, wanted)), self.rel,
+            sql.SQL(" FOR UPDATE") if lock else sql.SQL("")), (table,))
+        row = cur.fetchone()
+        return dict(zip(wanted, row)) if row else None
+
+    def update(self, cur, table, values, increments=None):
+        """SET the given columns (those that exist), add ``increments``; ``now()`` for *_at=True."""
+        parts, args = [], []
+        for col, val in values.items():
+            if not self.has(col):
+                continue
+            if val is True and col.endswith("_at"):
+                parts.append(sql.SQL("{} = now()").format(sql.Identifier(col)))
+            else:
+                parts.append(sql.SQL("{} = %s").format(sql.Identifier(col)))
+                args.append(val)
+        for col, val in (increments or {}).items():
+            if self.has(col):
+                parts.append(sql.SQL("{0} = coalesce({0}, 0) + %s").format(sql.Identifier(col)))
+                args.append(val)
+        if self.has("updated_at") and "updated_at" not in values:
+            parts.append(sql.SQL("updated_at = now()"))
+        if not parts:
+            return
+        cur.execute(sql.SQL("UPDATE {} SET {} WHERE target_table = %s").format(
+            self.rel, sql.SQL(", ").join(parts)), args + [table])
+
+
+def read_progress(conn, target_schema, tables=None):
+    """Progress rows from migration_status: rows done/total, rows/s, ETA (for the role's poll loop)."""
+    status = StatusTable(conn, target_schema)
+    if not status.columns:
+        return []
+    cols = [c for c in ("target_table", "source_table", "state", "rows_copied", "rows_quarantined",
+                        "rows_total_estimate", "started_at", "updated_at", "finished_at", "last_error",
+                        "rows_per_second", "eta_seconds") if status.has(c)]
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT {}, now() FROM {} ORDER BY target_table").format(
+            sql.SQL(", ").join(map(sql.Identifier, cols)), status.rel))
+        rows = cur.fetchall()
+    out = []
+    for row in rows:
+        rec = dict(zip(cols, row[:-1]))
+        if tables and rec["target_table"] not in tables:
+            continue
+        db_now = row[-1]
+        done = int(rec.get("rows_copied") or 0) + int(rec.get("rows_quarantined") or 0)
+        total = rec.get("rows_total_estimate")
+        rate = rec.get("rows_per_second")
+        if rate is None and rec.get("started_at") and rec.get("state") in (STATE_COPYING, STATE_DONE):
+            end = rec.get("finished_at") or rec.get("updated_at") or db_now
+            secs = max((end - rec["started_at"]).total_seconds(), 0.001)
+            rate = done / secs
+        eta = rec.get("eta_seconds")
+        if eta is None and rate and total and rec.get("state") == STATE_COPYING:
+            eta = max(int(total) - done, 0) / rate
+        out.append({
+            "table": rec["target_table"], "state": rec.get("state"), "rows_done": done,
+            "rows_total": int(total) if total is not None else None,
+            "rows_per_second": round(float(rate), 1) if rate else 0.0,
+            "eta_seconds": round(float(eta), 1) if eta is not None else None,
+            "last_error": rec.get("last_error"),
+        })
+    return out
+
+
+def format_progress(records):
+    """Human lines for the poll loop: one per table."""
+    lines = ["%-24s %-8s %12s / %-12s %10s %8s" % ("table", "state", "rows done", "total", "rows/s", "ETA")]
+    for r in records:
+        pct = ""
+        if r["rows_total"]:
+            pct = " (%3d%%)" % min(100, int(100 * r["rows_done"] / max(r["rows_total"], 1)))
+        eta = "-" if r["eta_seconds"] is None else "%ds" % r["eta_seconds"]
+        lines.append("%-24s %-8s %12d / %-12s %10.0f %8s%s" % (
+            r["table"], r["state"] or "-", r["rows_done"],
+            "?" if r["rows_total"] is None else r["rows_total"], r["rows_per_second"], eta, pct))
+        if r.get("last_error") and r["state"] == STATE_FAILED:
+            lines.append("    error: %s" % r["last_error"])
+    return lines
+
+
+# ------------------------------------------------------------------ SQL builders
+def _cols(names, prefix=None):
+    if prefix:
+        return sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(prefix), sql.Identifier(n)) for n in names)
+    return sql.SQL(", ").join(map(sql.Identifier, names))
+
+
+def _row(names, prefix=None):
+    """``(a, b)`` (or ``a`` for one column) for keyset comparisons."""
+    inner = _cols(names, prefix)
+    return sql.SQL("({})").format(inner) if len(names) > 1 else inner
+
+
+def _params_row(values):
+    """Literal parameters of a saved key; untyped literals take the key column's type."""
+    inner = sql.SQL(", ").join(sql.Literal(v) for v in values)
+    return sql.SQL("({})").format(inner) if len(values) > 1 else inner
+
+
+def _desc(names):
+    return sql.SQL(", ").join(sql.SQL("{} DESC").format(sql.Identifier(n)) for n in names)
+
+
+def _key_text_array(names, prefix=None):
+    parts = []
+    for n in names:
+        ident = sql.SQL("{}.{}").format(sql.Identifier(prefix), sql.Identifier(n)) if prefix else sql.Identifier(n)
+        parts.append(sql.SQL("{}::text").format(ident))
+    return sql.SQL("ARRAY[{}]").format(sql.SQL(", ").join(parts))
+
+
+class QuarantineWriter:
+    """The INSERT into migration_quarantine, shaped by the columns that table has."""
+
+    def __init__(self, conn, target_schema):
+        with conn.cursor() as cur:
+            self.columns = {c[0]: c[1] for c in table_columns(cur, target_schema, QUARANTINE_TABLE)}
+        self.rel = sql.SQL("{}.{}").format(sql.Identifier(target_schema), sql.Identifier(QUARANTINE_TABLE))
+
+    def key_expr(self, spec, src_alias):
+        col_type = self.columns.get("source_key", "text[]")
+        arr = _key_text_array(spec.view_key, src_alias)
+        if col_type.endswith("[]"):
+            return arr
+        if col_type == "jsonb":
+            return sql.SQL("to_jsonb({})").format(arr)
+        return sql.SQL("array_to_string({}, ',')").format(arr)
+
+    def insert_sql(self, spec, src_cte, run_id):
+        """``INSERT .. SELECT .. FROM <src_cte> WHERE _quarantine_reason IS NOT NULL`` with RETURNING 1."""
+        exprs = []
+        key_filter_col = "target_table" if "target_table" in self.columns else "source_table"
+        for col, ctype in self.columns.items():
+            if col == "target_table":
+                exprs.append((col, sql.Literal(spec.name)))
+            elif col == "source_table":
+                exprs.append((col, sql.Literal(spec.source)))
+            elif col == "source_key":
+                exprs.append((col, self.key_expr(spec, "q")))
+            elif col in ("reason", "quarantine_reason"):
+                exprs.append((col, sql.SQL("q.{}").format(sql.Identifier(QUARANTINE_REASON))))
+            elif col in ("row_data", "payload", "data", "source_row", "row"):
+                expr = sql.SQL("to_jsonb(q) - {}").format(sql.Literal(QUARANTINE_REASON))
+                if ctype in ("json", "text"):
+                    expr = sql.SQL("({})::{}").format(expr, sql.SQL(ctype))
+                exprs.append((col, expr))
+            elif col == "run_id":
+                exprs.append((col, sql.Literal(run_id)))
+        if "source_key" not in self.columns or "source_table" not in self.columns and \
+                "target_table" not in self.columns:
+            raise CopyError("%s has no source_key/source_table columns; cannot record quarantined rows"
+                            % QUARANTINE_TABLE)
+        key_value = spec.name if key_filter_col == "target_table" else spec.source
+        # NOT EXISTS as well as ON CONFLICT: the copy stays idempotent even if the table has no unique key.
+        return sql.SQL(
+            "INSERT INTO {rel} AS mq ({cols}) SELECT {exprs} FROM {src} q "
+            "WHERE q.{reason} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {rel} x WHERE x.{fcol} = {fval} "
+            "AND x.source_key = {xkey}) ON CONFLICT DO NOTHING RETURNING 1"
+        ).format(
+            rel=self.rel, cols=_cols([e[0] for e in exprs]), exprs=sql.SQL(", ").join(e[1] for e in exprs),
+            src=sql.Identifier(src_cte), reason=sql.Identifier(QUARANTINE_REASON),
+            fcol=sql.Identifier(key_filter_col), fval=sql.Literal(key_value), xkey=self.key_expr(spec, "q"),
+        )
+
+    def count_sql(self, spec):
+        """SELECT count(*) of this table's quarantined rows."""
+        if "target_table" in self.columns:
+            return sql.SQL("SELECT count(*) FROM {} WHERE target_table = %s").format(self.rel), (spec.name,)
+        return sql.SQL("SELECT count(*) FROM {} WHERE source_table = %s").format(self.rel), (spec.source,)
+
+
+def batch_statement(spec, quarantine, last_key, limit, run_id):
+    """The one statement of a batch; returns rows: scanned, inserted, quarantined, last key (text[])."""
+    cols = _cols(spec.columns)
+    vkey = spec.view_key
+    if spec.kind == "row":
+        skey = spec.source_key
+        lower_src = sql.SQL("WHERE {} > {}").format(_row(skey, "s"), _params_row(last_key)) if last_key \
+            else sql.SQL("")
+        lower_view = sql.SQL("AND {} > {}").format(_row(vkey, "m"), _params_row(last_key)) if last_key \
+            else sql.SQL("")
+        join = sql.SQL(" AND ").join(
+            sql.SQL("m.{} = l.{}").format(sql.Identifier(v), sql.Identifier(k)) for v, k in zip(vkey, skey))
+        # locked: the next `limit` source keys, locked against DELETE (and key UPDATE) until commit.
+        # src: the view's rows for exactly those keys; the key range lets the planner use the
+        # source's primary-key index instead of evaluating the whole view.
+        head = sql.SQL(
+            "WITH locked AS MATERIALIZED ("
+            " SELECT {skey_s} FROM {source} s {lower_src} ORDER BY {skey_s} LIMIT {limit} FOR KEY SHARE OF s),"
+            " bound AS MATERIALIZED (SELECT {skey} FROM locked ORDER BY {skey_desc} LIMIT 1),"
+            " src AS MATERIALIZED ("
+            " SELECT m.* FROM {view} m JOIN locked l ON {join}"
+            " WHERE {vrow} <= (SELECT {skey} FROM bound) {lower_view}),"
+        ).format(
+            skey_s=_cols(skey, "s"), source=spec.source_rel, lower_src=lower_src, limit=sql.Literal(int(limit)),
+            skey=_cols(skey), skey_desc=_desc(skey), view=spec.view_rel, join=join,
+            vrow=_row(vkey, "m"), lower_view=lower_view,
+        )
+        scanned = sql.SQL("(SELECT count(*) FROM locked)")
+        last = sql.SQL("(SELECT {} FROM bound)").format(_key_text_array(skey))
+    else:
+        lower = sql.SQL("WHERE {} > {}").format(_row(vkey, "m"), _params_row(last_key)) if last_key \
+            else sql.SQL("")
+        head = sql.SQL(
+            "WITH src AS MATERIALIZED (SELECT m.* FROM {view} m {lower} ORDER BY {vkey} LIMIT {limit}),"
+            " bound AS MATERIALIZED (SELECT {vkey} FROM src ORDER BY {vdesc} LIMIT 1),"
+        ).format(view=spec.view_rel, lower=lower, vkey=_cols(vkey), vdesc=_desc(vkey),
+                 limit=sql.Literal(int(limit)))
+        scanned = sql.SQL("(SELECT count(*) FROM src)")
+        last = sql.SQL("(SELECT {} FROM bound)").format(_key_text_array(vkey))
+    where_ok = sql.SQL("WHERE {} IS NULL").format(sql.Identifier(QUARANTINE_REASON)) if spec.has_reason \
+        else sql.SQL("")
+    ins = sql.SQL(" ins AS (INSERT INTO {target} ({cols}) SELECT {cols} FROM src {where_ok}"
+                  " ON CONFLICT DO NOTHING RETURNING 1)").format(target=spec.target_rel, cols=cols, where_ok=where_ok)
+    if spec.has_reason:
+        q = sql.SQL(", q AS ({})").format(quarantine.insert_sql(spec, "src", run_id))
+        qcount = sql.SQL("(SELECT count(*) FROM q)")
+    else:
+        q, qcount = sql.SQL(""), sql.SQL("0")
+    return sql.SQL("{head}{ins}{q} SELECT {scanned}, (SELECT count(*) FROM ins), {qcount}, {last}").format(
+        head=head, ins=ins, q=q, scanned=scanned, qcount=qcount, last=last)
+
+
+def pending_statement(spec, quarantine):
+    """Check mode: how many rows a copy would insert / quarantine now (read-only)."""
+    tkey = spec.target_key if spec.kind == "row" else spec.target_key
+    match = sql.SQL(" AND ").join(
+        sql.SQL("t.{} = m.{}").format(sql.Identifier(t), sql.Identifier(v)) for t, v in zip(tkey, spec.view_key))
+    if spec.has_reason:
+        fcol = "target_table" if "target_table" in quarantine.columns else "source_table"
+        fval = spec.name if fcol == "target_table" else spec.source
+        return sql.SQL(
+            "SELECT count(*) FILTER (WHERE m.{reason} IS NULL AND NOT EXISTS (SELECT 1 FROM {target} t WHERE {match})),"
+            " count(*) FILTER (WHERE m.{reason} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {qrel} x"
+            " WHERE x.{fcol} = {fval} AND x.source_key = {key})), count(*) FROM {view} m"
+        ).format(reason=sql.Identifier(QUARANTINE_REASON), target=spec.target_rel, match=match,
+                 qrel=quarantine.rel, fcol=sql.Identifier(fcol), fval=sql.Literal(fval),
+                 key=quarantine.key_expr(spec, "m"), view=spec.view_rel)
+    return sql.SQL(
+        "SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE {match})), 0, count(*) FROM {view} m"
+    ).format(target=spec.target_rel, match=match, view=spec.view_rel)
+
+
+# ------------------------------------------------------------------- the engine
+class CopyEngine:
+    """Copies the mapped tables; see the module docstring for the guarantees."""
+
+    def __init__(self, conn_params, legacy_schema="public", mapping_schema="carbot_migration",
+                 target_schema="carbot_v2", tables=None, selected=None, batch_size=None, workers=None,
+                 progress_file=None, max_retries=10, adaptive=None, on_progress=None, retry_base=0.2):
+        self.conn_params = dict(conn_params)
+        self.legacy_schema, self.mapping_schema, self.target_schema = legacy_schema, mapping_schema, target_schema
+        self.declaration = list(tables) if tables is not None else load_declaration()
+        self.selected = list(selected or [])
+        self.batch_size = int(batch_size or DEFAULT_BATCH_SIZE)
+        # Adaptive unless the operator fixed a batch size.
+        self.adaptive = (batch_size is None) if adaptive is None else bool(adaptive)
+        self.workers = max(1, int(workers or default_workers()))
+        self.progress_file = progress_file
+        self.max_retries = max(1, int(max_retries))
+        self.retry_base = retry_base
+        self.on_progress = on_progress
+        self.run_id = "%s-%s" % (datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ"),
+                                 uuid.uuid4().hex[:8])
+        self._lock = threading.Lock()
+        self.retries = 0
+
+    # connections -----------------------------------------------------------------
+    def connect(self, purpose="copy"):
+        conn = db.connect(self.conn_params, application_name="carbot.migration %s" % purpose)
+        with conn.cursor() as cur:
+            # A batch's commit carries its own checkpoint, so losing the last commits in a server
+            # crash loses rows and checkpoint together: the rerun copies them again. Safe, and faster.
+            cur.execute("SET synchronous_commit TO off")
+        conn.commit()
+        return conn
+
+    def plan(self, conn):
+        ordered = order_tables(self.declaration, self.selected)
+        return resolve(conn, ordered, self.legacy_schema, self.mapping_schema, self.target_schema)
+
+    # check mode ----------------------------------------------------------------------
+    def preview(self):
+        """What a run would do now, per table, without writing anything."""
+        conn = self.connect("copy preview")
+        try:
+            specs = self.plan(conn)
+            quarantine = QuarantineWriter(conn, self.target_schema)
+            out = {}
+            with conn.cursor() as cur:
+                for spec in specs:
+                    cur.execute(pending_statement(spec, quarantine))
+                    would_copy, would_q, source_rows = cur.fetchone()
+                    out[spec.name] = {"source_rows": source_rows, "would_copy": would_copy,
+                                      "would_quarantine": would_q, "kind": spec.kind}
+            conn.rollback()
+            return out
+        finally:
+            conn.close()
+
+    # the run ------------------------------------------------------------------------
+    def run(self):
+        """Copy every planned table; returns {"tables": {name: result}, "failed": [names], ...}."""
+        started = time.monotonic()
+        conn = self.connect("copy plan")
+        try:
+            specs = self.plan(conn)
+            status = StatusTable(conn, self.target_schema)
+            with conn.cursor() as cur:
+                status.ensure_rows(cur, specs, self.run_id)
+            conn.commit()
+        finally:
+            conn.close()
+        results, failed, skipped = self._schedule(specs)
+        return {
+            "run_id": self.run_id,
+            "tables": results,
+            "failed": failed,
+            "skipped": skipped,
+            "rows_copied": sum(r.get("copied", 0) for r in results.values()),
+            "rows_quarantined": sum(r.get("quarantined", 0) for r in results.values()),
+            "retries": self.retries,
+            "elapsed": round(time.monotonic() - started, 3),
+            "workers": self.workers,
+        }
+
+    def _schedule(self, specs):
+        by_name = {s.name: s for s in specs}
+        pending = [s.name for s in specs]
+        done, failed, skipped, results = set(), [], [], {}
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="carbot-copy") as pool:
+            running = {}
+            while pending or running:
+                for name in list(pending):
+                    deps = [d for d in by_name[name].depends_on if d in by_name]
+                    if any(d in failed or d in skipped for d in deps):
+                        pending.remove(name)
+                        skipped.append(name)
+                        results[name] = {"state": "skipped",
+                                         "reason": "a table it depends on failed: %s"
+                                         % ", ".join(d for d in deps if d in failed or d in skipped)}
+                        continue
+                    if len(running) < self.workers and all(d in done for d in deps):
+                        pending.remove(name)
+                        running[pool.submit(self._copy_table, by_name[name])] = name
+                if not running:
+                    continue
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    name = running.pop(fut)
+                    try:
+                        results[name] = fut.result()
+                        done.add(name)
+                    except Exception as exc:  # noqa: BLE001 - reported per table, others go on
+                        failed.append(name)
+                        results[name] = {"state": STATE_FAILED, "error": "%s: %s" % (type(exc).__name__, exc)}
+        return results, failed, skipped
+
+    # one table ------------------------------------------------------------------------
+    def _copy_table(self, spec):
+        state = {"conn": None}
+        quarantine_box = {}
+
+        def conn():
+            if state["conn"] is None or state["conn"].closed:
+                state["conn"] = self.connect("copy %s" % spec.name)
+                quarantine_box["q"] = QuarantineWriter(state["conn"], self.target_schema)
+                quarantine_box["s"] = StatusTable(state["conn"], self.target_schema)
+            return state["conn"]
+
+        def attempt(func):
+            def call():
+                c = conn()
+                try:
+                    return func(c)
+                except Exception:
+                    try:
+                        c.rollback()
+                    except Exception:  # noqa: BLE001 - the connection is gone; reconnect next time
+                        c.close()
+                    raise
+            result, used = db.with_retries(call, attempts=self.max_retries, base=self.retry_base,
+                                           on_retry=lambda a, e, d: self._note_retry(spec, a, e, d))
+            return result
+
+        t0 = time.monotonic()
+        copied = quarantined = scanned = batches = 0
+        try:
+            def start(c):
+                with c.cursor() as cur:
+                    status = quarantine_box["s"]
+                    row = status.read(cur, spec.name, lock=True) or {}
+                    # estimate of the total, for progress (exact for row tables: the key count)
+                    if spec.kind == "row":
+                        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(spec.source_rel))
+                    else:
+                        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(spec.view_rel))
+                    total = cur.fetchone()[0]
+                    status.update(cur, spec.name, {"state": STATE_COPYING, "started_at": True, "finished_at": None,
+                                                   "rows_total_estimate": total, "run_id": self.run_id,
+                                                   "last_error": None})
+                c.commit()
+                return row, total
+
+            before, total = attempt(start)
+            done_before = int(before.get("rows_copied") or 0) + int(before.get("rows_quarantined") or 0)
+            limit = self.batch_size
+            live = {}  # rows/s and ETA so far, written with the checkpoint when the table has the columns
+            self._emit(spec, STATE_COPYING, done_before, total, 0, 0.0, t0)
+            while True:
+                def batch(c, limit=limit, live=live):
+                    with c.cursor() as cur:
+                        status = quarantine_box["s"]
+                        # Read the checkpoint under a row lock: two runs (say, an orphaned async job and
+                        # its rerun) then take turns per batch instead of racing on the same keys.
+                        row = status.read(cur, spec.name, lock=True) or {}
+                        last_key = row.get("last_key")
+                        cur.execute(batch_statement(spec, quarantine_box["q"], last_key, limit, self.run_id))
+                        n_scanned, n_ins, n_q, new_last = cur.fetchone()
+                        if n_scanned:
+                            status.update(cur, spec.name, dict(live, last_key=new_last),
+                                          {"rows_copied": n_ins, "rows_quarantined": n_q})
+                    c.commit()
+                    return n_scanned, n_ins, n_q
+
+                b0 = time.monotonic()
+                n_scanned, n_ins, n_q = attempt(batch)
+                took = time.monotonic() - b0
+                batches += 1
+                scanned += n_scanned
+                copied += n_ins
+                quarantined += n_q
+                elapsed = time.monotonic() - t0
+                rate = scanned / elapsed if elapsed > 0 else 0.0
+                rec = self._emit(spec, STATE_COPYING, done_before + copied + quarantined, total, scanned, rate, t0)
+                live = {"rows_per_second": rec["rows_per_second"], "eta_seconds": rec["eta_seconds"]}
+                if n_scanned < limit:
+                    break
+                if self.adaptive:
+                    limit = self._adapt(limit, took)
+
+            def finish(c):
+                with c.cursor() as cur:
+                    quarantine_box["s"].update(cur, spec.name, {"state": STATE_DONE, "finished_at": True})
+                    cur.execute(sql.SQL("SELECT count(*) FROM {}").format(spec.target_rel))
+                    target_rows = cur.fetchone()[0]
+                c.commit()
+                return target_rows
+
+            target_rows = attempt(finish)
+            elapsed = time.monotonic() - t0
+            result = {
+                "state": STATE_DONE, "kind": spec.kind, "source": spec.source, "source_rows": total,
+                "copied": copied, "quarantined": quarantined, "scanned": scanned,
+                "already_present": max(target_rows - copied, 0), "target_rows": target_rows,
+                "batches": batches, "elapsed": round(elapsed, 3),
+                "rows_per_second": round(scanned / elapsed, 1) if elapsed > 0 else 0.0,
+            }
+            self._emit(spec, STATE_DONE, done_before + copied + quarantined, total, scanned,
+                       result["rows_per_second"], t0)
+            return result
+        except Exception as exc:
+            self._mark_failed(spec, exc)
+            raise
+        finally:
+            if state["conn"] is not None and not state["conn"].closed:
+                state["conn"].close()
+
+    @staticmethod
+    def _adapt(limit, took):
+        if took < TARGET_BATCH_SECONDS / 2:
+            return min(MAX_BATCH_SIZE, limit * 2)
+        if took > TARGET_BATCH_SECONDS * 3:
+            return max(MIN_BATCH_SIZE, limit // 2)
+        return limit
+
+    def _note_retry(self, spec, attempt, exc, delay):
+        with self._lock:
+            self.retries += 1
+        self._write_progress({"ts": now_iso(), "run_id": self.run_id, "table": spec.name, "event": "retry",
+                              "attempt": attempt, "delay": round(delay, 2),
+                              "error": "%s: %s" % (type(exc).__name__, str(exc).strip()[:300])})
+
+    def _mark_failed(self, spec, exc):
+        try:
+            c = self.connect("copy status")
+            try:
+                with c.cursor() as cur:
+                    StatusTable(c, self.target_schema).update(
+                        cur, spec.name, {"state": STATE_FAILED, "last_error": "%s: %s" % (type(exc).__name__, exc)})
+                c.commit()
+            finally:
+                c.close()
+        except Exception:  # noqa: BLE001 - the original error is what the operator needs
+            pass
+        self._write_progress({"ts": now_iso(), "run_id": self.run_id, "table": spec.name, "event": "failed",
+                              "error": "%s: %s" % (type(exc).__name__, str(exc).strip()[:500])})
+
+    def _emit(self, spec, state, done, total, scanned, rate, t0):
+        remaining = max((total or 0) - done, 0)
+        rec = {
+            "ts": now_iso(), "run_id": self.run_id, "table": spec.name, "state": state,
+            "rows_done": done, "rows_total": total, "rows_this_run": scanned,
+            "rows_per_second": round(rate, 1), "eta_seconds": round(remaining / rate, 1) if rate else None,
+            "elapsed": round(time.monotonic() - t0, 3),
+        }
+        if self.on_progress:
+            self.on_progress(rec)
+        self._write_progress(rec)
+        return rec
+
+    def _write_progress(self, rec):
+        if not self.progress_file:
+            return
+        line = json.dumps(rec, default=str, sort_keys=True)
+        with self._lock:
+            with open(self.progress_file, "a") as handle:
+                handle.write(line + "\n")
