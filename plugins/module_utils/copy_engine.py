@@ -160,7 +160,7 @@ class TableSpec:
         self.depends_on = list(decl.get("depends_on") or [])
         self.legacy, self.mapping, self.target = schemas
         nkeys = len(self.source_key) if self.kind == "row" else len(self.target_key)
-        self.view_key = view_key_columns(view_cols, nkeys)
+        self.view_key = list(decl.get("view_key") or view_key_columns(view_cols, nkeys))
         if self.kind == "derived":
             # keyset over the view's own key; nothing to lock
             self.source_key = list(self.view_key)
@@ -233,8 +233,8 @@ class StatusTable:
 
     def ensure_rows(self, cur, specs, run_id):
         for spec in specs:
-            values = {"target_table": spec.name, "source_table": spec.source, "state": STATE_PENDING,
-                      "run_id": run_id}
+            values = {"target_table": spec.name, "source_table": spec.source, "kind": spec.kind,
+                      "state": STATE_PENDING, "run_id": run_id}
             values = {k: v for k, v in values.items() if self.has(k)}
             cur.execute(sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
                 self.rel, sql.SQL(", ").join(map(sql.Identifier, values)),
@@ -358,63 +358,75 @@ def _key_text_array(names, prefix=None):
 
 
 class QuarantineWriter:
-    """The INSERT into migration_quarantine, shaped by the columns that table has."""
+    """The INSERT into migration_quarantine (sql/v2/040_migration_tables.sql).
 
-    def __init__(self, conn, target_schema):
+    Columns used: target_table, source_table, source_pk (text: the key, composite keys as a
+    text[] literal), reason, row_data (the legacy row as jsonb; for derived tables, the view
+    row), run_id. Other columns keep their defaults.
+    """
+
+    def __init__(self, conn, target_schema, legacy_schema=None):
         with conn.cursor() as cur:
             self.columns = {c[0]: c[1] for c in table_columns(cur, target_schema, QUARANTINE_TABLE)}
         self.rel = sql.SQL("{}.{}").format(sql.Identifier(target_schema), sql.Identifier(QUARANTINE_TABLE))
+        self.key_col = "source_pk" if "source_pk" in self.columns else "source_key"
+        missing = {"target_table", "source_table", self.key_col, "reason"} - set(self.columns)
+        if self.columns and missing:
+            raise CopyError("%s.%s lacks the columns %s (contract: sql/v2/040_migration_tables.sql)"
+                            % (target_schema, QUARANTINE_TABLE, ", ".join(sorted(missing))))
 
-    def key_expr(self, spec, src_alias):
-        col_type = self.columns.get("source_key", "text[]")
-        arr = _key_text_array(spec.view_key, src_alias)
+    def key_expr(self, spec, alias):
+        """The quarantine key of the view row ``alias``, in the type of the key column."""
+        arr = _key_text_array(spec.view_key, alias)
+        col_type = self.columns.get(self.key_col, "text")
         if col_type.endswith("[]"):
             return arr
-        if col_type == "jsonb":
-            return sql.SQL("to_jsonb({})").format(arr)
-        return sql.SQL("array_to_string({}, ',')").format(arr)
+        if len(spec.view_key) == 1:
+            return sql.SQL("{}.{}::text").format(sql.Identifier(alias), sql.Identifier(spec.view_key[0]))
+        return sql.SQL("{}::text").format(arr)
+
+    def row_data_expr(self, spec):
+        """The legacy row of a quarantined view row ``q`` (row tables); the view row for derived ones."""
+        if spec.kind == "row":
+            match = sql.SQL(" AND ").join(
+                sql.SQL("s.{} = q.{}").format(sql.Identifier(k), sql.Identifier(v))
+                for k, v in zip(spec.source_key, spec.view_key))
+            return sql.SQL("coalesce((SELECT to_jsonb(s) FROM {} s WHERE {}), to_jsonb(q))").format(
+                spec.source_rel, match)
+        return sql.SQL("to_jsonb(q) - {}").format(sql.Literal(QUARANTINE_REASON))
 
     def insert_sql(self, spec, src_cte, run_id):
         """``INSERT .. SELECT .. FROM <src_cte> WHERE _quarantine_reason IS NOT NULL`` with RETURNING 1."""
         exprs = []
-        key_filter_col = "target_table" if "target_table" in self.columns else "source_table"
-        for col, ctype in self.columns.items():
+        for col in self.columns:
             if col == "target_table":
                 exprs.append((col, sql.Literal(spec.name)))
             elif col == "source_table":
                 exprs.append((col, sql.Literal(spec.source)))
-            elif col == "source_key":
+            elif col == self.key_col:
                 exprs.append((col, self.key_expr(spec, "q")))
-            elif col in ("reason", "quarantine_reason"):
+            elif col == "reason":
                 exprs.append((col, sql.SQL("q.{}").format(sql.Identifier(QUARANTINE_REASON))))
-            elif col in ("row_data", "payload", "data", "source_row", "row"):
-                expr = sql.SQL("to_jsonb(q) - {}").format(sql.Literal(QUARANTINE_REASON))
-                if ctype in ("json", "text"):
-                    expr = sql.SQL("({})::{}").format(expr, sql.SQL(ctype))
-                exprs.append((col, expr))
+            elif col == "row_data":
+                exprs.append((col, self.row_data_expr(spec)))
             elif col == "run_id":
                 exprs.append((col, sql.Literal(run_id)))
-        if "source_key" not in self.columns or "source_table" not in self.columns and \
-                "target_table" not in self.columns:
-            raise CopyError("%s has no source_key/source_table columns; cannot record quarantined rows"
-                            % QUARANTINE_TABLE)
-        key_value = spec.name if key_filter_col == "target_table" else spec.source
-        # NOT EXISTS as well as ON CONFLICT: the copy stays idempotent even if the table has no unique key.
+        # NOT EXISTS as well as ON CONFLICT: idempotent even without the unique key; cheap with it.
         return sql.SQL(
-            "INSERT INTO {rel} AS mq ({cols}) SELECT {exprs} FROM {src} q "
-            "WHERE q.{reason} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {rel} x WHERE x.{fcol} = {fval} "
-            "AND x.source_key = {xkey}) ON CONFLICT DO NOTHING RETURNING 1"
+            "INSERT INTO {rel} ({cols}) SELECT {exprs} FROM {src} q "
+            "WHERE q.{reason} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {rel} x WHERE x.target_table = {t} "
+            "AND x.{kcol} = {xkey}) ON CONFLICT DO NOTHING RETURNING 1"
         ).format(
             rel=self.rel, cols=_cols([e[0] for e in exprs]), exprs=sql.SQL(", ").join(e[1] for e in exprs),
             src=sql.Identifier(src_cte), reason=sql.Identifier(QUARANTINE_REASON),
-            fcol=sql.Identifier(key_filter_col), fval=sql.Literal(key_value), xkey=self.key_expr(spec, "q"),
+            t=sql.Literal(spec.name), kcol=sql.Identifier(self.key_col), xkey=self.key_expr(spec, "q"),
         )
 
-    def count_sql(self, spec):
-        """SELECT count(*) of this table's quarantined rows."""
-        if "target_table" in self.columns:
-            return sql.SQL("SELECT count(*) FROM {} WHERE target_table = %s").format(self.rel), (spec.name,)
-        return sql.SQL("SELECT count(*) FROM {} WHERE source_table = %s").format(self.rel), (spec.source,)
+    def exists_sql(self, spec, alias):
+        """``EXISTS`` a quarantine row for the view row ``alias``."""
+        return sql.SQL("EXISTS (SELECT 1 FROM {rel} x WHERE x.target_table = {t} AND x.{kcol} = {key})").format(
+            rel=self.rel, t=sql.Literal(spec.name), kcol=sql.Identifier(self.key_col),
+            key=self.key_expr(spec, alias))
 
 
 def batch_statement(spec, quarantine, last_key, limit, run_id):
@@ -471,19 +483,15 @@ def batch_statement(spec, quarantine, last_key, limit, run_id):
 
 def pending_statement(spec, quarantine):
     """Check mode: how many rows a copy would insert / quarantine now (read-only)."""
-    tkey = spec.target_key if spec.kind == "row" else spec.target_key
     match = sql.SQL(" AND ").join(
-        sql.SQL("t.{} = m.{}").format(sql.Identifier(t), sql.Identifier(v)) for t, v in zip(tkey, spec.view_key))
+        sql.SQL("t.{} = m.{}").format(sql.Identifier(t), sql.Identifier(v))
+        for t, v in zip(spec.target_key, spec.view_key))
     if spec.has_reason:
-        fcol = "target_table" if "target_table" in quarantine.columns else "source_table"
-        fval = spec.name if fcol == "target_table" else spec.source
         return sql.SQL(
             "SELECT count(*) FILTER (WHERE m.{reason} IS NULL AND NOT EXISTS (SELECT 1 FROM {target} t WHERE {match})),"
-            " count(*) FILTER (WHERE m.{reason} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {qrel} x"
-            " WHERE x.{fcol} = {fval} AND x.source_key = {key})), count(*) FROM {view} m"
+            " count(*) FILTER (WHERE m.{reason} IS NOT NULL AND NOT {quarantined}), count(*) FROM {view} m"
         ).format(reason=sql.Identifier(QUARANTINE_REASON), target=spec.target_rel, match=match,
-                 qrel=quarantine.rel, fcol=sql.Identifier(fcol), fval=sql.Literal(fval),
-                 key=quarantine.key_expr(spec, "m"), view=spec.view_rel)
+                 quarantined=quarantine.exists_sql(spec, "m"), view=spec.view_rel)
     return sql.SQL(
         "SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE {match})), 0, count(*) FROM {view} m"
     ).format(target=spec.target_rel, match=match, view=spec.view_rel)

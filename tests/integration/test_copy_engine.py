@@ -44,14 +44,16 @@ CREATE TABLE tg.visits (owner_id uuid NOT NULL REFERENCES tg.owners (id),
 CREATE TABLE tg.owner_stats (id uuid PRIMARY KEY, owner_id uuid NOT NULL REFERENCES tg.owners (id), pets integer);
 CREATE TABLE tg.events (id bigint PRIMARY KEY, owner_id uuid, payload text);
 CREATE TABLE tg.migration_status (
-    target_table text PRIMARY KEY, source_table text, state tg.migration_state NOT NULL DEFAULT 'pending',
+    target_table text PRIMARY KEY, source_table text NOT NULL,
+    kind text NOT NULL DEFAULT 'row' CHECK (kind IN ('row', 'derived')),
+    state tg.migration_state NOT NULL DEFAULT 'pending',
     last_key text[], rows_copied bigint NOT NULL DEFAULT 0, rows_quarantined bigint NOT NULL DEFAULT 0,
-    rows_total_estimate bigint, started_at timestamptz, updated_at timestamptz, finished_at timestamptz,
-    run_id text, last_error text);
+    rows_total_estimate bigint, started_at timestamptz, updated_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz, run_id text, last_error text);
 CREATE TABLE tg.migration_quarantine (
-    id bigserial PRIMARY KEY, target_table text NOT NULL, source_table text NOT NULL, source_key text[] NOT NULL,
-    reason text NOT NULL, row_data jsonb, quarantined_at timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (target_table, source_key));
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, target_table text NOT NULL, source_table text NOT NULL,
+    source_pk text NOT NULL, reason text NOT NULL, row_data jsonb NOT NULL, run_id text,
+    quarantined_at timestamptz NOT NULL DEFAULT now(), UNIQUE (target_table, source_pk));
 
 -- mapping
 CREATE VIEW mp.map_owners AS
@@ -153,8 +155,8 @@ def table_checksum(db, schema, table, key):
 def all_checksums(db):
     out = {t["target"]: table_checksum(db, TARGET, t["target"], t["target_key"]) for t in TABLES}
     out["quarantine"] = db.scalar(
-        "SELECT count(*)::text || ':' || md5(string_agg(target_table || source_key::text || reason, '' "
-        "ORDER BY target_table, source_key)) FROM tg.migration_quarantine")
+        "SELECT count(*)::text || ':' || md5(string_agg(target_table || source_pk || reason || row_data::text, '' "
+        "ORDER BY target_table, source_pk)) FROM tg.migration_quarantine")
     return out
 
 
@@ -167,7 +169,7 @@ def assert_counts_add_up(db):
         quarantined = db.scalar("SELECT count(*) FROM tg.migration_quarantine WHERE target_table = %s",
                                 (t["target"],))
         assert legacy == target + quarantined, (t["target"], legacy, target, quarantined)
-    dupes = db.scalar("SELECT count(*) - count(DISTINCT (target_table, source_key)) FROM tg.migration_quarantine")
+    dupes = db.scalar("SELECT count(*) - count(DISTINCT (target_table, source_pk)) FROM tg.migration_quarantine")
     assert dupes == 0
 
 
