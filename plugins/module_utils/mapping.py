@@ -1,0 +1,355 @@
+# -*- coding: utf-8 -*-
+# Copyright: CarBot operations
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The mapping declaration: how every carbot_v2 table is derived from the legacy tables.
+
+One declaration, three uses (docs/architecture.md): the copy, the sync triggers and the
+validation all read ``TABLES``; the projection views ``map_<target>`` in ``sql/mapping/``
+hold the rules. Adding a column is one edit in the view (and the target DDL); the
+declaration only changes when a table, a key or a reference changes.
+
+Each entry of ``TABLES`` (dependency order: parents before children) is a dict:
+
+``target``      target table name (in the target schema)
+``view``        projection view name (in the mapping schema), ``map_<target>``
+``source``      the driving legacy table
+``source_key``  the driving table's primary-key columns, keyset order
+``target_key``  the target's primary-key columns
+``view_key``    the key columns of the view: ``["_src_key"]`` or ``["_src_key1", "_src_key2"]``
+``kind``        ``row`` (one target row per legacy row, legacy PK kept) or ``derived``
+                (aggregated; the view's ``_src_key`` is the target key, a deterministic UUID v3)
+``reads``       every legacy table whose rows can change the view's output (sync triggers)
+``depends_on``  target tables that must be copied first
+``references``  the foreign keys: ``{"column", "parent", "required", "on_delete"}``. ``required``
+                references quarantine the row when the parent is missing or quarantined (and
+                ``ON DELETE CASCADE``); optional ones are set NULL (and ``ON DELETE SET NULL``), so
+                the target's delete behaviour agrees with what the view would produce.
+
+Foreign keys are created from ``references`` (``foreign_key_statements``), not from a SQL
+file: they are added after the copy, ``NOT VALID`` first and validated later, because the
+sync triggers may write a child row before the copy has reached its parent.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import glob
+import hashlib
+import os
+import uuid
+
+try:
+    from psycopg2 import sql
+    HAS_PSYCOPG2 = True
+except ImportError:  # pragma: no cover - reported by the modules
+    HAS_PSYCOPG2 = False
+
+# Namespace of every deterministic id the migration derives: uuid3(NAMESPACE_URL, 'urn:carbot:migration').
+# Hard-coded in sql/mapping/020_keys.sql as well; tests/unit/test_mapping_rules.py checks they agree.
+ID_NAMESPACE = uuid.UUID("b05a01f8-3ffe-3aaf-9af9-04ffba2dd566")
+
+LEGACY_TABLES = (
+    "users", "workshops", "team_members", "customers", "vehicles",
+    "leads", "lead_notes", "chat_messages", "analytics_events",
+    "services", "appointments", "appointment_services", "workshop_closures", "reviews",
+    "subscriptions", "invoices",
+    "chatbot_settings", "faq_entries", "email_templates",
+    "notifications", "api_keys", "webhooks",
+    "audit_logs", "gdpr_requests", "consent_log",
+)
+
+# Target tables that belong to the migration itself (040_migration_tables.sql), not to TABLES.
+MIGRATION_TABLES = ("migration_status", "migration_quarantine")
+
+# Files of sql/v2 that are not part of the data model (none today; FKs come from TABLES).
+SQL_SUBDIRS = ("v2", "mapping")
+
+
+def _ref(column, parent, required, on_delete=None):
+    return {
+        "column": column,
+        "parent": parent,
+        "required": required,
+        "on_delete": on_delete or ("CASCADE" if required else "SET NULL"),
+    }
+
+
+def _table(target, source, reads=(), references=(), kind="row", source_key=("id",), target_key=None,
+           depends_on=()):
+    target_key = list(target_key or source_key)
+    view_key = ["_src_key"] if len(target_key if kind == "derived" else source_key) == 1 else [
+        "_src_key%d" % (i + 1) for i in range(len(source_key))]
+    deps = list(depends_on)
+    for ref in references:
+        if ref["parent"] != target and ref["parent"] not in deps:
+            deps.append(ref["parent"])
+    all_reads = [source] + [t for t in reads if t != source]
+    return {
+        "target": target,
+        "view": "map_" + target,
+        "source": source,
+        "source_key": list(source_key),
+        "target_key": target_key,
+        "view_key": view_key,
+        "kind": kind,
+        "reads": all_reads,
+        "depends_on": deps,
+        "references": list(references),
+    }
+
+
+_W = _ref("workshop_id", "workshops", True)
+
+TABLES = [
+    # Tenancy and people
+    _table("organizations", "workshops", kind="derived", reads=("users",)),
+    _table("users", "users"),
+    _table("workshops", "workshops", reads=("users",),
+           references=(_ref("organization_id", "organizations", True, on_delete="RESTRICT"),
+                       _ref("owner_id", "users", False))),
+    _table("team_members", "team_members", reads=("workshops", "users"),
+           references=(_W, _ref("user_id", "users", True))),
+    _table("customers", "customers", reads=("workshops",), references=(_W,)),
+    _table("customer_vehicles", "vehicles", reads=("customers", "workshops"),
+           references=(_ref("customer_id", "customers", True), _W)),
+    # Leads and chat
+    _table("leads", "leads", reads=("workshops",), references=(_W,)),
+    _table("lead_notes", "lead_notes", reads=("leads", "workshops", "users"),
+           references=(_ref("lead_id", "leads", True), _ref("user_id", "users", False))),
+    _table("chat_sessions", "chat_messages", kind="derived", reads=("workshops",), references=(_W,)),
+    _table("chat_messages", "chat_messages", reads=("workshops", "leads"),
+           references=(_ref("session_id", "chat_sessions", True), _W, _ref("lead_id", "leads", False))),
+    _table("analytics_events", "analytics_events", reads=("workshops",), references=(_W,)),
+    # Workshop operations
+    _table("services", "services", reads=("workshops",), references=(_W,)),
+    _table("appointments", "appointments", reads=("workshops", "customers", "vehicles", "leads"),
+           references=(_W, _ref("customer_id", "customers", False),
+                       _ref("vehicle_id", "customer_vehicles", False), _ref("lead_id", "leads", False))),
+    _table("appointment_services", "appointment_services", source_key=("appointment_id", "service_id"),
+           reads=("appointments", "services", "workshops"),
+           references=(_ref("appointment_id", "appointments", True), _ref("service_id", "services", True))),
+    _table("workshop_closures", "workshop_closures", reads=("workshops",), references=(_W,)),
+    _table("reviews", "reviews", reads=("workshops", "customers"),
+           references=(_W, _ref("customer_id", "customers", False))),
+    # Billing
+    _table("subscriptions", "subscriptions", reads=("workshops",), references=(_W,)),
+    _table("invoices", "invoices", reads=("workshops", "subscriptions"),
+           references=(_W, _ref("subscription_id", "subscriptions", False))),
+    # Chatbot configuration
+    _table("chatbot_settings", "chatbot_settings", source_key=("workshop_id",), reads=("workshops",),
+           references=(_W,)),
+    _table("faq_entries", "faq_entries", reads=("workshops",), references=(_W,)),
+    _table("email_templates", "email_templates", reads=("workshops",), references=(_W,)),
+    # Platform
+    _table("notifications", "notifications", reads=("workshops", "users"),
+           references=(_W, _ref("user_id", "users", False))),
+    _table("api_keys", "api_keys", reads=("workshops",), references=(_W,)),
+    _table("webhooks", "webhooks", reads=("workshops",), references=(_W,)),
+    # Compliance: records of history keep the ids they name, without foreign keys.
+    _table("audit_logs", "audit_logs"),
+    _table("gdpr_requests", "gdpr_requests"),
+    _table("consent_log", "consent_log"),
+]
+
+
+def by_target(name):
+    """The declaration entry of target table ``name`` (KeyError if there is none)."""
+    for entry in TABLES:
+        if entry["target"] == name:
+            return entry
+    raise KeyError("no mapping for target table %r" % name)
+
+
+def legacy_tables():
+    """The 25 legacy tables, in the order of docs/mapping.md."""
+    return list(LEGACY_TABLES)
+
+
+def target_tables():
+    """Target tables that receive data, in dependency order."""
+    return [entry["target"] for entry in TABLES]
+
+
+def organization_id(owner_key):
+    """Python twin of the SQL rule: the id of the organization of an owner key."""
+    return uuid.uuid3(ID_NAMESPACE, "organization:" + owner_key)
+
+
+def chat_session_id(workshop_id, kunde_id):
+    """Python twin of the SQL rule: the id of the chat session of (workshop_id, kunde_id)."""
+    return uuid.uuid3(ID_NAMESPACE, "chat_session:%s/%s" % (workshop_id, kunde_id))
+
+
+# --- SQL files --------------------------------------------------------------------------------
+
+def sql_files(directory):
+    """The .sql files of ``directory``, in name order (the order they are applied in)."""
+    return sorted(glob.glob(os.path.join(directory, "*.sql")))
+
+
+def sql_files_checksum(sql_dir, subdirs=SQL_SUBDIRS):
+    """sha256 over the names and contents of the schema and mapping SQL files (hex)."""
+    digest = hashlib.sha256()
+    for sub in subdirs:
+        for path in sql_files(os.path.join(sql_dir, sub)):
+            digest.update(("%s/%s\0" % (sub, os.path.basename(path))).encode("utf-8"))
+            with open(path, "rb") as handle:
+                digest.update(handle.read())
+            digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def search_path_statement(schemas):
+    """``SET LOCAL search_path TO "a", "b"``, every name quoted as an identifier."""
+    return sql.SQL("SET LOCAL search_path TO {}").format(sql.SQL(", ").join(sql.Identifier(s) for s in schemas))
+
+
+def apply_sql_files(conn, directory, search_path_schemas):
+    """Run the .sql files of ``directory`` in name order inside the caller's transaction.
+
+    Each file runs after ``SET LOCAL search_path`` to ``search_path_schemas`` (quoted with
+    psycopg2.sql.Identifier). The caller commits; returns the file names applied.
+    """
+    if conn.autocommit:
+        raise ValueError("apply_sql_files needs a transaction (autocommit off): SET LOCAL would not stick")
+    applied = []
+    with conn.cursor() as cur:
+        for path in sql_files(directory):
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+            cur.execute(search_path_statement(search_path_schemas))
+            cur.execute(text)
+            applied.append(os.path.basename(path))
+    return applied
+
+
+def mapping_search_path(mapping_schema, legacy_schema, target_schema):
+    """search_path for sql/mapping: mapping first, legacy second (the views bind the legacy tables),
+    target last, so that the views' casts find the target's enum types (no legacy object may
+    share a name with a target type; schema_apply checks this)."""
+    return [mapping_schema, legacy_schema, target_schema]
+
+
+def ensure_schema(conn, name):
+    """CREATE SCHEMA IF NOT EXISTS, with the name quoted."""
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(name)))
+
+
+def apply_all(conn, sql_dir, target_schema="carbot_v2", mapping_schema="carbot_migration", legacy_schema="public"):
+    """Create both schemas and apply sql/v2 then sql/mapping (in the caller's transaction).
+
+    The one way to build the target and the mapping: schema_apply and the tests use it.
+    Returns ``{"v2": [files], "mapping": [files]}``.
+    """
+    ensure_schema(conn, target_schema)
+    ensure_schema(conn, mapping_schema)
+    return {
+        "v2": apply_sql_files(conn, os.path.join(sql_dir, "v2"), [target_schema]),
+        "mapping": apply_sql_files(conn, os.path.join(sql_dir, "mapping"),
+                                   mapping_search_path(mapping_schema, legacy_schema, target_schema)),
+    }
+
+
+# --- Catalog ----------------------------------------------------------------------------------
+
+_COLUMNS_SQL = """
+SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)
+  FROM pg_catalog.pg_attribute a
+  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %s AND c.relname = %s
+   AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+ ORDER BY a.attnum
+"""
+
+
+def column_types(conn, schema, relation):
+    """``[(name, type), ...]`` of a table or view, generated columns left out, in column order."""
+    with conn.cursor() as cur:
+        cur.execute(_COLUMNS_SQL, (schema, relation))
+        return [(name, typ) for name, typ in cur.fetchall()]
+
+
+def target_columns(conn, target_schema, table):
+    """The insertable columns of a target table (generated columns left out), in column order."""
+    return [name for name, _ in column_types(conn, target_schema, table)]
+
+
+def view_columns(conn, mapping_schema, view):
+    """The view's target columns: all but ``_src_key*`` and ``_quarantine_reason``."""
+    return [name for name, _ in column_types(conn, mapping_schema, view) if not name.startswith("_")]
+
+
+# --- Foreign keys -----------------------------------------------------------------------------
+
+def foreign_keys():
+    """Every foreign key of the target, from the declaration: dicts with table, column, parent,
+    parent_column, on_delete and the constraint name ``<table>_<column>_fkey``."""
+    out = []
+    for entry in TABLES:
+        for ref in entry["references"]:
+            parent = by_target(ref["parent"])
+            out.append({
+                "table": entry["target"],
+                "column": ref["column"],
+                "parent": ref["parent"],
+                "parent_column": parent["target_key"][0],
+                "on_delete": ref["on_delete"],
+                "name": "%s_%s_fkey" % (entry["target"], ref["column"]),
+            })
+    return out
+
+
+_ON_DELETE = {"CASCADE": "CASCADE", "SET NULL": "SET NULL", "RESTRICT": "RESTRICT", "NO ACTION": "NO ACTION"}
+
+
+def foreign_key_statement(target_schema, fk, not_valid=True):
+    """``ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY ...`` for one entry of ``foreign_keys()``."""
+    text = "ALTER TABLE {table} ADD CONSTRAINT {name} FOREIGN KEY ({column}) REFERENCES {parent} ({pcol}) ON DELETE "
+    text += _ON_DELETE[fk["on_delete"]]
+    if not_valid:
+        text += " NOT VALID"
+    return sql.SQL(text).format(
+        table=sql.Identifier(target_schema, fk["table"]), name=sql.Identifier(fk["name"]),
+        column=sql.Identifier(fk["column"]), parent=sql.Identifier(target_schema, fk["parent"]),
+        pcol=sql.Identifier(fk["parent_column"]))
+
+
+def existing_foreign_keys(conn, target_schema):
+    """``{constraint name: validated?}`` of the foreign keys in the target schema."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT con.conname, con.convalidated FROM pg_catalog.pg_constraint con "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = con.connamespace "
+            "WHERE n.nspname = %s AND con.contype = 'f'", (target_schema,))
+        return dict(cur.fetchall())
+
+
+def add_foreign_keys(conn, target_schema):
+    """Add the missing foreign keys as NOT VALID (cheap: no scan, a short lock per table).
+    Returns the names added. The caller commits (one transaction per call is fine: the locks
+    are SHARE ROW EXCLUSIVE on child and parent, held only for the catalog change)."""
+    have = existing_foreign_keys(conn, target_schema)
+    added = []
+    with conn.cursor() as cur:
+        for fk in foreign_keys():
+            if fk["name"] not in have:
+                cur.execute(foreign_key_statement(target_schema, fk, not_valid=True))
+                added.append(fk["name"])
+    return added
+
+
+def validate_foreign_keys(conn, target_schema):
+    """VALIDATE every NOT VALID foreign key of the declaration (SHARE UPDATE EXCLUSIVE: writes go on).
+    Returns the names validated."""
+    have = existing_foreign_keys(conn, target_schema)
+    done = []
+    with conn.cursor() as cur:
+        for fk in foreign_keys():
+            if have.get(fk["name"]) is False:
+                cur.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                    sql.Identifier(target_schema, fk["table"]), sql.Identifier(fk["name"])))
+                done.append(fk["name"])
+    return done

@@ -1,0 +1,104 @@
+-- carbot_migration: projection views, leads and chat (see 030_views_people.sql for the patterns).
+-- Applied with `SET search_path TO <mapping>, <legacy>, <target>`.
+
+CREATE OR REPLACE VIEW map_leads AS
+SELECT l.id,
+       l.workshop_id,
+       l.kunde_id AS client_key,
+       l.name,
+       normalise_email(l.email) AS email,
+       l.telefon AS phone,
+       lead_subject(l.anliegen) AS subject,
+       l.anliegen AS description,
+       l.fahrzeug AS vehicle_info,
+       lead_status_map(l.status)::lead_status AS status,
+       lead_priority_map(l.priority)::lead_priority AS priority,
+       CASE WHEN l.lead_score BETWEEN 0 AND 100 THEN l.lead_score END AS lead_score,
+       normalise_chat_history(l.chatverlauf) AS chat_history,
+       lead_source_map(l.source)::lead_source AS source,
+       l.consent_given,                          -- NULL stays NULL: unknown is not consent
+       l.consent_at AS consent_timestamp,
+       l."timestamp" AS captured_at,
+       l.created_at,
+       l.updated_at,
+       NULLIF(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+           'email', set_aside(l.email, normalise_email(l.email)),
+           'lead_score', CASE WHEN l.lead_score NOT BETWEEN 0 AND 100 THEN l.lead_score END)), '{}'::jsonb)
+           AS legacy_raw,
+       l.id AS _src_key,
+       COALESCE(
+           NULLIF(COALESCE((SELECT CASE WHEN p._quarantine_reason IS NULL THEN '' ELSE 'parent quarantined: workshop_id' END
+                              FROM map_workshops p WHERE p._src_key = l.workshop_id),
+                           'orphan: workshop_id not found'), ''),
+           unknown_value('leads.status', l.status, lead_status_map(l.status), true),
+           unknown_value('leads.priority', l.priority, lead_priority_map(l.priority), true),
+           unknown_value('leads.source', l.source, lead_source_map(l.source), false)
+       ) AS _quarantine_reason
+  FROM leads l;
+
+CREATE OR REPLACE VIEW map_lead_notes AS
+SELECT n.id,
+       n.lead_id,
+       CASE WHEN EXISTS (SELECT 1 FROM map_users p WHERE p._src_key = n.user_id AND p._quarantine_reason IS NULL)
+            THEN n.user_id END AS user_id,
+       n.note,
+       n.created_at,
+       n.id AS _src_key,
+       NULLIF(COALESCE((SELECT CASE WHEN p._quarantine_reason IS NULL THEN '' ELSE 'parent quarantined: lead_id' END
+                          FROM map_leads p WHERE p._src_key = n.lead_id),
+                       'orphan: lead_id not found'), '') AS _quarantine_reason
+  FROM lead_notes n;
+
+-- Derived: one session per legacy conversation (workshop_id, kunde_id) whose workshop migrates;
+-- id = chat_session_uuid(workshop_id, kunde_id), the same function map_chat_messages uses.
+CREATE OR REPLACE VIEW map_chat_sessions AS
+SELECT chat_session_uuid(g.workshop_id, g.kunde_id) AS id,
+       g.workshop_id,
+       g.kunde_id AS client_key,
+       g.started_at,
+       g.last_message_at,
+       chat_session_uuid(g.workshop_id, g.kunde_id) AS _src_key,
+       NULL::text AS _quarantine_reason
+  FROM (SELECT m.workshop_id, m.kunde_id,
+               pg_catalog.min(m.created_at) AS started_at,
+               pg_catalog.max(m.created_at) AS last_message_at
+          FROM chat_messages m
+         WHERE m.workshop_id IS NOT NULL AND m.kunde_id IS NOT NULL
+         GROUP BY m.workshop_id, m.kunde_id) g
+ WHERE EXISTS (SELECT 1 FROM map_workshops p WHERE p._src_key = g.workshop_id AND p._quarantine_reason IS NULL);
+
+CREATE OR REPLACE VIEW map_chat_messages AS
+SELECT m.id,
+       chat_session_uuid(m.workshop_id, m.kunde_id) AS session_id,
+       m.workshop_id,
+       CASE WHEN EXISTS (SELECT 1 FROM map_leads p WHERE p._src_key = m.lead_id AND p._quarantine_reason IS NULL)
+            THEN m.lead_id END AS lead_id,
+       chat_sender_map(m.sender)::chat_sender AS sender,
+       m.message,
+       m.metadata,
+       m.created_at,
+       m.id AS _src_key,
+       COALESCE(
+           NULLIF(COALESCE((SELECT CASE WHEN p._quarantine_reason IS NULL THEN '' ELSE 'parent quarantined: workshop_id' END
+                              FROM map_workshops p WHERE p._src_key = m.workshop_id),
+                           'orphan: workshop_id not found'), ''),
+           CASE WHEN m.kunde_id IS NULL THEN 'missing chat_messages.kunde_id (no conversation)' END,
+           unknown_value('chat_messages.sender', m.sender, chat_sender_map(m.sender), false)
+       ) AS _quarantine_reason
+  FROM chat_messages m;
+
+CREATE OR REPLACE VIEW map_analytics_events AS
+SELECT e.id,
+       e.workshop_id,
+       e.event_type,
+       e.event_data,
+       e.kunde_id AS client_key,
+       e.page_url,
+       e.user_agent,
+       e.ip_address,
+       e.created_at,
+       e.id AS _src_key,
+       NULLIF(COALESCE((SELECT CASE WHEN p._quarantine_reason IS NULL THEN '' ELSE 'parent quarantined: workshop_id' END
+                          FROM map_workshops p WHERE p._src_key = e.workshop_id),
+                       'orphan: workshop_id not found'), '') AS _quarantine_reason
+  FROM analytics_events e;
