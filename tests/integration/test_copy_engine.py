@@ -57,8 +57,10 @@ CREATE TABLE tg.migration_quarantine (
 
 -- mapping
 CREATE VIEW mp.map_owners AS
-  SELECT o.id, nullif(btrim(o.name), '') AS name, lower(btrim(o.email)) AS email,
-         coalesce(o.consent, false) AS marketing_consent, btrim(o.postal_code) AS postal_code,
+  SELECT o.id, nullif(btrim(o.name), '') AS name,
+         CASE WHEN lower(btrim(o.email)) ~ '^[^@ ]+@[^@ ]+[.][a-z]+$' THEN lower(btrim(o.email)) END AS email,
+         coalesce(o.consent, false) AS marketing_consent,
+         CASE WHEN btrim(o.postal_code) ~ '^[0-9]{5}$' THEN btrim(o.postal_code) END AS postal_code,
          o.id AS _src_key, NULL::text AS _quarantine_reason
   FROM lg.owners o;
 CREATE VIEW mp.map_pets AS
