@@ -396,10 +396,11 @@ class AdminApi:
         message = getattr(exc, "pgerror", None) or str(exc)
         return self.scrub(message.splitlines()[0] if message.strip() else type(exc).__name__)
 
-    def _connect(self, dsn):
+    def _connect(self, dsn, readonly=False):
         # A new connection per check: session defaults (ALTER DATABASE/ROLE ... SET search_path) apply
         # only to new sessions, which is what a restarted application sees after the cutover.
         conn = psycopg2.connect(dsn, connect_timeout=self.connect_timeout, application_name=SERVICE)
+        conn.set_session(readonly=readonly)
         with conn.cursor() as cur:
             # Fail fast instead of queueing behind the cutover's ACCESS EXCLUSIVE locks.
             cur.execute("SELECT pg_catalog.set_config('statement_timeout', %s, true),"
@@ -450,8 +451,7 @@ class AdminApi:
                   "error": None, "latency_ms": None}
         conn = None
         try:
-            conn = self._connect(self._status_dsn)
-            conn.set_session(readonly=True)
+            conn = self._connect(self._status_dsn, readonly=True)
             with conn.cursor() as cur:
                 cur.execute("SELECT 1 FROM pg_catalog.pg_class c"
                             " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
@@ -566,20 +566,25 @@ class _Handler(BaseHTTPRequestHandler):
         except (UnicodeDecodeError, ValueError) as exc:
             raise HttpError(400, "invalid JSON: %s" % exc)
 
-    def _authorize(self, entry):
+    def _auth_outcome(self):
+        """How the request authenticated: ok, missing, malformed or invalid (logged for every request,
+        faulted ones included, so tests can see whether a role sent its token; the token never is)."""
         header = self.headers.get("Authorization")
-        challenge = {"WWW-Authenticate": 'Bearer realm="carbot-admin"'}
         if not header:
-            entry["auth"] = "missing"
-            raise HttpError(401, "missing bearer token", challenge)
+            return "missing"
         scheme, _, value = header.strip().partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
-            entry["auth"] = "malformed"
-            raise HttpError(401, "Authorization must be 'Bearer <token>'", challenge)
+            return "malformed"
         if not hmac.compare_digest(value.strip().encode(), self.api.token.encode()):
-            entry["auth"] = "invalid"
-            raise HttpError(401, "invalid token", challenge)
-        entry["auth"] = "ok"
+            return "invalid"
+        return "ok"
+
+    @staticmethod
+    def _authorize(entry):
+        messages = {"missing": "missing bearer token", "malformed": "Authorization must be 'Bearer <token>'",
+                    "invalid": "invalid token"}
+        if entry["auth"] != "ok":
+            raise HttpError(401, messages[entry["auth"]], {"WWW-Authenticate": 'Bearer realm="carbot-admin"'})
 
     def _send(self, status, body, headers=None):
         payload = json.dumps(body, default=str).encode("utf-8")
@@ -600,7 +605,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path.rstrip("/") or "/"
         control = path == "/_control" or path.startswith("/_control/")
         entry = {"method": method, "path": path, "status": None, "time": _iso(now), "ts": now,
-                 "duration_ms": None, "auth": None, "fault": None}
+                 "duration_ms": None, "auth": self._auth_outcome(), "fault": None}
         try:
             status, body, headers = self._handle(method, path, control, entry)
         except HttpError as exc:
