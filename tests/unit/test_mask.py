@@ -56,5 +56,11 @@ def test_unknown_text_is_masked_and_email_like_values_are_recognised():
 def test_mask_row_and_containers():
     row = mask_row({"id": "1", "email": "jan@gmx.de", "name": "Jan Berg", "postal_code": "10115",
                     "tags": ["Jan"], "extra": {"email": "x@y.de"}})
-    assert row == {"id": "1", "email": "j***@g***.de", "name": "J. B.", "postal_code": "1***",
+    assert row == {"id": "1", "email": "j***@g***.de", "name": "J. B.", "postal_code": "99999",
                    "tags": ["J***"], "extra": {"email": "x***@y***.de"}}
+
+
+def test_plates_and_postal_codes_keep_their_shape_only():
+    assert mask("B-AB 1234", "license_plate") == "X-XX 9999"
+    assert mask("b ab1234", "license_plate") == "X XX9999"
+    assert mask(" 10115", "postal_code") == " 99999"
