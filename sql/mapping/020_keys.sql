@@ -41,18 +41,3 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
       FROM pg_catalog.md5(pg_catalog.decode('b05a01f83ffe3aaf9af904ffba2dd566', 'hex')
                           || pg_catalog.convert_to('chat_session:' || workshop_id::text || '/' || kunde_id, 'UTF8')) AS h
 $$;
-
--- The owner of every legacy workshop, and so its organization. Owner key, first that exists:
---   1. the workshop's owner_email, normalised (trim + lower case; case differs between rows);
---   2. the email of the owner user (owner_id -> users), normalised;
---   3. 'workshop:<id>' (no usable owner: the workshop is an organization of its own).
--- Grouping by owner only (never by city): an owner with workshops in two cities is one organization.
-CREATE OR REPLACE VIEW workshop_owners AS
-SELECT w.id AS workshop_id,
-       k.owner_key,
-       organization_uuid(k.owner_key) AS organization_id
-  FROM workshops w
-  LEFT JOIN users u ON u.id = w.owner_id
- CROSS JOIN LATERAL (
-       SELECT COALESCE(normalise_email(w.owner_email), normalise_email(u.email), 'workshop:' || w.id::text)
-              AS owner_key) k;

@@ -9,6 +9,21 @@
 --                       parent's view so that a migrated row never points at a row that is not.
 --   optional parent  -> kept when the parent migrates, else NULL (counted in dangling_references).
 
+-- The owner of every legacy workshop, and so its organization. Owner key, first that exists:
+--   1. the workshop's owner_email, normalised (trim + lower case; case differs between rows);
+--   2. the email of the owner user (owner_id -> users), normalised;
+--   3. 'workshop:<id>' (no usable owner: the workshop is an organization of its own).
+-- Grouping by owner only (never by city): an owner with workshops in two cities is one organization.
+CREATE OR REPLACE VIEW workshop_owners AS
+SELECT w.id AS workshop_id,
+       k.owner_key,
+       organization_uuid(k.owner_key) AS organization_id
+  FROM workshops w
+  LEFT JOIN users u ON u.id = w.owner_id
+ CROSS JOIN LATERAL (
+       SELECT COALESCE(normalise_email(w.owner_email), normalise_email(u.email), 'workshop:' || w.id::text)
+              AS owner_key) k;
+
 CREATE OR REPLACE VIEW map_users AS
 SELECT u.id,
        normalise_email(u.email) AS email,

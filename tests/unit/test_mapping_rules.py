@@ -1,0 +1,256 @@
+"""The mapping's rule functions (sql/mapping/010_rules.sql, 020_keys.sql) against a real database.
+
+One case per kind of dirt in shared/legacy-schema.md. The functions are loaded into a fresh
+database on their own (they read no table), exactly as schema_apply loads them.
+"""
+
+import datetime
+import json
+import uuid
+
+import pytest
+from ansible_collections.carbot.migration.plugins.module_utils import mapping
+from conftest import REPO
+
+RULE_FILES = ("010_rules.sql", "020_keys.sql")
+UTC = datetime.timezone.utc
+
+
+@pytest.fixture(scope="module")
+def rules(make_database):
+    """A cursor on a database holding only the rule functions, in schema carbot_migration."""
+    db = make_database("rules")
+    conn = db.connect(autocommit=False)
+    mapping.ensure_schema(conn, "carbot_migration")
+    with conn.cursor() as cur:
+        for name in RULE_FILES:
+            cur.execute(mapping.search_path_statement(["carbot_migration"]))
+            cur.execute((REPO / "sql" / "mapping" / name).read_text())
+    conn.commit()
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        # Callers (views, triggers) may run with any search_path: use the functions qualified.
+        cur.execute("SET search_path TO pg_catalog")
+        yield cur
+    conn.close()
+
+
+def call(cur, expr, *args):
+    cur.execute("SELECT carbot_migration." + expr, args)
+    return cur.fetchone()[0]
+
+
+# --- names ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("raw, expected", [
+    ("Max Mustermann", [None, "Max", "Mustermann"]),
+    ("Dr. Anna-Lena von Berg", ["Dr.", "Anna-Lena", "von Berg"]),           # title + particle
+    ("  Müller ", [None, None, "Müller"]),                                   # blanks, one word
+    ("Ömer", [None, None, "Ömer"]),                                          # one word, Unicode
+    ("van der Berg, Jan", [None, "Jan", "van der Berg"]),                    # 'Family, Given'
+    ("Berg, Dr. Anna", ["Dr.", "Anna", "Berg"]),                             # title after the comma
+    ("Prof. Dr. Hans Peter Schmidt", ["Prof. Dr.", "Hans Peter", "Schmidt"]),  # two titles, two given
+    ("Dipl.-Ing. Karl de la Cruz", ["Dipl.-Ing.", "Karl", "de la Cruz"]),
+    ("von Berg", [None, None, "von Berg"]),                                  # particle first
+    ("Max   Mustermann", [None, "Max", "Mustermann"]),                       # runs of blanks
+    ("Herr Müller", ["Herr", None, "Müller"]),                               # salutation
+    ("", [None, None, None]),
+    ("   ", [None, None, None]),
+    (None, [None, None, None]),
+])
+def test_split_name(rules, raw, expected):
+    assert call(rules, "split_name(%s)", raw) == expected
+
+
+def test_join_name_spells_the_name_back(rules):
+    assert call(rules, "join_name(%s, %s, %s)", "Dr.", "Anna-Lena", "von Berg") == "Dr. Anna-Lena von Berg"
+    assert call(rules, "join_name(%s, %s, %s)", None, None, "Müller") == "Müller"
+    assert call(rules, "join_name(%s, %s, %s)", None, None, None) is None
+
+
+# --- emails -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("raw, expected", [
+    ("MAX@WEB.DE ", "max@web.de"),      # case and blanks
+    ("anna.berg@t-online.de", "anna.berg@t-online.de"),
+    ("max@", None),                     # invalid: no domain
+    ("kein", None),                     # invalid: no @
+    ("max@web", None),                  # invalid: no top-level domain
+    ("max @web.de", None),              # invalid: blank inside
+    ("", None),
+    (None, None),
+])
+def test_normalise_email(rules, raw, expected):
+    assert call(rules, "normalise_email(%s)", raw) == expected
+
+
+def test_set_aside_keeps_rejected_values_only(rules):
+    assert call(rules, "set_aside(%s, %s)", "max@", None) == "max@"          # rejected: kept raw
+    assert call(rules, "set_aside(%s, %s)", "MAX@WEB.DE ", "max@web.de") is None  # normalised: nothing lost
+    assert call(rules, "set_aside(%s, %s)", "  ", None) is None               # blank carries nothing
+    assert call(rules, "set_aside(%s, %s)", None, None) is None
+
+
+# --- postal codes, plates, VIN, years ---------------------------------------------------------------
+@pytest.mark.parametrize("raw, expected", [
+    ("10115", "10115"), (" 10115", "10115"), ("1234", None), ("10115 Berlin", None), ("", None), (None, None),
+])
+def test_normalise_postal_code(rules, raw, expected):
+    assert call(rules, "normalise_postal_code(%s)", raw) == expected
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("B-AB 1234", "B-AB 1234"),
+    ("b ab1234", "B-AB 1234"),
+    ("hh-x 12e", "HH-X 12E"),           # electric-car suffix
+    ("M  AB  7", "M-AB 7"),
+    ("BAB1234", "BAB1234"),             # ambiguous (B-AB or BA-B): kept as it was
+    ("W-12345A", "W-12345A"),           # foreign plate: kept
+    ("  ", None),
+    (None, None),
+])
+def test_normalise_plate(rules, raw, expected):
+    assert call(rules, "normalise_plate(%s)", raw) == expected
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("wvwzzz1jz3w386752", "WVWZZZ1JZ3W386752"),
+    ("WVW ZZZ1JZ3W386752", "WVWZZZ1JZ3W386752"),
+    ("garbage", None),
+    ("WVWZZZ1JZ3W38675O", None),        # letter O is not in the VIN alphabet
+    (None, None),
+])
+def test_normalise_vin(rules, raw, expected):
+    assert call(rules, "normalise_vin(%s)", raw) == expected
+
+
+@pytest.mark.parametrize("year, created, expected", [
+    (2015, datetime.datetime(2024, 5, 1, tzinfo=UTC), 2015),
+    (2025, datetime.datetime(2024, 5, 1, tzinfo=UTC), 2025),    # next model year
+    (2031, datetime.datetime(2024, 5, 1, tzinfo=UTC), None),    # future
+    (0, datetime.datetime(2024, 5, 1, tzinfo=UTC), None),
+    (1999, None, 1999),
+    (None, None, None),
+])
+def test_valid_vehicle_year(rules, year, created, expected):
+    assert call(rules, "valid_vehicle_year(%s, %s)", year, created) == expected
+
+
+# --- closed sets --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("raw, expected", [
+    ("new", "new"), ("contacted", "contacted"), ("qualified", "qualified"), ("converted", "converted"),
+    ("lost", "lost"), ("spam", "spam"),                     # the plan turned these into 'new'
+    ("neu", "new"), ("NEU ", "new"),                        # German legacy spelling
+    (None, None),                                           # unknown stays unknown
+    ("bogus", None),                                        # unknown value: quarantined by the view
+])
+def test_lead_status_map(rules, raw, expected):
+    assert call(rules, "lead_status_map(%s)", raw) == expected
+
+
+def test_unknown_value_tells_unknown_from_null(rules):
+    assert call(rules, "unknown_value(%s, %s, %s, %s)", "leads.status", "bogus", None, True) == \
+        "unknown leads.status: 'bogus'"
+    assert call(rules, "unknown_value(%s, %s, %s, %s)", "leads.status", None, None, True) is None
+    assert call(rules, "unknown_value(%s, %s, %s, %s)", "leads.source", None, None, False) == \
+        "unknown leads.source: NULL"
+    assert call(rules, "unknown_value(%s, %s, %s, %s)", "leads.status", "neu", "new", True) is None
+
+
+def test_other_closed_sets(rules):
+    assert call(rules, "business_type_map(%s)", "Freie Werkstatt") == "independent"
+    assert call(rules, "business_type_map(%s)", "dealership") == "dealership"
+    assert call(rules, "business_type_map(%s)", "Kette") is None
+    assert call(rules, "lead_priority_map(%s)", "URGENT") == "urgent"
+    assert call(rules, "appointment_status_map(%s)", "no_show") == "no_show"
+    assert call(rules, "chatbot_language_map(%s)", "DE") == "de"
+    assert call(rules, "subscription_status_map(%s)", "cancelled") is None   # legacy spells it 'canceled'
+
+
+@pytest.mark.parametrize("raw, expected", [("eur", "EUR"), ("EUR", "EUR"), (" Eur ", "EUR"), ("euro", None),
+                                           ("", None), (None, None)])
+def test_currency_map(rules, raw, expected):
+    assert call(rules, "currency_map(%s)", raw) == expected
+
+
+# --- slugs, subjects ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("raw, expected", [
+    ("meister-berlin-v2", "meister-berlin"), ("meister-berlin", "meister-berlin"),
+    ("v2-meister", "v2-meister"), ("meister-v2-v2", "meister-v2"), ("meister-v20", "meister-v20"),
+])
+def test_strip_slug_suffix(rules, raw, expected):
+    assert call(rules, "strip_slug_suffix(%s)", raw) == expected
+
+
+def test_lead_subject(rules):
+    assert call(rules, "lead_subject(%s)", "  Bremsen quietschen\nseit gestern, bitte Termin") == "Bremsen quietschen"
+    assert len(call(rules, "lead_subject(%s)", "x" * 500)) == 120
+    assert call(rules, "lead_subject(%s)", " \n ") is None
+
+
+# --- deterministic ids ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("namespace, name", [
+    (uuid.NAMESPACE_DNS, "carbot.example"),
+    (uuid.NAMESPACE_URL, "urn:carbot:migration"),
+    (mapping.ID_NAMESPACE, "organization:max@web.de"),
+    (mapping.ID_NAMESPACE, "chat_session:0f0e.../Ömer 🚗"),
+    (mapping.ID_NAMESPACE, ""),
+])
+def test_uuid_v3_equals_python(rules, namespace, name):
+    assert call(rules, "uuid_v3(%s::uuid, %s)", str(namespace), name) == str(uuid.uuid3(namespace, name))
+
+
+def test_id_namespace_agrees_with_python(rules):
+    assert call(rules, "id_namespace()") == str(mapping.ID_NAMESPACE)
+    assert mapping.ID_NAMESPACE == uuid.uuid3(uuid.NAMESPACE_URL, "urn:carbot:migration")
+
+
+def test_derived_ids_agree_with_python(rules):
+    assert call(rules, "organization_uuid(%s)", "max@web.de") == str(mapping.organization_id("max@web.de"))
+    wid = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+    assert call(rules, "chat_session_uuid(%s::uuid, %s)", wid, "k-42") == str(mapping.chat_session_id(wid, "k-42"))
+    assert call(rules, "chat_session_uuid(%s::uuid, %s)", wid, "k-42") == \
+        call(rules, "uuid_v3(carbot_migration.id_namespace(), %s)", "chat_session:%s/k-42" % wid)
+
+
+# --- local times around DST ---------------------------------------------------------------------------
+@pytest.mark.parametrize("day, time, expected_utc", [
+    ("2024-07-01", "10:00", datetime.datetime(2024, 7, 1, 8, 0, tzinfo=UTC)),      # CEST, +02
+    ("2024-01-15", "10:00", datetime.datetime(2024, 1, 15, 9, 0, tzinfo=UTC)),     # CET, +01
+    # spring forward: 02:30 does not exist; read with the offset before the jump (+01) = 03:30 CEST
+    ("2024-03-31", "02:30", datetime.datetime(2024, 3, 31, 1, 30, tzinfo=UTC)),
+    # fall back: 02:30 happens twice; read as standard time (+01), the later instant
+    ("2024-10-27", "02:30", datetime.datetime(2024, 10, 27, 1, 30, tzinfo=UTC)),
+    ("2024-10-27", None, None),
+])
+def test_local_to_instant(rules, day, time, expected_utc):
+    got = call(rules, "local_to_instant(%s::date, %s::time)", day, time)
+    assert got == expected_utc
+
+
+# --- chat history shapes -----------------------------------------------------------------------------
+MSG = {"role": "user", "content": "Hallo 👋", "ts": "2024-05-01T10:00:00Z"}
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ([MSG], [MSG]),                                   # the normal shape
+    (MSG, [MSG]),                                     # an object: wrapped
+    (json.dumps([MSG]), [MSG]),                       # a JSON string holding an array: parsed
+    (json.dumps(MSG), [MSG]),                         # a JSON string holding an object: parsed, wrapped
+    ("Kunde hat angerufen", ["Kunde hat angerufen"]),  # a plain string: kept as the only element
+    ("[{broken", ["[{broken"]),                       # invalid JSON inside: kept as a string
+    (5, [5]),
+    ([], []),
+])
+def test_normalise_chat_history(rules, raw, expected):
+    assert call(rules, "normalise_chat_history(%s::jsonb)", json.dumps(raw)) == expected
+
+
+def test_normalise_chat_history_nulls(rules):
+    assert call(rules, "normalise_chat_history(%s::jsonb)", None) is None
+    assert call(rules, "normalise_chat_history(%s::jsonb)", "null") is None
+
+
+# --- purity --------------------------------------------------------------------------------------------
+def test_every_rule_is_immutable(rules):
+    rules.execute("SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                  "WHERE n.nspname = 'carbot_migration' AND p.provolatile <> 'i'")
+    assert rules.fetchall() == []
