@@ -14,6 +14,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -116,8 +117,8 @@ def standins():
         api.stop()
 
 
-def request_log(api):
-    status, body, _ = call(api.url + "/_control/log", token=api.api.token)
+def request_log(api=None, url=None, token=None):
+    status, body, _ = call((url or api.url) + "/_control/log", token=token or api.api.token)
     assert status == 200
     return body
 
@@ -250,7 +251,7 @@ def test_cli_restart_keeps_maintenance_state_and_hides_secrets(tmp_path, app_db)
         assert call(url + "/admin/maintenance", token=token)[1] == {"enabled": True, "message": "Umzug",
                                                                      "since": on["since"]}
         call(url + "/admin/maintenance", "POST", token, {"enabled": False})
-        log = request_log(type("Api", (), {"url": url, "api": type("A", (), {"token": token})})())
+        log = request_log(url=url, token=token)
         assert [c["enabled"] for c in log["maintenance_changes"]] == [True, False], "the timeline survives too"
         assert log["write_freeze_windows"][0]["start"] == on["since"]
     finally:
@@ -481,6 +482,16 @@ def test_fault_delay_makes_clients_time_out(standins):
     assert status == 502 and body == {"error": "injected fault", "status": 502}
     assert time.monotonic() - started >= 0.3
     assert call(api.url + "/health", timeout=1)[0] == 200
+
+    # One slow endpoint does not hold up the others (a thread per request, as in the real API).
+    set_faults(api, {"endpoint": "/health", "delay_ms": 1000, "times": 1})
+    slow = threading.Thread(target=call, args=(api.url + "/health",), kwargs={"timeout": 5})
+    slow.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    assert call(api.url + "/admin/maintenance", token=api.api.token, timeout=5)[0] == 200
+    assert time.monotonic() - started < 0.5
+    slow.join()
 
 
 def test_invalid_faults_are_refused(standins):

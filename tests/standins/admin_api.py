@@ -39,6 +39,9 @@ GET      /_control/log           yes    200 ``{"requests": [...], "maintenance_c
 DELETE   /_control/log           yes    200; clears the request log (not the maintenance timeline)
 =======  ======================  =====  ==========================================================
 
+``since`` is the ISO 8601 UTC time of the last on/off change (null if there never was one); it does
+not move when a POST repeats the current state (``changed`` is then false).
+
 Auth is ``Authorization: Bearer <token>``; without it or with a wrong token: 401 with a JSON error
 and ``WWW-Authenticate: Bearer``. Decision: ``/health`` and ``/health/database`` are open, like the
 probes of a real deployment (they reveal a schema name, nothing more); ``/health/migrations`` needs
