@@ -10,8 +10,8 @@ BEGIN
     FOR v IN
         SELECT c.relname
           FROM pg_catalog.pg_class c
-         WHERE c.relnamespace = pg_catalog.to_regnamespace(pg_catalog.current_schema())
-           AND c.relkind = 'v'
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = pg_catalog.current_schema() AND c.relkind = 'v'
     LOOP
         EXECUTE pg_catalog.format('DROP VIEW IF EXISTS %I CASCADE', v.relname);
     END LOOP;

@@ -33,8 +33,8 @@ BEGIN
     LOOP
         IF NOT EXISTS (
             SELECT 1 FROM pg_catalog.pg_type ty
-            WHERE ty.typname = t.name
-              AND ty.typnamespace = pg_catalog.to_regnamespace(pg_catalog.current_schema())
+              JOIN pg_catalog.pg_namespace n ON n.oid = ty.typnamespace
+             WHERE ty.typname = t.name AND n.nspname = pg_catalog.current_schema()
         ) THEN
             -- format(%I, %L): the type name and labels are quoted, never pasted.
             EXECUTE pg_catalog.format(
