@@ -456,7 +456,7 @@ SELECT pg_temp.id('users', u),
             WHEN pg_temp.r(u, 207) < 0.03 THEN 'admin' ELSE 'staff' END,
        CASE WHEN u = 9 OR pg_temp.r(u, 208) < 0.01 THEN NULL
             ELSE CASE WHEN pg_temp.r(u, 209) < 0.2 THEN '$2a$10$' ELSE '$2b$12$' END
-                 || substr(translate(encode(decode(pg_temp.h('pw', u) || pg_temp.h('pw2', u), 'hex'), 'base64'), '+=', '.'), 1, 53)
+                 || substr(translate(encode(decode(pg_temp.h('pw', u) || pg_temp.h('pw2', u) || pg_temp.h('pw3', u), 'hex'), 'base64'), '+=', '.'), 1, 53)
             END,
        CASE WHEN pg_temp.r(u, 210) < 0.15 THEN NULL ELSE pg_temp.ago(u, 211, 120) END,
        pg_temp.ago(u, 212, 1500) - interval '120 days',

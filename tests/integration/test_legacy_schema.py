@@ -113,7 +113,8 @@ def test_columns_names_order_types_and_nullability(legacy_db, spec):
     for table, expected in spec.items():
         got = actual.get(table, [])
         if [c[0] for c in got] != [c[0] for c in expected["columns"]]:
-            problems.append("%s: columns %s, spec %s" % (table, [c[0] for c in got], [c[0] for c in expected["columns"]]))
+            problems.append("%s: columns %s, spec %s"
+                            % (table, [c[0] for c in got], [c[0] for c in expected["columns"]]))
             continue
         for (name, typ, flags), (_, got_type, notnull, default) in zip(expected["columns"], got):
             if got_type != typ:
