@@ -312,15 +312,15 @@ def read_progress(conn, target_schema, tables=None):
 
 def format_progress(records):
     """Human lines for the poll loop: one per table."""
-    lines = ["%-24s %-8s %12s / %-12s %10s %8s" % ("table", "state", "rows done", "total", "rows/s", "ETA")]
+    lines = ["%-22s %-8s %21s %5s %9s %7s" % ("table", "state", "rows done / total", "%", "rows/s", "ETA")]
     for r in records:
-        pct = ""
+        pct = "-"
         if r["rows_total"]:
-            pct = " (%3d%%)" % min(100, int(100 * r["rows_done"] / max(r["rows_total"], 1)))
+            pct = "%d%%" % min(100, int(100 * r["rows_done"] / max(r["rows_total"], 1)))
         eta = "-" if r["eta_seconds"] is None else "%ds" % r["eta_seconds"]
-        lines.append("%-24s %-8s %12d / %-12s %10.0f %8s%s" % (
-            r["table"], r["state"] or "-", r["rows_done"],
-            "?" if r["rows_total"] is None else r["rows_total"], r["rows_per_second"], eta, pct))
+        total = "?" if r["rows_total"] is None else str(r["rows_total"])
+        lines.append("%-22s %-8s %21s %5s %9.0f %7s" % (
+            r["table"], r["state"] or "-", "%d / %s" % (r["rows_done"], total), pct, r["rows_per_second"], eta))
         if r.get("last_error") and r["state"] == STATE_FAILED:
             lines.append("    error: %s" % r["last_error"])
     return lines
@@ -652,9 +652,12 @@ class CopyEngine:
                     else:
                         cur.execute(sql.SQL("SELECT count(*) FROM {}").format(spec.view_rel))
                     total = cur.fetchone()[0]
-                    status.update(cur, spec.name, {"state": STATE_COPYING, "started_at": True, "finished_at": None,
-                                                   "rows_total_estimate": total, "run_id": self.run_id,
-                                                   "last_error": None})
+                    values = {"state": STATE_COPYING, "finished_at": None, "rows_total_estimate": total,
+                              "run_id": self.run_id, "last_error": None}
+                    if not row.get("started_at"):
+                        # kept over reruns: rows/s in migration_status is the average since the first start
+                        values["started_at"] = True
+                    status.update(cur, spec.name, values)
                 c.commit()
                 return row, total
 

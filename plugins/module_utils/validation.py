@@ -54,7 +54,9 @@ CONSENT_COLUMNS = [
 # Strict rules fail the check; the others are reported as warnings: the mapping keeps plates it cannot
 # parse unambiguously (foreign plates, 'BAB1234') as they were, by design (sql/mapping/010_rules.sql).
 QUALITY_RULES = [
-    ("email", r"(^|_)email$", r"^[a-z0-9._%+'-]+@([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$", True),
+    # Unicode letters allowed (SMTPUTF8 / IDN addresses such as 'sören@web.de' are valid).
+    ("email", r"(^|_)email$",
+     r"^[[:alnum:]._%+'-]+@([[:alnum:]]([[:alnum:]-]*[[:alnum:]])?\.)+[[:alpha:]]{2,}$", True),
     ("postal_code", r"(^|_)postal_code$", r"^[0-9]{5}$", True),
     # German plates: district (1-3 letters), letters (1-2), number (1-4, no leading 0), E/H suffix.
     ("license_plate", r"(^|_)(license|licence)_plate$", r"^[A-ZÄÖÜ]{1,3}-[A-Z]{1,2} [1-9][0-9]{0,3}[EH]?$", False),
@@ -536,18 +538,8 @@ class Validator:
         if unread:
             failures.append("legacy tables with rows that no mapping reads: %s" % ", ".join(
                 "%s (%d rows)" % (u["table"], u["rows"]) for u in unread))
-        # Optional references set NULL because their parent is not migrated: reported, not a failure
-        # (docs/mapping.md, "References"); the mapping's dangling_references view counts them.
-        dangling = []
-        if copy_engine.table_columns(cur, self.mapping, "dangling_references"):
-            cur.execute(sql.SQL("SELECT * FROM {}").format(_rel(self.mapping, "dangling_references")))
-            names = [d[0] for d in cur.description]
-            for row in cur.fetchall():
-                rec = dict(zip(names, (_plain(v) for v in row)))
-                if rec.get("n"):
-                    dangling.append(rec)
         return {"ok": not failures, "failures": failures, "unmapped_values": values,
-                "unmapped_view": bool(view_cols), "unread_tables": unread, "dangling_references": dangling}
+                "unmapped_view": bool(view_cols), "unread_tables": unread}
 
 
 def _plain(value):
