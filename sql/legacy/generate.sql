@@ -46,7 +46,8 @@
 --                 'VW'/'vw'/'Mercedes' vs 'Volkswagen'/'Mercedes-Benz' (~15%); year 0 (0.5%), future
 --                 (0.3%), two digits (0.2%), NULL (3%); plates 'B-AB 1234' (normal), 'b ab1234' (2%),
 --                 'BAB1234' (1%), 'B AB 1234' (1%), 'unbekannt' (0.2%), NULL (5%); VIN garbage (2%) / NULL
---                 (30%); mileage negative (0.3%), 9999999 (0.1%), NULL (10%); fuel_type German/English/NULL
+--                 (30%); mileage negative (0.3%), 9999999 (0.1%), NULL (10%); fuel_type NULL (10%), English
+--                 'petrol'/'diesel' and 'Super E10' (~3% each) next to 'Benzin'/'Diesel'
 --   leads         orphans: workshop gone (0.3%); status new/contacted/qualified/converted/lost/spam plus
 --                 NULL (2%) and 'neu' (3%); priority NULL (8%); lead_score < 0 (1%), > 100 (1%), NULL (5%);
 --                 chatverlauf array (80%), JSON string (4%), object (2%), NULL (14%); consent_given NULL
@@ -630,8 +631,11 @@ SELECT pg_temp.id('vehicles', v.v),
             ELSE pg_temp.ri(v.v, 642, 5, 320000)::int END,
        CASE WHEN pg_temp.r(v.v, 650) < 0.10 THEN NULL
             WHEN split_part(x.m, '|', 1) = 'Tesla' OR split_part(x.m, '|', 2) = 'ID.3' THEN 'Elektro'
-            ELSE pg_temp.pick(ARRAY['Benzin', 'Benzin', 'Benzin', 'Benzin', 'Diesel', 'Diesel', 'Diesel', 'Hybrid',
-                                    'Elektro', 'Autogas (LPG)', 'petrol', 'diesel', 'Super E10'],
+            -- 30 slots: Benzin 12, Diesel 9, Hybrid 3, Elektro 2, and one each for the odd spellings (~3% each)
+            ELSE pg_temp.pick(ARRAY['Benzin', 'Benzin', 'Benzin', 'Benzin', 'Benzin', 'Benzin', 'Benzin', 'Benzin',
+                                    'Benzin', 'Benzin', 'Benzin', 'Benzin', 'Diesel', 'Diesel', 'Diesel', 'Diesel',
+                                    'Diesel', 'Diesel', 'Diesel', 'Diesel', 'Diesel', 'Hybrid', 'Hybrid', 'Hybrid',
+                                    'Elektro', 'Elektro', 'Autogas (LPG)', 'petrol', 'diesel', 'Super E10'],
                               pg_temp.r(v.v, 651)) END,
        to_timestamp(x.ce),
        to_timestamp(x.ce + floor(pg_temp.r(v.v, 661) * (1761955200 - x.ce)))
