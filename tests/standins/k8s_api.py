@@ -28,7 +28,9 @@ What it serves
   ``metadata.namespace``, ``limit`` ignored), WATCH (``watch=true``: chunked JSON lines, from a given
   ``resourceVersion``, ``timeoutSeconds``), POST, PUT (optimistic concurrency on resourceVersion), PATCH
   (strategic merge, JSON merge, JSON patch, server-side apply treated as a strategic merge), DELETE
-  (with owner-reference garbage collection unless ``propagationPolicy=Orphan``), ``dryRun=All``.
+  (with owner-reference garbage collection unless ``propagationPolicy=Orphan``), ``dryRun=All``, and the
+  ``meta.k8s.io`` Table that ``kubectl get`` asks for (the columns of a real cluster for deployments,
+  replicasets, pods and namespaces).
 * Errors are ``Status`` objects as the API server writes them: 404 NotFound, 409 AlreadyExists and
   Conflict, 422 Invalid (immutable selector, selector not matching the template labels), 401 Unauthorized.
 * Bearer-token auth when a token is configured. kubectl never sends a bearer token over plain HTTP, so
@@ -47,8 +49,8 @@ What it serves
 
 Known gaps (on purpose, none of the clients above needs them): no protobuf, no HTTP/2, no managedFields
 (server-side apply does not track field ownership, so it never removes fields), no field validation
-(``fieldValidation`` is accepted and ignored), no BOOKMARK events, no ``continue`` paging, no Table
-output (kubectl prints its own columns), no admission, no RBAC (one token, full access), no real pods.
+(``fieldValidation`` is accepted and ignored), no BOOKMARK events, no ``continue`` paging, no admission, no RBAC
+(one token, full access), no real pods (pod objects exist, with simulated status), no events are recorded.
 """
 
 from __future__ import annotations
@@ -1416,6 +1418,84 @@ def openapi_v3_apps():
             "components": {}}
 
 
+# ----------------------------------------------------------------------------------------------- tables
+
+
+def human_age(created):
+    """apimachinery duration.HumanDuration, as the AGE column shows it."""
+    seconds = max(int(time.time() - parse_rfc3339(created)), 0)
+    if seconds < 120:
+        return "%ds" % seconds
+    minutes = seconds // 60
+    if minutes < 10:
+        return "%dm%ds" % (minutes, seconds % 60) if seconds % 60 else "%dm" % minutes
+    if minutes < 180:
+        return "%dm" % minutes
+    hours = minutes // 60
+    if hours < 8:
+        return "%dh%dm" % (hours, minutes % 60) if minutes % 60 else "%dh" % hours
+    if hours < 48:
+        return "%dh" % hours
+    return "%dd" % (hours // 24)
+
+
+def _pod_status_text(pod):
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = (status.get("state") or {}).get("waiting")
+        if waiting:
+            return waiting.get("reason", "Waiting")
+    return (pod.get("status") or {}).get("phase", "Unknown")
+
+
+def table_for(rtype, objects, rv):
+    """A meta.k8s.io/v1 Table, what kubectl get asks for (``Accept: ...;as=Table``) to print its columns."""
+    def containers(obj):
+        spec = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+        return spec.get("containers") or []
+
+    columns = [("Name", "string", 0)]
+    if rtype is DEPLOYMENTS:
+        columns += [("Ready", "string", 0), ("Up-to-date", "integer", 0), ("Available", "integer", 0)]
+    elif rtype is REPLICASETS:
+        columns += [("Desired", "integer", 0), ("Current", "integer", 0), ("Ready", "integer", 0)]
+    elif rtype is PODS:
+        columns += [("Ready", "string", 0), ("Status", "string", 0), ("Restarts", "string", 0)]
+    elif rtype is NAMESPACES:
+        columns += [("Status", "string", 0)]
+    columns += [("Age", "string", 0)]
+    if rtype in (DEPLOYMENTS, REPLICASETS):
+        columns += [("Containers", "string", 1), ("Images", "string", 1), ("Selector", "string", 1)]
+    elif rtype is PODS:
+        columns += [("IP", "string", 1), ("Node", "string", 1)]
+    rows = []
+    for obj in objects:
+        meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+        cells = [meta["name"]]
+        if rtype is DEPLOYMENTS:
+            cells += ["%d/%d" % (status.get("readyReplicas", 0), spec.get("replicas", 1)),
+                      status.get("updatedReplicas", 0), status.get("availableReplicas", 0)]
+        elif rtype is REPLICASETS:
+            cells += [spec.get("replicas", 1), status.get("replicas", 0), status.get("readyReplicas", 0)]
+        elif rtype is PODS:
+            statuses = status.get("containerStatuses") or []
+            cells += ["%d/%d" % (sum(1 for c in statuses if c.get("ready")), len(spec.get("containers") or [])),
+                      _pod_status_text(obj), "0"]
+        elif rtype is NAMESPACES:
+            cells += [status.get("phase", "Active")]
+        cells.append(human_age(meta["creationTimestamp"]))
+        if rtype in (DEPLOYMENTS, REPLICASETS):
+            cells += [",".join(c.get("name", "") for c in containers(obj)),
+                      ",".join(c.get("image", "") for c in containers(obj)), selector_to_string(spec.get("selector"))]
+        elif rtype is PODS:
+            cells += [status.get("podIP", "<none>"), spec.get("nodeName", "<none>")]
+        rows.append({"cells": cells, "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                                                "metadata": copy.deepcopy(meta)}})
+    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": rv},
+            "columnDefinitions": [{"name": name, "type": kind, "format": "name" if name == "Name" else "",
+                                   "description": "", "priority": priority} for name, kind, priority in columns],
+            "rows": rows}
+
+
 # ------------------------------------------------------------------------------------------------ HTTP
 
 
@@ -1583,12 +1663,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             namespace = None
         dry_run = query.get("dryRun") == "All"
         api = self.api
+        wants_table = any(p.get("as") == "Table" and p.get("g") == "meta.k8s.io"
+                          for p in _accept_params(self.headers.get("Accept")))
         if method == "GET" and (watch or query.get("watch") in ("true", "1")):
-            return self._watch(rtype, namespace, name, query)
+            return self._watch(rtype, namespace, name, query, wants_table)
         if method == "GET" and name is None:
             with api.store.lock:
                 labels = parse_label_selector(query.get("labelSelector"))
                 fields = parse_field_selector(query.get("fieldSelector"))
+                if wants_table:
+                    return self._send_json(200, table_for(rtype, api.store.list(rtype, namespace, labels, fields),
+                                                          str(api.store.rv)))
                 items = []
                 for obj in api.store.list(rtype, namespace, labels, fields):
                     item = copy.deepcopy(obj)
@@ -1603,6 +1688,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 obj = api.store.get(rtype, namespace, name)
                 if obj is None:
                     raise not_found(rtype, name)
+                if wants_table and sub is None:
+                    return self._send_json(200, table_for(rtype, [obj], obj["metadata"]["resourceVersion"]))
                 return self._send_json(200, api.scale_of(rtype, obj) if sub == "scale" else copy.deepcopy(obj))
         if method == "POST" and name is None:
             return self._send_json(201, api.create_object(rtype, namespace, body, dry_run=dry_run))
@@ -1637,7 +1724,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                          "metadata": {"resourceVersion": str(api.store.rv)}, "items": gone})
         raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
-    def _watch(self, rtype, namespace, name, query):
+    def _watch(self, rtype, namespace, name, query, wants_table=False):
         """A watch: chunked JSON lines of {"type", "object"} until timeoutSeconds or the server stops."""
         store = self.api.store
         labels = parse_label_selector(query.get("labelSelector"))
@@ -1673,6 +1760,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
         def send(event):
+            if wants_table and event["type"] != "ERROR":  # kubectl get -w: each event's object is a one-row Table
+                obj = event["object"]
+                event = {"type": event["type"], "object": table_for(rtype, [obj], obj["metadata"]["resourceVersion"])}
             data = json.dumps(event).encode() + b"\n"
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()
