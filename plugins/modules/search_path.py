@@ -1,0 +1,488 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: CarBot operations
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: search_path
+short_description: Switch the application's search_path to carbot_v2 and back, exactly
+description:
+  - V(target) sets C(ALTER DATABASE <db> SET search_path TO <target_schema>, <legacy_schema>) and
+    V(legacy) puts back exactly what was there before.
+  - B(Role-level overrides.) A setting made with C(ALTER ROLE <app> SET search_path) or
+    C(ALTER ROLE <app> IN DATABASE <db> SET search_path) beats the database-level one, so the app would
+    silently keep the legacy schema. The module reads C(pg_db_role_setting), reports every override that
+    applies to the database, and handles the ones of O(app_role) (and O(roles)) by also setting the target
+    path at the role-in-database level, the most specific level there is.
+  - B(Exact way back.) Before the first change the previous values (database level, and role-in-database
+    level of every handled role; "none" included) are recorded in C(<target_schema>.migration_cutover_state)
+    (created if absent), in the same transaction as the change. V(legacy) restores those values
+    (C(RESET) where there was none) and leaves any role-level (all databases) setting untouched, so that
+    after the way back every role sees exactly the path it saw before.
+  - B(Existing sessions.) Settings apply when a session starts; sessions of the app role that started
+    before the switch keep the old path. They are found in C(pg_stat_activity) (C(backend_start) earlier
+    than the recorded switch) and, by default, the idle ones are terminated with C(pg_terminate_backend)
+    (the app's pool reconnects and gets the new path). See O(sessions).
+  - B(Verification.) With O(app_password), the module opens a fresh session as O(app_role) after the change and
+    checks C(SHOW search_path), the schema where O(verify_table) resolves, and an C(INSERT) into
+    O(verify_write_table) (rolled back) whose id must lie beyond the highest id in both schemas. A failed
+    verification fails the task.
+  - Idempotent (C(changed=false) when the settings are already as wanted and no old session is left) and
+    supports check mode (reports the statements it would run and the sessions it would terminate).
+version_added: 1.0.0
+author: CarBot operations (@carbot)
+extends_documentation_fragment:
+  - carbot.migration.postgres
+options:
+  state:
+    description:
+      - V(target) switches to O(search_path) (default C(<target_schema>, <legacy_schema>)).
+      - V(legacy) restores the values recorded before the switch.
+    type: str
+    choices: [target, legacy]
+    default: target
+  target_schema:
+    description: The enterprise schema (C(carbot_target_schema)); it also holds the state table.
+    type: str
+    default: carbot_v2
+  legacy_schema:
+    description: The legacy schema (C(carbot_legacy_schema)).
+    type: str
+    default: public
+  search_path:
+    description: The path set by V(target); default O(target_schema) then O(legacy_schema).
+    type: list
+    elements: str
+  app_role:
+    description: The application's database role (C(carbot_app_db_user)).
+    type: str
+    required: true
+  app_password:
+    description:
+      - Password of O(app_role) (C(carbot_app_db_password)); never logged. When set, the result is verified
+        from a fresh session as O(app_role).
+    type: str
+  roles:
+    description:
+      - More roles whose role-level overrides must be handled like those of O(app_role) (e.g. a reporting role).
+        Overrides of other roles are reported, not changed.
+    type: list
+    elements: str
+    default: []
+  sessions:
+    description:
+      - What to do with sessions of the handled roles that started before the change and so still use the old path.
+      - V(terminate_idle) terminates the idle ones, waiting up to O(session_wait_seconds) for busy ones to become
+        idle (a transaction in progress is never cut); what is left is reported with a warning.
+      - V(terminate_all) terminates them all, busy or not (their open transactions roll back).
+      - V(report) only counts them.
+    type: str
+    choices: [terminate_idle, terminate_all, report]
+    default: terminate_idle
+  session_wait_seconds:
+    description: How long V(terminate_idle) waits for busy old sessions to become idle.
+    type: int
+    default: 10
+  verify_table:
+    description: Table whose unqualified name must resolve in the wanted schema for O(app_role).
+    type: str
+    default: leads
+  verify_write_table:
+    description:
+      - Table the verification inserts one row into, by its unqualified name (rolled back). It needs a
+        sequence-fed O(verify_write_column) in both schemas. Empty string skips the write.
+    type: str
+    default: audit_logs
+  verify_write_column:
+    description: The sequence-fed id column of O(verify_write_table).
+    type: str
+    default: id
+notes:
+  - The connecting role (C(carbot_db_user)) must own the database (or be superuser) for C(ALTER DATABASE ... SET),
+    have C(CREATEROLE) for C(ALTER ROLE ... IN DATABASE ... SET), and be allowed to signal the app's
+    backends (superuser, or member of C(pg_signal_backend)).
+  - A path the application sets itself (C(SET search_path) after connecting, C(options=-csearch_path=...) in its
+    connection string, C(PGOPTIONS)) cannot be seen from the server; the fresh-session verification and the
+    health check through the API are what catch it.
+  - Supports check mode.
+"""
+
+EXAMPLES = r"""
+- name: Switch the app to carbot_v2
+  carbot.migration.search_path:
+    state: target
+    login_host: "{{ carbot_db_host }}"
+    login_db: "{{ carbot_db_name }}"
+    login_user: "{{ carbot_db_user }}"
+    login_password: "{{ carbot_db_password }}"
+    app_role: "{{ carbot_app_db_user }}"
+    app_password: "{{ carbot_app_db_password }}"
+  no_log: true
+
+- name: Back to the legacy schema, exactly as before
+  carbot.migration.search_path:
+    state: legacy
+    login_db: "{{ carbot_db_name }}"
+    login_password: "{{ carbot_db_password }}"
+    app_role: "{{ carbot_app_db_user }}"
+    app_password: "{{ carbot_app_db_password }}"
+  no_log: true
+"""
+
+RETURN = r"""
+previous:
+  description:
+    - The values recorded before the switch (C(database), and C(roles) as role-in-database values);
+      C(null) means "no setting". V(legacy) restores exactly these.
+  returned: always
+  type: dict
+current:
+  description: The settings after the run (C(database), C(all_roles), C(roles)), as search_path strings.
+  returned: always
+  type: dict
+effective:
+  description: The path a new session of O(app_role) gets after the run, and from which level it comes.
+  returned: always
+  type: dict
+overrides:
+  description: Every role-level search_path setting that applies to the database (before the run), with C(handled).
+  returned: always
+  type: list
+  elements: dict
+sessions:
+  description: Old sessions found (C(old_path)), C(terminated), C(remaining), the C(policy) and the C(pids) involved.
+  returned: always
+  type: dict
+verification:
+  description: The fresh-session check as O(app_role) (C(search_path), C(resolved_schema), C(write_id), C(ok)).
+  returned: when app_password is set and not in check mode
+  type: dict
+executed_queries:
+  description: Statements that changed settings (or would, in check mode).
+  returned: always
+  type: list
+  elements: str
+carbot_report:
+  description: A summary for the migration report.
+  returned: always
+  type: dict
+"""
+
+import copy
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.carbot.migration.plugins.module_utils import cutover_db as cdb
+from ansible_collections.carbot.migration.plugins.module_utils import db
+
+STATE_KEY = "search_path"
+
+
+def _fmt_settings(settings):
+    return {
+        "database": cdb.format_search_path(settings["database"]),
+        "all_roles": cdb.format_search_path(settings["all_roles"]),
+        "roles": {r: {k: cdb.format_search_path(v) for k, v in e.items()} for r, e in settings["roles"].items()},
+    }
+
+
+class Switch:
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.dbname = self.p["login_db"]
+        self.target_path = self.p["search_path"] or [self.p["target_schema"], self.p["legacy_schema"]]
+        self.roles = [self.p["app_role"]] + [r for r in self.p["roles"] if r != self.p["app_role"]]
+        self.queries = []
+        self.warnings = []
+
+    # ---- planning -----------------------------------------------------------------------------
+    def plan(self, cur):
+        settings = cdb.read_path_settings(cur, self.dbname)
+        record = cdb.read_state(cur, self.p["target_schema"], STATE_KEY) if self._schema_exists(cur) else None
+        handled = [r for r in self.roles
+                   if (settings["roles"].get(r) or {}).get("role") is not None
+                   or (settings["roles"].get(r) or {}).get("role_in_database") is not None]
+        if self.p["state"] == "target":
+            return self._plan_target(settings, record, handled)
+        return self._plan_legacy(settings, record)
+
+    def _schema_exists(self, cur):
+        cur.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (self.p["target_schema"],))
+        if cur.fetchone() is None:
+            self.module.fail_json(msg="schema %s does not exist in database %s" % (
+                self.p["target_schema"], self.dbname))
+        return True
+
+    def _plan_target(self, settings, record, handled):
+        statements = []
+        if settings["database"] != self.target_path:
+            statements.append(cdb.set_database_path_sql(self.dbname, self.target_path))
+        for role in handled:
+            if settings["roles"][role]["role_in_database"] != self.target_path:
+                statements.append(cdb.set_role_database_path_sql(role, self.dbname, self.target_path))
+        if record is None or record.get("direction") != "target":
+            previous = {"database": settings["database"],
+                        "roles": {r: settings["roles"][r]["role_in_database"] for r in handled}}
+            if settings["database"] == self.target_path:
+                self.warnings.append(
+                    "search_path of database %s already is %s but nothing recorded the value before it: the way "
+                    "back ('legacy') will keep it. Set the database-level search_path by hand before the switch "
+                    "if that is not what you want." % (self.dbname, cdb.format_search_path(self.target_path)))
+            new_record = {"direction": "target", "previous": previous, "search_path": self.target_path,
+                          "switched_at": None}
+        else:
+            new_record = copy.deepcopy(record)
+            previous = new_record["previous"]
+            for role in handled:
+                if role not in previous["roles"]:  # an override that appeared after the switch
+                    previous["roles"][role] = settings["roles"][role]["role_in_database"]
+            if new_record == record:
+                new_record = None
+        return settings, handled, statements, new_record, (record or {}).get("switched_at")
+
+    def _plan_legacy(self, settings, record):
+        if record is None:
+            stuck = settings["database"] == self.target_path or any(
+                (settings["roles"].get(r) or {}).get("role_in_database") == self.target_path for r in self.roles)
+            if stuck:
+                self.module.fail_json(
+                    msg="search_path is %s but %s.%s holds no record of the previous value, so the way back is not "
+                        "known. Set it by hand (ALTER DATABASE %s SET search_path TO ...)." % (
+                            cdb.format_search_path(self.target_path), self.p["target_schema"], cdb.STATE_TABLE,
+                            self.dbname))
+            return settings, [], [], None, None
+        previous = record["previous"]
+        statements = []
+        if settings["database"] != previous["database"]:
+            statements.append(cdb.set_database_path_sql(self.dbname, previous["database"]))
+        for role, value in sorted(previous["roles"].items()):
+            current = (settings["roles"].get(role) or {}).get("role_in_database")
+            if current != value:
+                statements.append(cdb.set_role_database_path_sql(role, self.dbname, value))
+        new_record = None
+        if record.get("direction") != "legacy":
+            new_record = dict(copy.deepcopy(record), direction="legacy", restored_at=None)
+        return settings, list(previous["roles"]), statements, new_record, record.get("restored_at")
+
+    # ---- applying -----------------------------------------------------------------------------
+    def apply(self, conn, statements, new_record):
+        def attempt():
+            try:
+                with conn.cursor() as cur:
+                    if new_record is not None:
+                        cdb.ensure_state_table(cur, self.p["target_schema"])
+                    for stmt, args in statements:
+                        cur.execute(stmt, args)
+                    if new_record is not None:
+                        cdb.write_state(cur, self.p["target_schema"], STATE_KEY, new_record)
+                conn.commit()
+            except Exception:
+                conn.rollback()
+                raise
+            # The moment from which new sessions get the new path; older sessions are "old".
+            with conn.cursor() as cur:
+                stamp = cdb.now_iso(cur)
+                key = "switched_at" if self.p["state"] == "target" else "restored_at"
+                record = cdb.read_state(cur, self.p["target_schema"], STATE_KEY)
+                if record is not None:
+                    record[key] = stamp
+                    cdb.write_state(cur, self.p["target_schema"], STATE_KEY, record)
+            conn.commit()
+            return stamp
+
+        stamp, _ = db.with_retries(attempt, attempts=5)
+        return stamp
+
+    def sessions(self, conn, handled, since):
+        policy = self.p["sessions"]
+        roles = sorted(set(self.roles) | set(handled))
+        result = {"policy": policy, "old_path": 0, "terminated": 0, "remaining": 0, "pids": []}
+        if since is None:
+            return result
+        with conn.cursor() as cur:
+            old = cdb.old_sessions(cur, self.dbname, roles, since)
+            conn.commit()
+            result["old_path"] = len(old)
+            result["pids"] = [s["pid"] for s in old]
+            if not old:
+                return result
+            if policy == "report" or self.module.check_mode:
+                result["remaining"] = len(old)
+                result["would_terminate"] = len([s for s in old if policy == "terminate_all" or s["state"] == "idle"])
+                return result
+            terminated = set()
+            deadline = time.monotonic() + max(0, self.p["session_wait_seconds"])
+            while True:
+                current = [s for s in cdb.old_sessions(cur, self.dbname, roles, since) if s["pid"] not in terminated]
+                victims = [s["pid"] for s in current if policy == "terminate_all" or s["state"] == "idle"]
+                terminated.update(cdb.terminate(cur, victims))
+                conn.commit()
+                left = [s for s in current if s["pid"] not in terminated]
+                if not left or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.3)
+            # A terminated backend needs a moment to go away; wait for it so that "remaining" is true.
+            settle = time.monotonic() + 5
+            while time.monotonic() < settle:
+                still = cdb.old_sessions(cur, self.dbname, roles, since)
+                conn.commit()
+                if not [s for s in still if s["pid"] in terminated]:
+                    break
+                time.sleep(0.1)
+            remaining = [s for s in cdb.old_sessions(cur, self.dbname, roles, since) if s["pid"] not in terminated]
+            conn.commit()
+        result["terminated"] = len(terminated)
+        result["remaining"] = len(remaining)
+        if remaining:
+            self.warnings.append(
+                "%d session(s) of %s started before the change and still use the old search_path (busy for more than "
+                "%ss): pids %s. They get the new path when they reconnect; sessions=terminate_all ends them now."
+                % (len(remaining), ", ".join(roles), self.p["session_wait_seconds"],
+                   ", ".join(str(s["pid"]) for s in remaining)))
+        return result
+
+    # ---- verification -------------------------------------------------------------------------
+    def verify(self, admin_conn, settings_after):
+        p = self.p
+        app_params = dict(p, login_user=p["app_role"], login_password=p["app_password"])
+        expected_schema = p["target_schema"] if p["state"] == "target" else p["legacy_schema"]
+        level, expected_path = cdb.effective_setting(settings_after, p["app_role"])
+        out = {"role": p["app_role"], "expected_schema": expected_schema,
+               "expected_search_path": cdb.format_search_path(expected_path), "problems": []}
+        try:
+            conn = db.connect(app_params, application_name="carbot.migration search_path verify")
+        except Exception as exc:  # noqa: BLE001 - reported, with the password never in the text
+            out["problems"].append("cannot connect as %s: %s" % (p["app_role"], str(exc).strip().splitlines()[0]))
+            out["ok"] = False
+            return out
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SHOW search_path")
+                shown = cur.fetchone()[0]
+                out["search_path"] = shown
+                if expected_path is not None and cdb.split_search_path(shown) != expected_path:
+                    out["problems"].append("a fresh session of %s has search_path %s, expected %s" % (
+                        p["app_role"], shown, cdb.format_search_path(expected_path)))
+                out["resolved_schema"] = cdb.resolve_schema(cur, p["verify_table"])
+                if out["resolved_schema"] != expected_schema:
+                    out["problems"].append("%s resolves in schema %s for %s, expected %s" % (
+                        p["verify_table"], out["resolved_schema"], p["app_role"], expected_schema))
+                if p["verify_write_table"]:
+                    try:
+                        out["write_schema"], out["write_id"] = cdb.probe_insert(
+                            cur, None, p["verify_write_table"], p["verify_write_column"])
+                    except Exception as exc:  # noqa: BLE001 - a failed write is the finding
+                        conn.rollback()
+                        out["problems"].append("the test write into %s as %s failed: %s" % (
+                            p["verify_write_table"], p["app_role"], str(exc).strip().splitlines()[0]))
+            conn.rollback()  # the probe row never becomes visible
+        finally:
+            conn.close()
+        if out.get("write_id") is not None:
+            highest = {}
+            with admin_conn.cursor() as cur:
+                for schema in (p["legacy_schema"], p["target_schema"]):
+                    if cdb.column_exists(cur, schema, p["verify_write_table"], p["verify_write_column"]):
+                        highest[schema] = cdb.max_id(cur, schema, p["verify_write_table"], p["verify_write_column"])
+            admin_conn.commit()
+            out["max_ids"] = highest
+            beaten = [s for s, m in highest.items() if m is not None and out["write_id"] <= m]
+            if beaten:
+                out["problems"].append("the test write got id %s, not beyond the highest id in %s (%s): ids would "
+                                       "collide; run carbot.migration.sequences" % (
+                                           out["write_id"], ", ".join(beaten),
+                                           ", ".join(str(highest[s]) for s in beaten)))
+        out["effective_level"] = level
+        out["ok"] = not out["problems"]
+        return out
+
+
+def main():
+    argument_spec = db.postgres_argument_spec()
+    argument_spec.update(
+        state=dict(type="str", default="target", choices=["target", "legacy"]),
+        target_schema=dict(type="str", default="carbot_v2"),
+        legacy_schema=dict(type="str", default="public"),
+        search_path=dict(type="list", elements="str"),
+        app_role=dict(type="str", required=True),
+        app_password=dict(type="str", no_log=True),
+        roles=dict(type="list", elements="str", default=[]),
+        sessions=dict(type="str", default="terminate_idle", choices=["terminate_idle", "terminate_all", "report"]),
+        session_wait_seconds=dict(type="int", default=10),
+        verify_table=dict(type="str", default="leads"),
+        verify_write_table=dict(type="str", default="audit_logs"),
+        verify_write_column=dict(type="str", default="id"),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not db.HAS_PSYCOPG2:
+        module.fail_json(msg="psycopg2 is required: %s" % db.PSYCOPG2_IMPORT_ERROR)
+    switch = Switch(module)
+    try:
+        conn = db.connect(module.params)
+    except Exception as exc:  # noqa: BLE001
+        module.fail_json(msg="cannot connect to %s as %s: %s" % (
+            module.params["login_db"], module.params["login_user"], str(exc).strip()))
+    try:
+        with conn.cursor() as cur:
+            settings, handled, statements, new_record, since = switch.plan(cur)
+            found = cdb.overrides(settings, switch.dbname)
+            for item in found:
+                item["handled"] = item["role"] in handled
+                item.pop("names")
+                if not item["handled"]:
+                    switch.warnings.append(
+                        "role %s has its own search_path (%s, %s level); it is not handled here (add it to roles "
+                        "if the application connects as it)" % (item["role"], item["value"], item["level"]))
+            switch.queries = [cur.mogrify(stmt, args).decode() for stmt, args in statements]
+        conn.commit()
+        changed = bool(statements) or new_record is not None
+        if changed and not module.check_mode:
+            since = switch.apply(conn, statements, new_record)
+        elif changed and statements:
+            since = "infinity"  # check mode: every current session would be old once the change is made
+        sessions = switch.sessions(conn, handled, since)
+        changed = changed or sessions["terminated"] > 0
+        with conn.cursor() as cur:
+            after = cdb.read_path_settings(cur, switch.dbname)
+            record = cdb.read_state(cur, module.params["target_schema"], STATE_KEY)
+        conn.commit()
+        if module.check_mode and new_record is not None:
+            record = new_record
+        level, path = cdb.effective_setting(after, module.params["app_role"])
+        result = dict(
+            changed=changed,
+            state=module.params["state"],
+            previous={"database": cdb.format_search_path(((record or {}).get("previous") or {}).get("database")),
+                      "roles": {r: cdb.format_search_path(v)
+                                for r, v in (((record or {}).get("previous") or {}).get("roles") or {}).items()}},
+            current=_fmt_settings(after),
+            effective={"role": module.params["app_role"], "level": level, "search_path": cdb.format_search_path(path)},
+            overrides=found,
+            sessions=sessions,
+            executed_queries=switch.queries,
+        )
+        if module.params["app_password"] and not module.check_mode:
+            result["verification"] = switch.verify(conn, after)
+        result["carbot_report"] = {"search_path": {
+            "state": module.params["state"], "changed": changed, "effective": result["effective"],
+            "overrides": found, "sessions": {k: v for k, v in sessions.items() if k != "pids"},
+            "verified": (result.get("verification") or {}).get("ok")}}
+        for warning in switch.warnings:
+            module.warn(warning)
+        if result.get("verification") and not result["verification"]["ok"]:
+            module.fail_json(msg="search_path %s: verification as %s failed: %s" % (
+                module.params["state"], module.params["app_role"], "; ".join(result["verification"]["problems"])),
+                **result)
+        module.exit_json(**result)
+    finally:
+        conn.close()
+
+
+if __name__ == "__main__":
+    main()
