@@ -16,6 +16,8 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / ".collections"))
+# Playbooks run by tests write their migration reports here, not into the repository's reports/.
+os.environ.setdefault("CARBOT_REPORTS_DIR", tempfile.mkdtemp(prefix="carbot-test-reports-"))
 
 from ansible_collections.carbot.migration.plugins.module_utils.local_cluster import LocalCluster  # noqa: E402
 

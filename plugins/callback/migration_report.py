@@ -117,7 +117,14 @@ class CallbackModule(CallbackBase):
             "environment": self.environment or "unknown",
         })
         if self.failed_task:
-            run["failed_task"] = self.failed_task
+            if failed:
+                run["failed_task"] = self.failed_task
+            else:
+                # The failure was rescued (block/rescue) or ignored: the run went on and ended well.
+                run["recovered_from"] = self.failed_task
+                for step in self.report["steps"]:
+                    if step["status"] == "failed":
+                        step["status"] = "rescued"
         base = self.get_option("reports_dir")
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.started))
         name = "%s-%s" % (stamp, os.path.splitext(self.playbook or "run")[0])

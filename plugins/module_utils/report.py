@@ -113,6 +113,8 @@ def to_markdown(report):
     out.append("- status: **%s**" % run.get("status", "unknown"))
     if run.get("failed_task"):
         out.append("- failed at: %s" % run["failed_task"])
+    if run.get("recovered_from"):
+        out.append("- recovered from a failure at: %s" % run["recovered_from"])
     out.append("- inventory: %s, started %s, finished %s (%s s)" % (
         run.get("environment", "?"), _fmt_time(run.get("started")), _fmt_time(run.get("finished")),
         _fmt_num(run.get("seconds"))))
@@ -214,7 +216,7 @@ def steps_chart(report):
     if not steps:
         return ""
     origin = min(s["start"] for s in steps)
-    items = [(s["name"], s["start"] - origin, s["end"] - origin, s["status"] == "ok") for s in steps]
+    items = [(s["name"], s["start"] - origin, s["end"] - origin, s["status"] in ("ok", "rescued")) for s in steps]
     return _svg_bars(items, "Steps (seconds from start of run)")
 
 
@@ -229,6 +231,8 @@ def to_html(report):
                 esc(_fmt_time(run.get("finished"))), esc(_fmt_num(run.get("seconds"))))]
     if run.get("failed_task"):
         body.append('<p class="bad">Failed at: %s</p>' % esc(run["failed_task"]))
+    if run.get("recovered_from"):
+        body.append('<p class="muted">Recovered from a failure at: %s</p>' % esc(run["recovered_from"]))
     window = freeze_window(report)
     if window is not None:
         body.append('<p>Write freeze (maintenance on &rarr; off): <strong id="freeze-window">%.1f s</strong></p>'
