@@ -8,6 +8,8 @@
 --                       or quarantined itself ('parent quarantined: <col>'), checked through the
 --                       parent's view so that a migrated row never points at a row that is not.
 --   optional parent  -> kept when the parent migrates, else NULL (counted in dangling_references).
+-- Both are scalar subqueries on the parent view by key (not EXISTS): the planner then looks each
+-- parent up by its primary key instead of hashing the whole parent view for every batch.
 
 -- The owner of every legacy workshop, and so its organization. Owner key, first that exists:
 --   1. the workshop's owner_email, normalised (trim + lower case; case differs between rows);
@@ -24,9 +26,14 @@ SELECT w.id AS workshop_id,
        SELECT COALESCE(normalise_email(w.owner_email), normalise_email(u.email), 'workshop:' || w.id::text)
               AS owner_key) k;
 
+-- users.email is UNIQUE in legacy only case-sensitively: 'Max@Web.de' and 'max@web.de' can both
+-- exist. The earliest user (created_at, then id) keeps the normalised address; a later one gets
+-- email NULL and keeps its legacy address in legacy_raw (with the id of the user that has it), so
+-- the account, its memberships and notifications still migrate. (Not a quarantine reason: the
+-- duplicate check is only evaluated when the email column is read, not by every child's parent check.)
 CREATE OR REPLACE VIEW map_users AS
 SELECT u.id,
-       normalise_email(u.email) AS email,
+       CASE WHEN u.duplicate_of IS NULL THEN normalise_email(u.email) END AS email,
        u.full_name,
        user_role_map(u.role)::user_role AS role,
        u.password_hash,
@@ -34,24 +41,23 @@ SELECT u.id,
        u.created_at,
        u.updated_at,
        NULLIF(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-           'email', set_aside(u.email, normalise_email(u.email)))), '{}'::jsonb) AS legacy_raw,
+           'email', set_aside(u.email, CASE WHEN u.duplicate_of IS NULL THEN normalise_email(u.email) END),
+           'email_duplicate_of', u.duplicate_of)), '{}'::jsonb) AS legacy_raw,
        u.id AS _src_key,
-       COALESCE(
-           unknown_value('users.role', u.role, user_role_map(u.role), false),
-           -- legacy email is UNIQUE only case-sensitively: the earliest user keeps the address
-           (SELECT 'duplicate users.email (case-insensitive) of user ' || d.id::text
-              FROM users d
-             WHERE normalise_email(d.email) = normalise_email(u.email)
-               AND (COALESCE(d.created_at, '-infinity'), d.id) < (COALESCE(u.created_at, '-infinity'), u.id)
-             ORDER BY COALESCE(d.created_at, '-infinity'), d.id
-             LIMIT 1)
-       ) AS _quarantine_reason
-  FROM users u;
+       unknown_value('users.role', u.role, user_role_map(u.role), false) AS _quarantine_reason
+  FROM (SELECT l.*,
+               (SELECT d.id
+                  FROM users d
+                 WHERE normalise_email(d.email) = normalise_email(l.email)
+                   AND (COALESCE(d.created_at, '-infinity'), d.id) < (COALESCE(l.created_at, '-infinity'), l.id)
+                 ORDER BY COALESCE(d.created_at, '-infinity'), d.id
+                 LIMIT 1) AS duplicate_of
+          FROM users l) u;
 
 CREATE OR REPLACE VIEW map_workshops AS
 SELECT w.id,
        o.organization_id,
-       CASE WHEN EXISTS (SELECT 1 FROM map_users p WHERE p._src_key = w.owner_id AND p._quarantine_reason IS NULL)
+       CASE WHEN (SELECT p._quarantine_reason IS NULL FROM map_users p WHERE p._src_key = w.owner_id)
             THEN w.owner_id END AS owner_id,
        w.name,
        CASE WHEN w.slug ~ '-v2$'

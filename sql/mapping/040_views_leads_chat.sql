@@ -39,7 +39,7 @@ SELECT l.id,
 CREATE OR REPLACE VIEW map_lead_notes AS
 SELECT n.id,
        n.lead_id,
-       CASE WHEN EXISTS (SELECT 1 FROM map_users p WHERE p._src_key = n.user_id AND p._quarantine_reason IS NULL)
+       CASE WHEN (SELECT p._quarantine_reason IS NULL FROM map_users p WHERE p._src_key = n.user_id)
             THEN n.user_id END AS user_id,
        n.note,
        n.created_at,
@@ -71,7 +71,7 @@ CREATE OR REPLACE VIEW map_chat_messages AS
 SELECT m.id,
        chat_session_uuid(m.workshop_id, m.kunde_id) AS session_id,
        m.workshop_id,
-       CASE WHEN EXISTS (SELECT 1 FROM map_leads p WHERE p._src_key = m.lead_id AND p._quarantine_reason IS NULL)
+       CASE WHEN (SELECT p._quarantine_reason IS NULL FROM map_leads p WHERE p._src_key = m.lead_id)
             THEN m.lead_id END AS lead_id,
        chat_sender_map(m.sender)::chat_sender AS sender,
        m.message,

@@ -28,12 +28,12 @@ SELECT s.id,
 CREATE OR REPLACE VIEW map_appointments AS
 SELECT a.id,
        a.workshop_id,
-       CASE WHEN EXISTS (SELECT 1 FROM map_customers p WHERE p._src_key = a.customer_id AND p._quarantine_reason IS NULL)
+       CASE WHEN (SELECT p._quarantine_reason IS NULL FROM map_customers p WHERE p._src_key = a.customer_id)
             THEN a.customer_id END AS customer_id,
-       CASE WHEN EXISTS (SELECT 1 FROM map_customer_vehicles p
-                          WHERE p._src_key = a.vehicle_id AND p._quarantine_reason IS NULL)
+       CASE WHEN (SELECT p._quarantine_reason IS NULL FROM map_customer_vehicles p
+                          WHERE p._src_key = a.vehicle_id)
             THEN a.vehicle_id END AS vehicle_id,
-       CASE WHEN EXISTS (SELECT 1 FROM map_leads p WHERE p._src_key = a.lead_id AND p._quarantine_reason IS NULL)
+       CASE WHEN (SELECT p._quarantine_reason IS NULL FROM map_leads p WHERE p._src_key = a.lead_id)
             THEN a.lead_id END AS lead_id,
        a.appointment_date AS scheduled_date,
        a.appointment_time AS scheduled_time,
@@ -91,7 +91,7 @@ SELECT c.id,
 CREATE OR REPLACE VIEW map_reviews AS
 SELECT r.id,
        r.workshop_id,
-       CASE WHEN EXISTS (SELECT 1 FROM map_customers p WHERE p._src_key = r.customer_id AND p._quarantine_reason IS NULL)
+       CASE WHEN (SELECT p._quarantine_reason IS NULL FROM map_customers p WHERE p._src_key = r.customer_id)
             THEN r.customer_id END AS customer_id,
        r.rating,
        r.comment,

@@ -28,8 +28,8 @@ SELECT s.id,
 CREATE OR REPLACE VIEW map_invoices AS
 SELECT i.id,
        i.workshop_id,
-       CASE WHEN EXISTS (SELECT 1 FROM map_subscriptions p
-                          WHERE p._src_key = i.subscription_id AND p._quarantine_reason IS NULL)
+       CASE WHEN (SELECT p._quarantine_reason IS NULL FROM map_subscriptions p
+                          WHERE p._src_key = i.subscription_id)
             THEN i.subscription_id END AS subscription_id,
        i.stripe_invoice_id,
        i.amount_cents,
@@ -97,7 +97,7 @@ SELECT t.id,
 CREATE OR REPLACE VIEW map_notifications AS
 SELECT n.id,
        n.workshop_id,
-       CASE WHEN EXISTS (SELECT 1 FROM map_users p WHERE p._src_key = n.user_id AND p._quarantine_reason IS NULL)
+       CASE WHEN (SELECT p._quarantine_reason IS NULL FROM map_users p WHERE p._src_key = n.user_id)
             THEN n.user_id END AS user_id,
        n.type,
        n.title,

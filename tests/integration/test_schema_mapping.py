@@ -305,7 +305,6 @@ def test_workshop_rules(db, migrated):
 
 # --- quarantine reasons --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("view, key, expected", [
-    ("map_users", U_DUP, "duplicate users.email (case-insensitive) of user " + U_MAX),
     ("map_users", U_ROLE, "unknown users.role: 'superuser'"),
     ("map_team_members", U(102), "orphan: user_id not found"),
     ("map_team_members", U(103), "parent quarantined: workshop_id"),
@@ -404,6 +403,15 @@ def test_appointments(db, migrated):
     assert got[U(504)][3] is None and got[U(504)][4] == "no_show"
 
 
+def test_users_duplicate_email(db, migrated):
+    got = dict((str(r[0]), r[1:]) for r in rows(db, "SELECT id, email, legacy_raw FROM carbot_v2.users"))
+    assert got[U_MAX] == ("max@web.de", None)                  # the earliest keeps the address
+    assert got[U_DUP] == (None, {"email": "max@web.de", "email_duplicate_of": U_MAX})
+    assert got[U_ANNA] == (None, {"email": "kein"})
+    assert U_ROLE not in got
+    assert reason(db, "map_users", U_ROLE) == "unknown users.role: 'superuser'"
+
+
 def test_billing_and_secrets(db, migrated):
     assert rows(db, "SELECT stripe_invoice_id, currency, subscription_id IS NULL FROM carbot_v2.invoices "
                     "ORDER BY 1") == [("in_1", "EUR", False), ("in_2", "EUR", True)]
@@ -433,7 +441,7 @@ def test_dangling_references(db):
     assert got[("appointments", "customer_id")] == 1
     assert got[("reviews", "customer_id")] == 1
     assert got[("invoices", "subscription_id")] == 1
-    assert got[("notifications", "user_id")] == 2   # a missing user and a quarantined duplicate
+    assert got[("notifications", "user_id")] == 1   # a missing user
 
 
 def test_quarantine_forecast(db):
