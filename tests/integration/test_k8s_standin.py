@@ -261,12 +261,12 @@ def test_discovery_answers_aggregated_and_legacy(standin):
 # ------------------------------------------------------------------------------- kubernetes python client
 
 
-def test_dynamic_client_discovers_creates_patches_and_watches(cluster):
+def test_dynamic_client_discovers_creates_patches_and_watches(cluster, tmp_path):
     from kubernetes import config, dynamic, watch  # noqa: F401 - watch is used through dyn.watch
     from kubernetes.dynamic.exceptions import ConflictError, NotFoundError, UnprocessibleEntityError
 
     api_client = config.new_client_from_config(config_file=str(cluster.kubeconfig), context=cluster.context)
-    dyn = dynamic.DynamicClient(api_client)
+    dyn = dynamic.DynamicClient(api_client, cache_file=str(tmp_path / "discovery-cache.json"))
     deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
     replicasets = dyn.resources.get(api_version="apps/v1", kind="ReplicaSet")
     ns = cluster.namespace
@@ -322,8 +322,10 @@ def test_dynamic_client_discovers_creates_patches_and_watches(cluster):
 
 
 @pytest.mark.slow
-def test_kubernetes_core_modules_roll_out_fail_and_roll_back(cluster):
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+def test_kubernetes_core_modules_roll_out_fail_and_roll_back(cluster, tmp_path):
+    # TMPDIR: kubernetes.core caches discovery in the temp dir, one file per server address; keep it in tmp_path.
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+               TMPDIR=str(tmp_path))
     namespace = "play-" + uuid.uuid4().hex[:8]  # the playbook creates it with kubernetes.core.k8s
     result = subprocess.run(
         [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,",
