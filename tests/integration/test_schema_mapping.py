@@ -492,3 +492,16 @@ def test_schema_apply_refuses_without_legacy_tables(make_database):
     empty = make_database("empty")
     out = run_module(empty)
     assert out.get("failed") is True and "lacks the tables" in out.get("msg", ""), out
+
+
+def test_reapplying_the_sql_files_is_harmless(db, migrated):
+    """A changed checksum re-applies everything over the existing schema: no error, same views, data kept."""
+    before = scalar(db, "SELECT count(*) FROM carbot_v2.customers")
+    conn = db.connect(autocommit=False)
+    applied = mapping.apply_all(conn, str(REPO / "sql"), T, M, "public")
+    conn.commit()
+    conn.close()
+    assert applied["v2"][0] == "010_types.sql" and applied["mapping"][0] == "000_reset.sql"
+    assert scalar(db, "SELECT count(*) FROM carbot_v2.customers") == before
+    views = {r[0] for r in rows(db, "SELECT viewname FROM pg_views WHERE schemaname = %s", (M,))}
+    assert {e["view"] for e in mapping.TABLES} <= views
