@@ -15,6 +15,9 @@ description:
     carbot.migration modules return.
   - At the end of the run writes C(report.json), C(report.md) and a self-contained C(report.html)
     into a new directory under O(reports_dir), and prints the timings that matter and where the report is.
+  - A task with C(no_log) (every task that passes the database password) reaches callbacks censored, its
+    C(carbot_report) included. Such a task registers its result and the next task hands the part over with
+    C(ansible.builtin.set_stats) and C(data.carbot_report), which this callback merges like a module's part.
 requirements:
   - enable in ansible.cfg (callbacks_enabled = carbot.migration.migration_report)
 options:
@@ -80,9 +83,15 @@ class CallbackModule(CallbackBase):
 
     # -- results -----------------------------------------------------------------
     def _collect(self, result):
-        part = result._result.get("carbot_report") if isinstance(result._result, dict) else None
-        if part and self.report is not None:
-            report_lib.merge(self.report, part)
+        res = result._result if isinstance(result._result, dict) else {}
+        parts = [res.get("carbot_report")]
+        # the hand-over of a no_log task's part: ansible.builtin.set_stats with data.carbot_report
+        stats = res.get("ansible_stats")
+        if isinstance(stats, dict) and isinstance(stats.get("data"), dict):
+            parts.append(stats["data"].get("carbot_report"))
+        for part in parts:
+            if part and self.report is not None:
+                report_lib.merge(self.report, part)
 
     def v2_runner_on_ok(self, result):
         self._collect(result)

@@ -3,7 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The migration report: one JSON document, rendered as Markdown and as one self-contained HTML file.
 
-Modules add to the report by returning a ``carbot_report`` dict in their result; the
+Modules add to the report by returning a ``carbot_report`` dict in their result (a task that runs
+with ``no_log`` hands it over in a following ``ansible.builtin.set_stats`` task as
+``data: {carbot_report: ...}``, because callbacks only see no_log results censored); the
 ``carbot.migration.migration_report`` callback merges those with the run's step timings
 (see :func:`merge`) and writes ``report.json``, ``report.md`` and ``report.html``.
 
@@ -78,6 +80,17 @@ def _fmt_num(value):
     return str(value)
 
 
+def _measured(criterion):
+    """The measured value with its unit (``unit: percent`` shows as %)."""
+    value, unit = criterion.get("value"), criterion.get("unit")
+    if value is None:
+        return ""
+    text = _fmt_num(value)
+    if unit == "percent":
+        return text + " %"
+    return "%s %s" % (text, unit) if unit else text
+
+
 def _verdict(met):
     return {True: "met", False: "NOT met", None: "not measured"}.get(met, str(met))
 
@@ -141,9 +154,11 @@ def to_markdown(report):
                 for v in report["validation"]]
         out.append("")
     if report["criteria"]:
-        out += ["## Success criteria", "", "| criterion | target | measured | verdict |", "|---|---|---|---|"]
-        out += ["| %s | %s | %s | %s |" % (c.get("name"), c.get("target", ""), _fmt_num(c.get("value")),
-                                           _verdict(c.get("met"))) for c in report["criteria"]]
+        out += ["## Success criteria", "", "| criterion | target | measured | verdict | figures |",
+                "|---|---|---|---|---|"]
+        out += ["| %s | %s | %s | %s | %s |" % (c.get("name"), c.get("target", ""), _measured(c),
+                                                _verdict(c.get("met")), c.get("detail", ""))
+                for c in report["criteria"]]
         out.append("")
     events = (report.get("freeze") or {}).get("events") or []
     if events:
@@ -262,12 +277,13 @@ def to_html(report):
         body.append("</table>")
     if report["criteria"]:
         body.append('<h2>Success criteria</h2><table id="criteria"><tr><th>criterion</th><th>target</th>'
-                    '<th>measured</th><th>verdict</th></tr>')
+                    '<th>measured</th><th>verdict</th><th>figures</th></tr>')
         for c in report["criteria"]:
             cls = {True: "ok", False: "bad"}.get(c.get("met"), "muted")
-            body.append('<tr><td>%s</td><td>%s</td><td class="n">%s</td><td class="%s">%s</td></tr>' % (
-                esc(str(c.get("name"))), esc(str(c.get("target", ""))), esc(_fmt_num(c.get("value"))), cls,
-                _verdict(c.get("met"))))
+            body.append('<tr><td>%s</td><td>%s</td><td class="n">%s</td><td class="%s">%s</td>'
+                        '<td class="muted">%s</td></tr>' % (
+                            esc(str(c.get("name"))), esc(str(c.get("target", ""))), esc(_measured(c)), cls,
+                            _verdict(c.get("met")), esc(str(c.get("detail", "")))))
         body.append("</table>")
     if report["steps"]:
         body.append('<h2>Step timings</h2><table id="steps"><tr><th>step</th><th>seconds</th><th>status</th></tr>')
