@@ -1,0 +1,850 @@
+# -*- coding: utf-8 -*-
+# Copyright: CarBot operations
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Live sync between the legacy schema and carbot_v2, generated from the mapping declaration.
+
+docs/sync.md is the long version. In short:
+
+Forward (legacy -> carbot_v2, while the app writes to ``public``)
+    One static plpgsql function per target table, ``carbot_sync_<target>(key.., deep)``, re-syncs one
+    key from the projection view ``map_<target>``: upsert (``ON CONFLICT (pk) DO UPDATE``) when the view
+    row has no ``_quarantine_reason``, delete + ``migration_quarantine`` row when it has one, delete from
+    both when the view has no row. When a row *leaves* the target (deleted or quarantined) its children
+    in the target (found through the target's indexed foreign-key columns, per ``references``) are
+    re-synced first (so they move to quarantine or get their optional reference set NULL, before any
+    ``ON DELETE CASCADE`` could remove them silently); when a row *enters* the target, children that
+    were quarantined because of it are re-synced (looked up in ``migration_quarantine``) and, for
+    updates, children whose optional reference was dangling (legacy scan). Derived tables are re-derived
+    for the affected natural key: organizations of the old and the new owner of a workshop,
+    chat_sessions of the conversation ``(workshop_id, kunde_id)`` of a message.
+    One trigger function per legacy table, ``carbot_sync_trg_<table>()``, calls those functions for
+    OLD and NEW keys; a ``BEFORE TRUNCATE`` trigger raises.
+    Every sync of a key takes a transaction-level advisory lock on (target, key) and then reads the view
+    with a fresh snapshot, so two transactions that affect the same target row apply in commit order.
+
+Reverse (carbot_v2 -> legacy, after the switch)
+    ``sql/sync/*.sql`` holds one reverse projection view ``rmap_<target>`` per row table (legacy column
+    names, ``_dst_key``); one trigger function per target table upserts/deletes the legacy row from it.
+
+Loops: each direction's trigger function marks the transaction-local setting ``carbot.sync_origin``
+while it writes, and the other direction's triggers do nothing while it is set. Identity/bigserial
+sequences are kept ahead of the ids written by the other side (see ``sequence`` below).
+
+Installation takes ``SHARE ROW EXCLUSIVE`` per table (``CREATE TRIGGER``) or ``ACCESS EXCLUSIVE``
+(``DROP TRIGGER``); while waiting for it every app write to that table queues behind it. So each table
+is one short transaction under ``lock_timeout``, retried with jittered backoff; the attempts and the
+seconds waited are reported per table.
+
+All identifiers go through psycopg2.sql.Identifier; all values are literals or parameters.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import random
+import time
+
+from ansible_collections.carbot.migration.plugins.module_utils import db
+
+try:
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - reported by the module through db.HAS_PSYCOPG2
+    sql = None
+
+FORWARD, REVERSE = "forward", "reverse"
+DIRECTIONS = (FORWARD, REVERSE)
+ORIGIN_SETTING = "carbot.sync_origin"
+ALLOW_TRUNCATE_SETTING = "carbot.sync_allow_truncate"
+TRIGGER_NAMES = {
+    FORWARD: ("carbot_sync_fwd", "carbot_sync_fwd_truncate"),
+    REVERSE: ("carbot_sync_rev", "carbot_sync_rev_truncate"),
+}
+FUNCTION_PREFIX = "carbot_sync_"
+# advisory lock class ids: LOCK_BASE + index of the target in TABLES
+LOCK_BASE = 0x43420000
+QUARANTINE = "migration_quarantine"
+STATUS = "migration_status"
+SYNC_RUN_ID = "sync"
+SQL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "sql", "sync")
+
+# Dependencies that the declaration cannot express yet (docs/sync.md, "What the declaration lacks"):
+# a write to a legacy table that changes *other* rows' projections although nothing flips between
+# migrated and quarantined. Each entry: legacy table -> [(target, SQL selecting the affected legacy keys of
+# the target's source, with {legacy} = legacy schema, {mapping} = mapping schema; OLD/NEW are the trigger's)].
+EXTRA_DEPENDENCIES = {
+    # organizations are keyed by the owner's email: a user's email change moves the workshops it owns;
+    # users.email is unique only case-sensitively: the earliest user of a normalised email migrates.
+    "users": [
+        ("workshops", "SELECT w.id FROM {legacy}.workshops w WHERE w.owner_id = OLD.id OR w.owner_id = NEW.id"),
+        ("users", "SELECT u.id FROM {legacy}.users u WHERE {mapping}.normalise_email(u.email) IN "
+                  "({mapping}.normalise_email(OLD.email), {mapping}.normalise_email(NEW.email)) "
+                  "AND u.id IS DISTINCT FROM OLD.id AND u.id IS DISTINCT FROM NEW.id"),
+    ],
+    # a slug 'x-v2' loses its suffix only while no workshop has the slug 'x'
+    "workshops": [
+        ("workshops", "SELECT w.id FROM {legacy}.workshops w WHERE w.slug IN (OLD.slug || '-v2', NEW.slug || '-v2')"),
+    ],
+}
+
+# Derived tables keyed by a natural key of their source rows: chat_sessions by the legacy
+# conversation (workshop_id, kunde_id). They get a hand-written sync function (an aggregate view cannot
+# be evaluated for one key cheaply: the view's key is a hash of the grouping columns).
+CHAT_SESSIONS = "chat_sessions"
+
+
+class SyncError(Exception):
+    """An operator-facing reason why the sync cannot be installed or checked."""
+
+
+def _id(*names):
+    return sql.Identifier(*names)
+
+
+def _join(parts, sep=", "):
+    return sql.SQL(sep).join(parts)
+
+
+# ---------------------------------------------------------------------------------------- plan
+class Plan:
+    """The declaration resolved against the catalog: columns, key types, legacy columns."""
+
+    def __init__(self, conn, legacy_schema="public", mapping_schema="carbot_migration", target_schema="carbot_v2",
+                 tables=None):
+        from ansible_collections.carbot.migration.plugins.module_utils import mapping
+        self.legacy, self.mapping, self.target = legacy_schema, mapping_schema, target_schema
+        self.tables = list(tables if tables is not None else mapping.TABLES)
+        self.by_target = {t["target"]: t for t in self.tables}
+        self.legacy_tables = list(mapping.LEGACY_TABLES)
+        self.columns, self.key_types, self.legacy_cols, self.target_types = {}, {}, {}, {}
+        for legacy in self.legacy_tables:
+            cols = mapping.column_types(conn, legacy_schema, legacy)
+            if not cols:
+                raise SyncError("legacy table %s.%s does not exist" % (legacy_schema, legacy))
+            self.legacy_cols[legacy] = dict(cols)
+        for t in self.tables:
+            view_cols = mapping.view_columns(conn, mapping_schema, t["view"])
+            if not view_cols:
+                raise SyncError("mapping view %s.%s does not exist: apply the mapping first (roles/schema)"
+                                % (mapping_schema, t["view"]))
+            target = dict(mapping.column_types(conn, target_schema, t["target"]))
+            if not target:
+                raise SyncError("target table %s.%s does not exist: apply the carbot_v2 schema first"
+                                % (target_schema, t["target"]))
+            self.target_types[t["target"]] = target
+            self.columns[t["target"]] = [c for c in view_cols if c in target]
+            if t["kind"] == "row":
+                self.key_types[t["target"]] = [self.legacy_cols[t["source"]][k] for k in t["source_key"]]
+            else:
+                self.key_types[t["target"]] = [target[k] for k in t["target_key"]]
+        self.reverse_views = {}
+        with conn.cursor() as cur:
+            cur.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE n.nspname = %s AND c.relkind = 'v' AND c.relname LIKE 'rmap\\_%%'", (mapping_schema,))
+            self.reverse_views = {r[0][len("rmap_"):] for r in cur.fetchall()}
+
+    # helpers ---------------------------------------------------------------------------
+    def lock_id(self, target):
+        return LOCK_BASE + [t["target"] for t in self.tables].index(target)
+
+    def rel(self, schema_kind, name):
+        return _id({"legacy": self.legacy, "mapping": self.mapping, "target": self.target}[schema_kind], name)
+
+    def fn(self, name):
+        return _id(self.mapping, FUNCTION_PREFIX + name)
+
+    def children(self, target):
+        """[(child declaration, reference)] of every reference whose parent is ``target``."""
+        out = []
+        for t in self.tables:
+            for ref in t["references"]:
+                if ref["parent"] == target:
+                    out.append((t, ref))
+        return out
+
+    def row_targets_of(self, legacy):
+        return [t for t in self.tables if t["kind"] == "row" and t["source"] == legacy]
+
+    def forward_tables(self):
+        return list(self.legacy_tables)
+
+    def reverse_tables(self):
+        """Target tables with a reverse projection (row tables; derived ones have no legacy twin)."""
+        return [t["target"] for t in self.tables if t["kind"] == "row" and t["target"] in self.reverse_views]
+
+
+def _params(n):
+    return [sql.Identifier("p_k%d" % (i + 1)) for i in range(n)]
+
+
+def _key_text(exprs):
+    """The quarantine's source_pk text of a key, as the copy engine writes it."""
+    if len(exprs) == 1:
+        return sql.SQL("({})::text").format(exprs[0])
+    return sql.SQL("ARRAY[{}]::text").format(_join(sql.SQL("({})::text").format(e) for e in exprs))
+
+
+def _match(alias, cols, exprs):
+    return _join([sql.SQL("{}.{} = {}").format(_id(alias), _id(c), e) for c, e in zip(cols, exprs)], " AND ")
+
+
+def _hash(exprs):
+    return sql.SQL("hashtext({})").format(_key_text(exprs))
+
+
+def _from_source_pk(types, var):
+    """Key expressions from a quarantine source_pk text held in ``var``."""
+    if len(types) == 1:
+        return [sql.SQL("{}::{}").format(var, sql.SQL(types[0]))]
+    return [sql.SQL("({}::text[])[{}]::{}").format(var, sql.Literal(i + 1), sql.SQL(ty)) for i, ty in enumerate(types)]
+
+
+# ------------------------------------------------------------------------------ forward: row sync
+def _call_sync(plan, child, key_exprs, deep):
+    return sql.SQL("PERFORM {}({}, {});").format(plan.fn(child["target"]), _join(key_exprs), sql.SQL(deep))
+
+
+def _children_leaving(plan, t, keys):
+    """Statements run before a row leaves the target: its children in the target are re-synced."""
+    out = []
+    for child, ref in reversed(plan.children(t["target"])):
+        if child["target"] == CHAT_SESSIONS:
+            out.append(sql.SQL(
+                "FOR v_ck IN SELECT c.workshop_id, c.client_key FROM {rel} c WHERE c.{col} = {k} LOOP "
+                "PERFORM {fn}(v_ck.workshop_id, v_ck.client_key, NULL, false); END LOOP;").format(
+                rel=plan.rel("target", child["target"]), col=_id(ref["column"]), k=keys[0], fn=plan.fn(CHAT_SESSIONS)))
+            continue
+        if child["kind"] != "row":
+            continue
+        cks = [sql.SQL("v_ck.{}").format(_id(c)) for c in child["target_key"]]
+        out.append(sql.SQL("FOR v_ck IN SELECT {keys} FROM {rel} c WHERE c.{col} = {k} LOOP {call} END LOOP;").format(
+            keys=_join(sql.SQL("c.{}").format(_id(c)) for c in child["target_key"]),
+            rel=plan.rel("target", child["target"]), col=_id(ref["column"]), k=keys[0],
+            call=_call_sync(plan, child, cks, "true")))
+    return out
+
+
+def _children_entering(plan, t, keys):
+    """(always, deep_only) statements run after a row entered the target."""
+    always, deep = [], []
+    for child, ref in plan.children(t["target"]):
+        if child["target"] == CHAT_SESSIONS:
+            deep.append(sql.SQL(
+                "FOR v_ck IN SELECT DISTINCT s.workshop_id, s.kunde_id FROM {src} s WHERE s.workshop_id = {k} "
+                "AND s.kunde_id IS NOT NULL LOOP PERFORM {fn}(v_ck.workshop_id, v_ck.kunde_id, NULL, false); "
+                "END LOOP;").format(src=plan.rel("legacy", child["source"]), k=keys[0], fn=plan.fn(CHAT_SESSIONS)))
+            continue
+        if child["kind"] != "row":
+            continue
+        legacy_col = ref["column"]
+        if legacy_col not in plan.legacy_cols[child["source"]]:
+            # the declaration does not say which legacy column holds the reference (docs/sync.md)
+            continue
+        if ref["required"]:
+            keys_q = _from_source_pk(plan.key_types[child["target"]], sql.SQL("v_ck.source_pk"))
+            always.append(sql.SQL(
+                "FOR v_ck IN SELECT q.source_pk FROM {q} q WHERE q.target_table = {name} "
+                "AND q.row_data ->> {col} = {kt} LOOP {call} END LOOP;").format(
+                q=plan.rel("target", QUARANTINE), name=sql.Literal(child["target"]), col=sql.Literal(legacy_col),
+                kt=_key_text(keys), call=_call_sync(plan, child, keys_q, "true")))
+        else:
+            cks = [sql.SQL("v_ck.{}").format(_id(c)) for c in child["source_key"]]
+            deep.append(sql.SQL(
+                "FOR v_ck IN SELECT {keys} FROM {src} s WHERE s.{col} = {k} LOOP {call} END LOOP;").format(
+                keys=_join(sql.SQL("s.{}").format(_id(c)) for c in child["source_key"]),
+                src=plan.rel("legacy", child["source"]), col=_id(legacy_col), k=keys[0],
+                call=_call_sync(plan, child, cks, "true")))
+    return always, deep
+
+
+def row_sync_function(plan, t):
+    """CREATE FUNCTION carbot_sync_<target>(keys.., deep boolean) for a ``row`` table."""
+    name = t["target"]
+    types = plan.key_types[name]
+    keys = _params(len(types))
+    cols = plan.columns[name]
+    tkey, vkey, skey = t["target_key"], t["view_key"], t["source_key"]
+    derived_parents = [ref for ref in t["references"]
+                       if plan.by_target[ref["parent"]]["kind"] == "derived" and ref["parent"] != CHAT_SESSIONS]
+    declare = [sql.SQL("v_r record;"), sql.SQL("v_have boolean;"), sql.SQL("v_was boolean;"),
+               sql.SQL("v_ck record;")]
+    for i, ref in enumerate(derived_parents):
+        ptype = plan.key_types[ref["parent"]][0]
+        declare.append(sql.SQL("v_old_{i} {ty}; v_new_{i} {ty};").format(i=sql.SQL(str(i)), ty=sql.SQL(ptype)))
+    body = [
+        sql.SQL("PERFORM pg_advisory_xact_lock({}, {});").format(sql.Literal(plan.lock_id(name)), _hash(keys)),
+        sql.SQL("SELECT {cols}, v._quarantine_reason INTO v_r FROM {view} v WHERE {match};").format(
+            cols=_join(sql.SQL("v.{}").format(_id(c)) for c in cols), view=plan.rel("mapping", t["view"]),
+            match=_match("v", vkey, keys)),
+        sql.SQL("v_have := FOUND;"),
+    ]
+    old_cols = [sql.SQL("t.{}").format(_id(ref["column"])) for ref in derived_parents]
+    old_vars = [sql.SQL("v_old_%d" % i) for i in range(len(derived_parents))]
+    body.append(sql.SQL("SELECT true{oc} INTO v_was{ov} FROM {rel} t WHERE {match};").format(
+        oc=sql.SQL("").join(sql.SQL(", ") + c for c in old_cols),
+        ov=sql.SQL("").join(sql.SQL(", ") + v for v in old_vars),
+        rel=plan.rel("target", name), match=_match("t", tkey, keys)))
+    body.append(sql.SQL("v_was := coalesce(v_was, false);"))
+    # derived parents (organizations): the old one first if it still exists (a slug may move), the new one
+    # before the row (foreign key), the old one again after it (deleted once nothing refers to it)
+    pre, post = [], []
+    for i, ref in enumerate(derived_parents):
+        fn = plan.fn(ref["parent"])
+        pre.append(sql.SQL(
+            "v_new_{i} := v_r.{col}; "
+            "IF v_old_{i} IS NOT NULL AND v_old_{i} IS DISTINCT FROM v_new_{i} THEN PERFORM {fn}(v_old_{i}); "
+            "END IF; IF v_new_{i} IS NOT NULL THEN PERFORM {fn}(v_new_{i}); END IF;").format(
+            i=sql.SQL(str(i)), col=_id(ref["column"]), fn=fn))
+        post.append(sql.SQL("IF v_old_{i} IS NOT NULL AND v_old_{i} IS DISTINCT FROM v_new_{i} THEN "
+                            "PERFORM {fn}(v_old_{i}); END IF;").format(i=sql.SQL(str(i)), fn=fn))
+    non_key = [c for c in cols if c not in tkey]
+    if non_key:
+        conflict = sql.SQL("DO UPDATE SET {}").format(_join(
+            sql.SQL("{c} = EXCLUDED.{c}").format(c=_id(c)) for c in non_key))
+    else:
+        conflict = sql.SQL("DO NOTHING")
+    q = plan.rel("target", QUARANTINE)
+    qmatch = sql.SQL("target_table = {} AND source_pk = {}").format(sql.Literal(name), _key_text(keys))
+    leaving = _children_leaving(plan, t, keys)
+    always, deep = _children_entering(plan, t, keys)
+    body.append(sql.SQL("IF v_have AND v_r._quarantine_reason IS NULL THEN"))
+    body.extend(pre)
+    body.append(sql.SQL("INSERT INTO {rel} ({cols}) VALUES ({vals}) ON CONFLICT ({tk}) {conflict};").format(
+        rel=plan.rel("target", name), cols=_join(_id(c) for c in cols),
+        vals=_join(sql.SQL("v_r.{}").format(_id(c)) for c in cols), tk=_join(_id(c) for c in tkey), conflict=conflict))
+    body.append(sql.SQL("IF NOT v_was THEN DELETE FROM {q} WHERE {m};").format(q=q, m=qmatch))
+    body.extend(always)
+    if deep:
+        body.append(sql.SQL("IF deep THEN"))
+        body.extend(deep)
+        body.append(sql.SQL("END IF;"))
+    body.append(sql.SQL("END IF;"))
+    body.extend(post)
+    body.append(sql.SQL("ELSE"))
+    if leaving:
+        body.append(sql.SQL("IF v_was THEN"))
+        body.extend(leaving)
+        body.append(sql.SQL("DELETE FROM {rel} t WHERE {m};").format(rel=plan.rel("target", name),
+                                                                       m=_match("t", tkey, keys)))
+        body.append(sql.SQL("END IF;"))
+    else:
+        body.append(sql.SQL("IF v_was THEN DELETE FROM {rel} t WHERE {m}; END IF;").format(
+            rel=plan.rel("target", name), m=_match("t", tkey, keys)))
+    body.extend(post)
+    body.append(sql.SQL(
+        "IF v_have THEN INSERT INTO {q} (target_table, source_table, source_pk, reason, row_data, run_id) "
+        "SELECT {name}, {src}, {kt}, v_r._quarantine_reason, to_jsonb(s), {run} FROM {srel} s WHERE {sm} "
+        "ON CONFLICT (target_table, source_pk) DO UPDATE SET reason = EXCLUDED.reason, row_data = EXCLUDED.row_data, "
+        "run_id = EXCLUDED.run_id, quarantined_at = now(); "
+        "ELSE DELETE FROM {q} WHERE {qm}; END IF;").format(
+        q=q, name=sql.Literal(name), src=sql.Literal(t["source"]), kt=_key_text(keys), run=sql.Literal(SYNC_RUN_ID),
+        srel=plan.rel("legacy", t["source"]), sm=_match("s", skey, keys), qm=qmatch))
+    body.append(sql.SQL("END IF;"))
+    args = _join(sql.SQL("{} {}").format(k, sql.SQL(ty)) for k, ty in zip(keys, types))
+    return _function(plan.fn(name), sql.SQL("{}, deep boolean").format(args), sql.SQL("void"), declare, body)
+
+
+def _function(fn, args, returns, declare, body):
+    return sql.SQL("CREATE OR REPLACE FUNCTION {fn}({args}) RETURNS {ret} LANGUAGE plpgsql AS $carbot_sync$\n"
+                   "DECLARE\n{decl}\nBEGIN\n{body}\nEND\n$carbot_sync$").format(
+        fn=fn, args=args, ret=returns, decl=_join(declare, "\n"), body=_join(body, "\n"))
+
+
+def derived_sync_function(plan, t):
+    """carbot_sync_<derived>(key): upsert from the view by its key, or delete once nothing refers to it."""
+    name = t["target"]
+    types = plan.key_types[name]
+    keys = _params(len(types))
+    cols = plan.columns[name]
+    non_key = [c for c in cols if c not in t["target_key"]]
+    refs = [(child, ref) for child, ref in plan.children(name)]
+    unreferenced = sql.SQL("").join(
+        sql.SQL(" AND NOT EXISTS (SELECT 1 FROM {rel} c WHERE c.{col} = {k})").format(
+            rel=plan.rel("target", child["target"]), col=_id(ref["column"]), k=keys[0]) for child, ref in refs)
+    body = [
+        sql.SQL("PERFORM pg_advisory_xact_lock({}, {});").format(sql.Literal(plan.lock_id(name)), _hash(keys)),
+        sql.SQL("SELECT {cols} INTO v_r FROM {view} v WHERE {m} AND v._quarantine_reason IS NULL;").format(
+            cols=_join(sql.SQL("v.{}").format(_id(c)) for c in cols), view=plan.rel("mapping", t["view"]),
+            m=_match("v", t["view_key"], keys)),
+        sql.SQL("IF FOUND THEN INSERT INTO {rel} ({cols}) VALUES ({vals}) ON CONFLICT ({tk}) DO UPDATE SET {set}; "
+                "ELSE DELETE FROM {rel} t WHERE {tm}{unref}; END IF;").format(
+            rel=plan.rel("target", name), cols=_join(_id(c) for c in cols),
+            vals=_join(sql.SQL("v_r.{}").format(_id(c)) for c in cols), tk=_join(_id(c) for c in t["target_key"]),
+            set=_join(sql.SQL("{c} = EXCLUDED.{c}").format(c=_id(c)) for c in non_key),
+            tm=_match("t", t["target_key"], keys), unref=unreferenced),
+    ]
+    args = _join(sql.SQL("{} {}").format(k, sql.SQL(ty)) for k, ty in zip(keys, types))
+    return _function(plan.fn(name), args, sql.SQL("void"), [sql.SQL("v_r record;")], body)
+
+
+def chat_sessions_function(plan):
+    """carbot_sync_chat_sessions(workshop_id, kunde_id, at, incremental).
+
+    Incremental (a message inserted): widen started_at/last_message_at of the session if it exists, or
+    create it from this message alone once the copy of chat_sessions is done (then a missing session is
+    a new conversation). Otherwise the exact aggregate of the conversation from the view (a scan of the
+    conversation's legacy messages: deletes and moves of messages only).
+    """
+    t = plan.by_target[CHAT_SESSIONS]
+    rel = plan.rel("target", CHAT_SESSIONS)
+    cols = plan.columns[CHAT_SESSIONS]
+    non_key = [c for c in cols if c not in t["target_key"]]
+    body = [
+        sql.SQL("IF p_w IS NULL OR p_k IS NULL THEN RETURN; END IF;"),
+        sql.SQL("v_id := {}(p_w, p_k);").format(_id(plan.mapping, "chat_session_uuid")),
+        sql.SQL("PERFORM pg_advisory_xact_lock({}, hashtext(v_id::text));").format(
+            sql.Literal(plan.lock_id(CHAT_SESSIONS))),
+        sql.SQL(
+            "IF p_incremental THEN "
+            "UPDATE {rel} t SET started_at = LEAST(t.started_at, p_at),"
+            " last_message_at = GREATEST(t.last_message_at, p_at) WHERE t.id = v_id; "
+            "IF FOUND THEN RETURN; END IF; "
+            "IF EXISTS (SELECT 1 FROM {status} s WHERE s.target_table = {name} AND s.state::text = 'copied') "
+            "AND EXISTS (SELECT 1 FROM {mw} w WHERE w._src_key = p_w AND w._quarantine_reason IS NULL) THEN "
+            "INSERT INTO {rel} (id, workshop_id, client_key, started_at, last_message_at)"
+            " VALUES (v_id, p_w, p_k, p_at, p_at) ON CONFLICT (id) DO UPDATE"
+            " SET started_at = LEAST({rel}.started_at, EXCLUDED.started_at),"
+            " last_message_at = GREATEST({rel}.last_message_at, EXCLUDED.last_message_at); "
+            "RETURN; END IF; END IF;").format(
+            rel=rel, status=plan.rel("target", STATUS), name=sql.Literal(CHAT_SESSIONS),
+            mw=plan.rel("mapping", "map_workshops")),
+        sql.SQL("SELECT {cols} INTO v_r FROM {view} v WHERE v.workshop_id = p_w AND v.client_key = p_k "
+                "AND v._quarantine_reason IS NULL;").format(
+            cols=_join(sql.SQL("v.{}").format(_id(c)) for c in cols), view=plan.rel("mapping", t["view"])),
+        sql.SQL("IF FOUND THEN INSERT INTO {rel} ({cols}) VALUES ({vals}) ON CONFLICT (id) DO UPDATE SET {set}; "
+                "ELSE DELETE FROM {rel} t WHERE t.id = v_id; END IF;").format(
+            rel=rel, cols=_join(_id(c) for c in cols), vals=_join(sql.SQL("v_r.{}").format(_id(c)) for c in cols),
+            set=_join(sql.SQL("{c} = EXCLUDED.{c}").format(c=_id(c)) for c in non_key)),
+    ]
+    return _function(plan.fn(CHAT_SESSIONS), sql.SQL("p_w uuid, p_k text, p_at timestamptz, p_incremental boolean"),
+                     sql.SQL("void"), [sql.SQL("v_r record;"), sql.SQL("v_id uuid;")], body)
+
+
+def _guard(plan, mine, other):
+    return [
+        sql.SQL("IF current_setting({s}, true) = {o} THEN RETURN NULL; END IF;").format(
+            s=sql.Literal(ORIGIN_SETTING), o=sql.Literal(other)),
+        sql.SQL("PERFORM set_config({s}, {m}, true);").format(s=sql.Literal(ORIGIN_SETTING), m=sql.Literal(mine)),
+    ]
+
+
+def _unguard():
+    return [sql.SQL("PERFORM set_config({}, '', true);").format(sql.Literal(ORIGIN_SETTING)), sql.SQL("RETURN NULL;")]
+
+
+def _serial_bump(plan, rel, column, seq_text, row="NEW"):
+    """Keep a sequence ahead of an id written by the other side (ids never collide). The sequence's name
+    (from pg_get_serial_sequence, already quoted by the server) is a literal cast to regclass."""
+    return sql.SQL(
+        "IF {row}.{col} > coalesce(pg_sequence_last_value({seq}::regclass), 0) THEN "
+        "PERFORM setval({seq}::regclass, {row}.{col}); END IF;").format(
+        row=sql.SQL(row), col=_id(column), seq=sql.Literal(seq_text))
+
+
+def forward_trigger_function(plan, legacy, sequences=None):
+    """carbot_sync_trg_<legacy>(): the row trigger of one legacy table."""
+    body = _guard(plan, FORWARD, REVERSE)
+    targets = plan.row_targets_of(legacy)
+    is_chat = any(t["target"] == "chat_messages" for t in targets) and CHAT_SESSIONS in plan.by_target
+    if is_chat:
+        body.append(sql.SQL(
+            "IF TG_OP = 'INSERT' THEN PERFORM {fn}(NEW.workshop_id, NEW.kunde_id, NEW.created_at, true); "
+            "ELSIF TG_OP = 'UPDATE' AND (NEW.workshop_id, NEW.kunde_id, NEW.created_at) IS DISTINCT FROM "
+            "(OLD.workshop_id, OLD.kunde_id, OLD.created_at) THEN "
+            "PERFORM {fn}(NEW.workshop_id, NEW.kunde_id, NULL, false); END IF;").format(fn=plan.fn(CHAT_SESSIONS)))
+    for t in targets:
+        old = [sql.SQL("OLD.{}").format(_id(c)) for c in t["source_key"]]
+        new = [sql.SQL("NEW.{}").format(_id(c)) for c in t["source_key"]]
+        body.append(sql.SQL(
+            "IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND ({o}) IS DISTINCT FROM ({n})) THEN {call_old} END IF;"
+        ).format(o=_join(old), n=_join(new), call_old=_call_sync(plan, t, old, "true")))
+        body.append(sql.SQL("IF TG_OP <> 'DELETE' THEN PERFORM {fn}({n}, TG_OP = 'UPDATE'); END IF;").format(
+            fn=plan.fn(t["target"]), n=_join(new)))
+    if is_chat:
+        body.append(sql.SQL(
+            "IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND (NEW.workshop_id, NEW.kunde_id) IS DISTINCT FROM "
+            "(OLD.workshop_id, OLD.kunde_id)) THEN PERFORM {fn}(OLD.workshop_id, OLD.kunde_id, NULL, false); "
+            "END IF;").format(fn=plan.fn(CHAT_SESSIONS)))
+    for target, query in EXTRA_DEPENDENCIES.get(legacy, []):
+        if target not in plan.by_target:
+            continue
+        child = plan.by_target[target]
+        body.append(sql.SQL("FOR v_ck IN {q} LOOP {call} END LOOP;").format(
+            q=sql.SQL(query).format(legacy=_id(plan.legacy), mapping=_id(plan.mapping)),
+            call=_call_sync(plan, child, [sql.SQL("v_ck.{}").format(_id(c)) for c in child["source_key"]], "true")))
+    for seq in (sequences or {}).get(legacy, []):
+        body.append(sql.SQL("IF TG_OP = 'INSERT' THEN {} END IF;").format(
+            _serial_bump(plan, None, seq["column"], seq["target_seq"])))
+    body.extend(_unguard())
+    return _function(plan.fn("trg_" + legacy), sql.SQL(""), sql.SQL("trigger"), [sql.SQL("v_ck record;")], body)
+
+
+def truncate_function(plan):
+    body = [sql.SQL(
+        "IF coalesce(current_setting({allow}, true), '') = 'on' THEN RETURN NULL; END IF; "
+        "RAISE EXCEPTION 'carbot.migration: TRUNCATE of %.% is not synced to the other schema', TG_TABLE_SCHEMA, "
+        "TG_TABLE_NAME USING HINT = 'Delete the rows instead, or remove the sync triggers first '"
+        "'(carbot.migration.sync_triggers state=absent), or SET ' || {allow} || ' = on and resync.', "
+        "ERRCODE = 'feature_not_supported';").format(allow=sql.Literal(ALLOW_TRUNCATE_SETTING)),
+        sql.SQL("RETURN NULL;")]
+    return _function(plan.fn("no_truncate"), sql.SQL(""), sql.SQL("trigger"), [sql.SQL("")], body)
+
+
+# ----------------------------------------------------------------------------------------- reverse
+def reverse_trigger_function(plan, target, sequences=None):
+    """carbot_sync_rev_<target>(): upsert/delete the legacy row from rmap_<target>."""
+    t = plan.by_target[target]
+    view = plan.rel("mapping", "rmap_" + target)
+    lcols = [c for c in plan.legacy_cols[t["source"]]]
+    src = plan.rel("legacy", t["source"])
+    old = [sql.SQL("OLD.{}").format(_id(c)) for c in t["target_key"]]
+    new = [sql.SQL("NEW.{}").format(_id(c)) for c in t["target_key"]]
+    skey = t["source_key"]
+    vkey = ["_dst_key"] if len(skey) == 1 else ["_dst_key%d" % (i + 1) for i in range(len(skey))]
+    non_key = [c for c in lcols if c not in skey]
+    body = _guard(plan, REVERSE, FORWARD)
+    body.append(sql.SQL(
+        "IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND ({o}) IS DISTINCT FROM ({n})) THEN "
+        "DELETE FROM {src} s WHERE {m}; END IF;").format(o=_join(old), n=_join(new), src=src,
+                                                         m=_match("s", skey, old)))
+    body.append(sql.SQL(
+        "IF TG_OP <> 'DELETE' THEN INSERT INTO {src} AS s ({cols}) SELECT {vcols} FROM {view} v WHERE {m} "
+        "ON CONFLICT ({sk}) {conflict}; END IF;").format(
+        src=src, cols=_join(_id(c) for c in lcols), vcols=_join(sql.SQL("v.{}").format(_id(c)) for c in lcols),
+        view=view, m=_match("v", vkey, new), sk=_join(_id(c) for c in skey),
+        conflict=sql.SQL("DO UPDATE SET {}").format(_join(sql.SQL("{c} = EXCLUDED.{c}").format(c=_id(c))
+                                                          for c in non_key)) if non_key else sql.SQL("DO NOTHING")))
+    for seq in (sequences or {}).get(t["source"], []):
+        if seq["target"] == target:
+            body.append(sql.SQL("IF TG_OP = 'INSERT' THEN {} END IF;").format(
+                _serial_bump(plan, None, seq["column"], seq["legacy_seq"])))
+    body.extend(_unguard())
+    return _function(plan.fn("rev_" + target), sql.SQL(""), sql.SQL("trigger"), [sql.SQL("")], body)
+
+
+def reverse_sql_files():
+    from ansible_collections.carbot.migration.plugins.module_utils import mapping
+    return mapping.sql_files(SQL_DIR)
+
+
+def apply_reverse_views(conn, plan):
+    """Create the reverse projections (sql/sync/*.sql) in the mapping schema: search_path mapping, target.
+    The views bind the target tables (same names as the legacy ones: the legacy schema is not on the path)."""
+    from ansible_collections.carbot.migration.plugins.module_utils import mapping
+    applied = mapping.apply_sql_files(conn, SQL_DIR, [plan.mapping, plan.target])
+    with conn.cursor() as cur:
+        cur.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = %s AND c.relkind = 'v' AND c.relname LIKE 'rmap\\_%%'", (plan.mapping,))
+        plan.reverse_views = {r[0][len("rmap_"):] for r in cur.fetchall()}
+    return applied
+
+
+# --------------------------------------------------------------------------------------- sequences
+def serial_columns(conn, plan):
+    """{legacy table: [{column, target, legacy_seq, target_seq}]}: the id sequences on both sides."""
+    out = {}
+    with conn.cursor() as cur:
+        for t in plan.tables:
+            if t["kind"] != "row" or len(t["source_key"]) != 1:
+                continue
+            col = t["source_key"][0]
+            cur.execute("SELECT pg_get_serial_sequence(%s, %s), pg_get_serial_sequence(%s, %s)",
+                        (_id(plan.legacy, t["source"]).as_string(conn), col,
+                         _id(plan.target, t["target"]).as_string(conn), t["target_key"][0]))
+            legacy_seq, target_seq = cur.fetchone()
+            if legacy_seq and target_seq:
+                out.setdefault(t["source"], []).append({"column": col, "target": t["target"],
+                                                        "legacy_seq": legacy_seq, "target_seq": target_seq})
+    return out
+
+
+def align_sequences(conn, plan, sequences, towards):
+    """Move the sequences of ``towards`` (FORWARD: carbot_v2's, REVERSE: legacy's) past every id on both sides.
+    Returns {sequence: new value}."""
+    out = {}
+    with conn.cursor() as cur:
+        for legacy, items in sorted(sequences.items()):
+            for s in items:
+                seq = s["target_seq"] if towards == FORWARD else s["legacy_seq"]
+                cur.execute(sql.SQL(
+                    "SELECT setval(%s::regclass, greatest(pg_sequence_last_value(%s::regclass), "
+                    "pg_sequence_last_value(%s::regclass), (SELECT max({c}) FROM {lt}), "
+                    "(SELECT max({tc}) FROM {tt}), 1))"
+                ).format(c=_id(s["column"]), lt=_id(plan.legacy, legacy),
+                         tc=_id(plan.by_target[s["target"]]["target_key"][0]), tt=_id(plan.target, s["target"])),
+                    (seq, s["legacy_seq"], s["target_seq"]))
+                out[seq] = cur.fetchone()[0]
+    return out
+
+
+# ---------------------------------------------------------------------------------- statements
+def function_statements(plan, direction, sequences=None):
+    """[(function name, statement)] to create for ``direction``."""
+    out = [("no_truncate", truncate_function(plan))]
+    if direction == FORWARD:
+        for t in plan.tables:
+            if t["target"] == CHAT_SESSIONS:
+                out.append((CHAT_SESSIONS, chat_sessions_function(plan)))
+            elif t["kind"] == "derived":
+                out.append((t["target"], derived_sync_function(plan, t)))
+        for t in plan.tables:
+            if t["kind"] == "row":
+                out.append((t["target"], row_sync_function(plan, t)))
+        for legacy in plan.forward_tables():
+            out.append(("trg_" + legacy, forward_trigger_function(plan, legacy, sequences)))
+    else:
+        for target in plan.reverse_tables():
+            out.append(("rev_" + target, reverse_trigger_function(plan, target, sequences)))
+    return out
+
+
+def trigger_tables(plan, direction):
+    """[(schema, table, trigger function name)] that carry the triggers of ``direction``."""
+    if direction == FORWARD:
+        return [(plan.legacy, legacy, "trg_" + legacy) for legacy in plan.forward_tables()]
+    return [(plan.target, target, "rev_" + target) for target in plan.reverse_tables()]
+
+
+# ------------------------------------------------------------------------------------- catalog
+def existing_triggers(conn, schema, names=None):
+    """{table: {trigger name: enabled?}} of carbot sync triggers in ``schema``."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT c.relname, t.tgname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND NOT t.tgisinternal "
+            "AND t.tgname LIKE 'carbot\\_sync\\_%%'", (schema,))
+        out = {}
+        for table, name, enabled in cur.fetchall():
+            if names and name not in names:
+                continue
+            out.setdefault(table, {})[name] = enabled != "D"
+        return out
+
+
+def existing_functions(conn, schema):
+    with conn.cursor() as cur:
+        cur.execute("SELECT p.oid::regprocedure::text, p.proname FROM pg_proc p JOIN pg_namespace n "
+                    "ON n.oid = p.pronamespace WHERE n.nspname = %s AND p.proname LIKE 'carbot\\_sync\\_%%'", (schema,))
+        return cur.fetchall()
+
+
+def status(conn, legacy_schema="public", mapping_schema="carbot_migration", target_schema="carbot_v2"):
+    """Which tables carry which triggers, enabled or not: {direction: {table: {row, truncate, enabled}}}."""
+    from ansible_collections.carbot.migration.plugins.module_utils import mapping
+    out = {}
+    for direction, schema, tables in (
+            (FORWARD, legacy_schema, list(mapping.LEGACY_TABLES)),
+            (REVERSE, target_schema, [t["target"] for t in mapping.TABLES if t["kind"] == "row"])):
+        have = existing_triggers(conn, schema)
+        row_name, trunc_name = TRIGGER_NAMES[direction]
+        out[direction] = {}
+        for table in tables:
+            trig = have.get(table, {})
+            out[direction][table] = {
+                "row": row_name in trig, "truncate": trunc_name in trig,
+                "enabled": bool(trig) and all(trig.values()) and row_name in trig and trunc_name in trig,
+            }
+    return out
+
+
+# ---------------------------------------------------------------------------- install / remove
+class LockedStep:
+    """Run one short transaction under lock_timeout with jittered retries; count attempts and waiting."""
+
+    def __init__(self, conn_params, lock_timeout_ms=1000, max_attempts=30, base=0.2, cap=5.0, sleep=time.sleep,
+                 rng=None):
+        self.conn_params = dict(conn_params, lock_timeout_ms=lock_timeout_ms)
+        self.lock_timeout_ms = int(lock_timeout_ms)
+        self.max_attempts = int(max_attempts)
+        self.base, self.cap, self.sleep = base, cap, sleep
+        self.rng = rng or random.Random()
+        self.conn = None
+
+    def connect(self):
+        if self.conn is None or self.conn.closed:
+            self.conn = db.connect(self.conn_params, application_name="carbot.migration sync_triggers")
+        return self.conn
+
+    def close(self):
+        if self.conn is not None and not self.conn.closed:
+            self.conn.close()
+
+    def run(self, func):
+        """``func(cursor)`` in its own transaction; returns (result, attempts, waited_seconds, errors)."""
+        attempts, waited, errors = 0, 0.0, []
+        while True:
+            attempts += 1
+            conn = self.connect()
+            t0 = time.monotonic()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SET LOCAL lock_timeout = %s", ("%dms" % self.lock_timeout_ms,))
+                    result = func(cur)
+                conn.commit()
+                waited += time.monotonic() - t0
+                return result, attempts, round(waited, 3), errors
+            except Exception as exc:  # noqa: BLE001 - filtered by db.is_retryable
+                waited += time.monotonic() - t0
+                try:
+                    conn.rollback()
+                except Exception:  # noqa: BLE001 - the connection is gone; reconnect next time
+                    conn.close()
+                if not db.is_retryable(exc) or attempts >= self.max_attempts:
+                    raise
+                errors.append("%s: %s" % (type(exc).__name__, str(exc).strip().splitlines()[0][:200]))
+                delay = self.rng.uniform(0, min(self.cap, self.base * (2 ** attempts)))
+                self.sleep(delay)
+                waited += delay
+
+
+def plan_changes(conn, plan, direction, state):
+    """What install/remove would do: {"create": [table], "drop": [table], "keep": [table]}."""
+    row_name, trunc_name = TRIGGER_NAMES[direction]
+    out = {"create": [], "drop": [], "keep": []}
+    for schema, table, _fn in trigger_tables(plan, direction):
+        have = existing_triggers(conn, schema).get(table, {})
+        complete = row_name in have and trunc_name in have
+        if state == "present":
+            out["keep" if complete else "create"].append(table)
+        elif have:
+            out["drop"].append(table)
+    return out
+
+
+def install(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30, on_table=None, step=None):
+    """Create the functions (no table locks) and the triggers table by table under lock_timeout.
+
+    Returns {"functions": [names], "tables": {table: {"changed", "attempts", "waited_seconds", "errors"}},
+    "sequences": {seq: value}}.
+    """
+    step = step or LockedStep(conn_params, lock_timeout_ms, max_attempts)
+    result = {"functions": [], "tables": {}, "sequences": {}}
+    try:
+        conn = step.connect()
+        if direction == REVERSE:
+            apply_reverse_views(conn, plan)
+            conn.commit()
+        sequences = serial_columns(conn, plan)
+        statements = function_statements(plan, direction, sequences)
+
+        def create_functions(cur):
+            for _name, stmt in statements:
+                cur.execute(stmt)
+            return [name for name, _ in statements]
+
+        result["functions"], attempts, _w, _e = step.run(create_functions)
+        row_name, trunc_name = TRIGGER_NAMES[direction]
+        for schema, table, fn in trigger_tables(plan, direction):
+            def create(cur, schema=schema, table=table, fn=fn):
+                cur.execute(
+                    "SELECT t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n "
+                    "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s AND t.tgname IN (%s, %s)",
+                    (schema, table, row_name, trunc_name))
+                have = {r[0] for r in cur.fetchall()}
+                done = False
+                if row_name not in have:
+                    cur.execute(sql.SQL("CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW "
+                                        "EXECUTE FUNCTION {}()").format(_id(row_name), _id(schema, table), plan.fn(fn)))
+                    done = True
+                if trunc_name not in have:
+                    cur.execute(sql.SQL("CREATE TRIGGER {} BEFORE TRUNCATE ON {} FOR EACH STATEMENT "
+                                        "EXECUTE FUNCTION {}()").format(_id(trunc_name), _id(schema, table),
+                                                                        plan.fn("no_truncate")))
+                    done = True
+                return done
+
+            changed, attempts, waited, errors = step.run(create)
+            rec = {"changed": changed, "attempts": attempts, "waited_seconds": waited, "errors": errors[-3:]}
+            result["tables"][table] = rec
+            if on_table:
+                on_table(table, rec)
+        if direction == REVERSE:
+            # the switch: carbot_v2's identity sequences start past every id the legacy side handed out
+            result["sequences"], _a, _w, _e = step.run(lambda cur: align_sequences(cur.connection, plan, sequences,
+                                                                                    FORWARD))
+    finally:
+        step.close()
+    return result
+
+
+def remove(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30, on_table=None, step=None):
+    """Drop the triggers of ``direction`` table by table (ACCESS EXCLUSIVE: under lock_timeout, retried),
+    then their functions. Idempotent. Removing the reverse triggers moves the legacy sequences past every
+    id carbot_v2 handed out (a rollback's first inserts must not collide)."""
+    step = step or LockedStep(conn_params, lock_timeout_ms, max_attempts)
+    result = {"functions": [], "tables": {}, "sequences": {}}
+    row_name, trunc_name = TRIGGER_NAMES[direction]
+    try:
+        conn = step.connect()
+        for schema, table, _fn in trigger_tables(plan, direction):
+            have = existing_triggers(conn, schema).get(table, {})
+            conn.commit()
+            if not have:
+                result["tables"][table] = {"changed": False, "attempts": 0, "waited_seconds": 0.0, "errors": []}
+                continue
+
+            def drop(cur, schema=schema, table=table):
+                for name in (row_name, trunc_name):
+                    cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(_id(name), _id(schema, table)))
+                return True
+
+            changed, attempts, waited, errors = step.run(drop)
+            rec = {"changed": changed, "attempts": attempts, "waited_seconds": waited, "errors": errors[-3:]}
+            result["tables"][table] = rec
+            if on_table:
+                on_table(table, rec)
+        if direction == REVERSE:
+            sequences = serial_columns(conn, plan)
+            conn.commit()
+            result["sequences"], _a, _w, _e = step.run(lambda cur: align_sequences(cur.connection, plan, sequences,
+                                                                                    REVERSE))
+        # functions of this direction; the shared truncate guard goes when no trigger uses it any more
+        prefixes = ("carbot_sync_rev_",) if direction == REVERSE else ("carbot_sync_",)
+
+        def drop_functions(cur):
+            dropped = []
+            cur.execute("SELECT p.oid::regprocedure::text, p.proname FROM pg_proc p JOIN pg_namespace n "
+                        "ON n.oid = p.pronamespace WHERE n.nspname = %s AND p.proname LIKE 'carbot\\_sync\\_%%' "
+                        "AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgfoid = p.oid)", (plan.mapping,))
+            for signature, name in cur.fetchall():
+                if direction == FORWARD and name.startswith("carbot_sync_rev_"):
+                    continue
+                if not name.startswith(prefixes):
+                    continue
+                cur.execute(sql.SQL("DROP FUNCTION IF EXISTS {}").format(sql.SQL(signature)))
+                dropped.append(name)
+            return dropped
+
+        result["functions"], _a, _w, _e = step.run(drop_functions)
+    finally:
+        step.close()
+    return result
+
+
+# ---------------------------------------------------------------------------------------- resync
+def resync_keys(conn, plan, target, keys):
+    """Re-sync the given keys of one target table through its sync function (repairs; used by sync_check).
+    ``keys``: list of key values (a list/tuple per composite key). Returns the number re-synced."""
+    t = plan.by_target[target]
+    n = 0
+    with conn.cursor() as cur:
+        for key in keys:
+            values = list(key) if isinstance(key, (list, tuple)) else [key]
+            if t["target"] == CHAT_SESSIONS:
+                cur.execute(sql.SQL("SELECT workshop_id, client_key FROM {} WHERE id = %s").format(
+                    plan.rel("target", CHAT_SESSIONS)), values)
+                row = cur.fetchone()
+                if row is None:
+                    cur.execute(sql.SQL("SELECT workshop_id, client_key FROM {} WHERE _src_key = %s").format(
+                        plan.rel("mapping", t["view"])), values)
+                    row = cur.fetchone()
+                if row:
+                    cur.execute(sql.SQL("SELECT {}(%s, %s, NULL, false)").format(plan.fn(CHAT_SESSIONS)), list(row))
+            elif t["kind"] == "derived":
+                cur.execute(sql.SQL("SELECT {}(%s)").format(plan.fn(target)), values)
+            else:
+                casts = _join(sql.SQL("%s::{}").format(sql.SQL(ty)) for ty in plan.key_types[target])
+                cur.execute(sql.SQL("SELECT {}({}, true)").format(plan.fn(target), casts), values)
+            n += 1
+    return n
