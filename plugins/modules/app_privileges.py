@@ -1,0 +1,337 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: CarBot operations
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: app_privileges
+short_description: Give the application role on carbot_v2 what it has on the legacy schema
+description:
+  - Compares, object by object, what O(app_role) may do in O(legacy_schema) with what it may do in
+    O(target_schema), and grants what is missing. Nothing is revoked.
+  - B(Schema) C(USAGE) on O(target_schema) (without it PostgreSQL silently skips the schema on the search_path
+    and the app keeps reading the legacy tables).
+  - B(Tables.) Each target table gets the privileges (C(has_table_privilege)) the role has on its legacy
+    counterpart (the mapping declaration's driving table, else the table of the same name). A target table with
+    no counterpart gets O(new_table_privileges). With O(table_privileges) set, every table gets exactly that
+    declared set instead of the comparison. Tables in O(exclude_tables) (the migration's bookkeeping, which holds
+    legacy rows with secrets) are left alone.
+  - B(Sequences.) Every sequence a target column draws from (its identity sequence, or the shared legacy sequence
+    after C(carbot.migration.sequences)) gets what the role has on the legacy counterpart's sequence, at least
+    O(sequence_privileges) (C(nextval) needs C(USAGE)).
+  - B(Default privileges.) C(ALTER DEFAULT PRIVILEGES FOR ROLE <each of default_privileges_for> IN SCHEMA
+    <target>) on tables and sequences, so that a table created later in carbot_v2 is usable too; and every
+    default privilege the legacy schema grants the role is mirrored.
+  - C(CONNECT) on the database is checked and reported, never granted.
+  - O(check_only=true) is the preflight: it reports what is missing (C(missing)) and changes nothing.
+    Idempotent; supports check mode.
+version_added: 1.0.0
+author: CarBot operations (@carbot)
+extends_documentation_fragment:
+  - carbot.migration.postgres
+options:
+  app_role:
+    description: The application's role (C(carbot_app_db_user)).
+    type: str
+    required: true
+  target_schema:
+    description: The enterprise schema (C(carbot_target_schema)).
+    type: str
+    default: carbot_v2
+  legacy_schema:
+    description: The legacy schema (C(carbot_legacy_schema)).
+    type: str
+    default: public
+  check_only:
+    description: Report what is missing; grant nothing.
+    type: bool
+    default: false
+  table_privileges:
+    description: A declared set for every target table instead of the comparison with the legacy counterpart.
+    type: list
+    elements: str
+    choices: [SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER]
+  new_table_privileges:
+    description: Privileges for a target table that has no legacy counterpart (e.g. C(organizations)).
+    type: list
+    elements: str
+    default: [SELECT, INSERT, UPDATE, DELETE]
+  sequence_privileges:
+    description: Privileges every sequence used by a target column gets at least.
+    type: list
+    elements: str
+    choices: [USAGE, SELECT, UPDATE]
+    default: [USAGE, SELECT]
+  exclude_tables:
+    description: Target tables the role gets nothing on.
+    type: list
+    elements: str
+    default: [migration_status, migration_quarantine, migration_cutover_state]
+  default_privileges_for:
+    description:
+      - Roles whose future tables and sequences in O(target_schema) the app role gets privileges on by default
+        (C(ALTER DEFAULT PRIVILEGES FOR ROLE ...)). Default the owner of O(target_schema). Empty list disables.
+    type: list
+    elements: str
+notes:
+  - The connecting role must own the target tables (or be superuser) to grant on them, and be (a member of) each
+    role in O(default_privileges_for).
+  - Supports check mode.
+"""
+
+EXAMPLES = r"""
+- name: Preflight - what does the app role miss on carbot_v2?
+  carbot.migration.app_privileges:
+    login_db: "{{ carbot_db_name }}"
+    login_password: "{{ carbot_db_password }}"
+    app_role: "{{ carbot_app_db_user }}"
+    check_only: true
+  register: missing
+  no_log: true
+
+- name: Grant the app role on carbot_v2 what it has on public
+  carbot.migration.app_privileges:
+    login_db: "{{ carbot_db_name }}"
+    login_password: "{{ carbot_db_password }}"
+    app_role: "{{ carbot_app_db_user }}"
+  no_log: true
+"""
+
+RETURN = r"""
+missing:
+  description:
+    - What the role lacks (before the run), one dict each with C(object_type) (V(database), V(schema), V(table),
+      V(sequence), V(default)), C(object), C(privilege), and C(why) (the legacy object it is compared with, or the
+      declared set).
+  returned: always
+  type: list
+  elements: dict
+still_missing:
+  description: What is still missing after the run (same shape as RV(missing)); in check_only or check mode RV(missing).
+  returned: always
+  type: list
+  elements: dict
+ok:
+  description: Nothing missing after the run (in check_only mode or check mode, nothing missing at all).
+  returned: always
+  type: bool
+executed_queries:
+  description: GRANT statements run (or that would run).
+  returned: always
+  type: list
+  elements: str
+carbot_report:
+  description: A summary for the migration report.
+  returned: always
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.carbot.migration.plugins.module_utils import cutover_db as cdb
+from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils.db import sql
+
+TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
+SEQUENCE_PRIVILEGES = ("USAGE", "SELECT", "UPDATE")
+DEFAULT_TYPES = {"r": ("TABLES", TABLE_PRIVILEGES), "S": ("SEQUENCES", SEQUENCE_PRIVILEGES)}
+
+# Default privileges a schema grants the role: (for_role, objtype, privilege).
+DEFAULT_ACL_SQL = """
+SELECT pg_catalog.pg_get_userbyid(d.defaclrole), d.defaclobjtype, x.privilege_type
+  FROM pg_catalog.pg_default_acl d
+  JOIN pg_catalog.pg_namespace n ON n.oid = d.defaclnamespace
+ CROSS JOIN LATERAL pg_catalog.aclexplode(d.defaclacl) x
+ WHERE n.nspname = %s AND x.grantee = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = %s)
+   AND d.defaclobjtype IN ('r', 'S')
+"""
+
+
+def _has(cur, kind, role, qualified_name, privilege):
+    func = {"table": "has_table_privilege", "sequence": "has_sequence_privilege"}[kind]
+    cur.execute("SELECT pg_catalog.%s(%%s, %%s, %%s)" % func, (role, qualified_name, privilege))  # noqa: S608
+    return cur.fetchone()[0]
+
+
+class Privileges:
+    def __init__(self, module, conn):
+        self.module = module
+        self.p = module.params
+        self.conn = conn
+
+    def q(self, schema, name):
+        return cdb.qualified(self.conn, schema, name)
+
+    def missing(self, cur):
+        """Everything the app role lacks, as (dicts, grant statements)."""
+        p = self.p
+        app, target, legacy = p["app_role"], p["target_schema"], p["legacy_schema"]
+        missing, grants = [], []
+        cur.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (app,))
+        if cur.fetchone() is None:
+            self.module.fail_json(msg="role %s (carbot_app_db_user) does not exist" % app)
+        cur.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (target,))
+        if cur.fetchone() is None:
+            self.module.fail_json(msg="schema %s does not exist in database %s" % (target, p["login_db"]))
+
+        cur.execute("SELECT pg_catalog.has_database_privilege(%s, pg_catalog.current_database(), 'CONNECT')", (app,))
+        if not cur.fetchone()[0]:
+            missing.append({"object_type": "database", "object": p["login_db"], "privilege": "CONNECT",
+                            "why": "the app connects to it (not granted here: check the database's grants)"})
+
+        cur.execute("SELECT pg_catalog.has_schema_privilege(%s, %s, 'USAGE')", (app, target))
+        if not cur.fetchone()[0]:
+            missing.append({"object_type": "schema", "object": target, "privilege": "USAGE",
+                            "why": "without it the schema is skipped on the search_path"})
+            grants.append(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(target),
+                                                                           sql.Identifier(app)))
+
+        legacy_tables = set(cdb.tables_in(cur, legacy))
+        for table in cdb.tables_in(cur, target):
+            if table in p["exclude_tables"]:
+                continue
+            source = cdb.counterpart(table, legacy_tables)
+            if p["table_privileges"]:
+                wanted, why = list(p["table_privileges"]), "declared table_privileges"
+            elif source:
+                wanted = [pr for pr in TABLE_PRIVILEGES if _has(cur, "table", app, self.q(legacy, source), pr)]
+                why = "as on %s.%s" % (legacy, source)
+            else:
+                wanted, why = list(p["new_table_privileges"]), "new table: new_table_privileges"
+            lacking = [pr for pr in wanted if not _has(cur, "table", app, self.q(target, table), pr)]
+            for pr in lacking:
+                missing.append({"object_type": "table", "object": "%s.%s" % (target, table), "privilege": pr,
+                                "why": why})
+            if lacking:
+                grants.append(sql.SQL("GRANT {} ON TABLE {} TO {}").format(
+                    sql.SQL(", ").join(sql.SQL(pr) for pr in lacking), sql.Identifier(target, table),
+                    sql.Identifier(app)))
+
+        legacy_seqs = {(c["table"], c["column"]): c for c in cdb.sequence_columns(cur, legacy)}
+        seen = set()
+        for col in cdb.sequence_columns(cur, target):
+            if col["table"] in p["exclude_tables"]:
+                continue
+            seq = (col["sequence_schema"], col["sequence"])
+            if seq in seen:
+                continue
+            seen.add(seq)
+            wanted = set(p["sequence_privileges"])
+            source = cdb.counterpart(col["table"], legacy_tables)
+            lc = legacy_seqs.get((source, col["column"])) if source else None
+            why = "sequence of %s.%s.%s" % (target, col["table"], col["column"])
+            if lc:
+                legacy_seq = self.q(lc["sequence_schema"], lc["sequence"])
+                wanted |= {pr for pr in SEQUENCE_PRIVILEGES if _has(cur, "sequence", app, legacy_seq, pr)}
+                why += ", as on %s.%s" % (lc["sequence_schema"], lc["sequence"])
+            lacking = [pr for pr in SEQUENCE_PRIVILEGES
+                       if pr in wanted and not _has(cur, "sequence", app, self.q(*seq), pr)]
+            for pr in lacking:
+                missing.append({"object_type": "sequence", "object": "%s.%s" % seq, "privilege": pr, "why": why})
+            if lacking:
+                grants.append(sql.SQL("GRANT {} ON SEQUENCE {} TO {}").format(
+                    sql.SQL(", ").join(sql.SQL(pr) for pr in lacking), sql.Identifier(*seq), sql.Identifier(app)))
+
+        m, g = self.default_privileges(cur)
+        return missing + m, grants + g
+
+    def default_privileges(self, cur):
+        p = self.p
+        app, target, legacy = p["app_role"], p["target_schema"], p["legacy_schema"]
+        wanted = {}  # (for_role, objtype) -> set of privileges
+        for_roles = p["default_privileges_for"]
+        if for_roles is None:
+            cur.execute("SELECT pg_catalog.pg_get_userbyid(nspowner) FROM pg_catalog.pg_namespace WHERE nspname = %s",
+                        (target,))
+            for_roles = [cur.fetchone()[0]]
+        table_set = set(p["table_privileges"] or p["new_table_privileges"])
+        for role in for_roles:
+            wanted.setdefault((role, "r"), set()).update(table_set)
+            wanted.setdefault((role, "S"), set()).update(p["sequence_privileges"])
+        cur.execute(DEFAULT_ACL_SQL, (legacy, app))
+        for role, objtype, privilege in cur.fetchall():
+            wanted.setdefault((role, objtype), set()).add(privilege)
+        cur.execute(DEFAULT_ACL_SQL, (target, app))
+        have = {(role, objtype, privilege) for role, objtype, privilege in cur.fetchall()}
+        missing, grants = [], []
+        for (role, objtype), privileges in sorted(wanted.items()):
+            kind, order = DEFAULT_TYPES[objtype]
+            lacking = [pr for pr in order if pr in privileges and (role, objtype, pr) not in have]
+            for pr in lacking:
+                missing.append({"object_type": "default", "privilege": pr,
+                                "object": "%s %s created by %s" % (target, kind.lower(), role),
+                                "why": "default privileges, so that later objects are usable"})
+            if lacking:
+                grants.append(sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} GRANT {} ON {} TO {}").format(
+                    sql.Identifier(role), sql.Identifier(target), sql.SQL(", ").join(sql.SQL(pr) for pr in lacking),
+                    sql.SQL(kind), sql.Identifier(app)))
+        return missing, grants
+
+
+def main():
+    argument_spec = db.postgres_argument_spec()
+    argument_spec.update(
+        app_role=dict(type="str", required=True),
+        target_schema=dict(type="str", default="carbot_v2"),
+        legacy_schema=dict(type="str", default="public"),
+        check_only=dict(type="bool", default=False),
+        table_privileges=dict(type="list", elements="str", choices=list(TABLE_PRIVILEGES)),
+        new_table_privileges=dict(type="list", elements="str", choices=list(TABLE_PRIVILEGES),
+                                  default=["SELECT", "INSERT", "UPDATE", "DELETE"]),
+        sequence_privileges=dict(type="list", elements="str", choices=list(SEQUENCE_PRIVILEGES),
+                                 default=["USAGE", "SELECT"]),
+        exclude_tables=dict(type="list", elements="str",
+                            default=["migration_status", "migration_quarantine", cdb.STATE_TABLE]),
+        default_privileges_for=dict(type="list", elements="str"),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not db.HAS_PSYCOPG2:
+        module.fail_json(msg="psycopg2 is required: %s" % db.PSYCOPG2_IMPORT_ERROR)
+    try:
+        conn = db.connect(module.params)
+    except Exception as exc:  # noqa: BLE001
+        module.fail_json(msg="cannot connect to %s as %s: %s" % (
+            module.params["login_db"], module.params["login_user"], str(exc).strip()))
+    try:
+        priv = Privileges(module, conn)
+        with conn.cursor() as cur:
+            missing, grants = priv.missing(cur)
+            queries = [g.as_string(conn) for g in grants]
+        conn.commit()
+        dry = module.check_mode or module.params["check_only"]
+        if grants and not dry:
+            def attempt():
+                try:
+                    with conn.cursor() as cur:
+                        for grant in grants:
+                            cur.execute(grant)
+                    conn.commit()
+                except Exception:
+                    conn.rollback()
+                    raise
+            db.with_retries(attempt, attempts=8)
+            with conn.cursor() as cur:
+                still, _ = priv.missing(cur)
+            conn.commit()
+        else:
+            still = missing
+        ok = not still
+        result = dict(changed=bool(grants) and not module.params["check_only"], missing=missing, still_missing=still,
+                      ok=ok, executed_queries=queries,
+                      carbot_report={"app_privileges": {"role": module.params["app_role"],
+                                                        "missing_before": len(missing),
+                                                        "granted": 0 if dry else len(grants), "ok": ok}})
+        if still and not dry:
+            module.fail_json(msg="role %s still lacks: %s" % (module.params["app_role"], ", ".join(
+                "%s on %s" % (m["privilege"], m["object"]) for m in still)), **result)
+        module.exit_json(**result)
+    finally:
+        conn.close()
+
+
+if __name__ == "__main__":
+    main()
