@@ -28,7 +28,7 @@ description:
     <target>) on tables and sequences, so that a table created later in carbot_v2 is usable too; and every
     default privilege the legacy schema grants the role is mirrored.
   - C(CONNECT) on the database is checked and reported, never granted.
-  - O(check_only=true) is the preflight: it reports what is missing (C(missing)) and changes nothing.
+  - O(check_only=true) is the preflight; it reports what is missing (C(missing)) and changes nothing.
     Idempotent; supports check mode.
 version_added: 1.0.0
 author: CarBot operations (@carbot)

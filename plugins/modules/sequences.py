@@ -15,11 +15,11 @@ description:
   - Reads the catalog for every sequence-fed column of O(target_schema) (identity columns, serial defaults, any
     C(nextval) default); nothing is hard-coded.
   - B(Shared rule.) A target column whose legacy counterpart (the mapping declaration's driving table, else the
-    table of the same name; same column name) is itself sequence-fed is made to use B(the same sequence object):
+    table of the same name; same column name) is itself sequence-fed is made to use B(the same sequence object),
     C(ALTER TABLE <target>.<t> ALTER COLUMN <c> DROP IDENTITY IF EXISTS) and
     C(SET DEFAULT nextval('<legacy sequence>'::regclass)), in one transaction. The app then gets its ids from one
     sequence whether it writes to carbot_v2 (after the switch) or to the legacy schema again (after a rollback),
-    and the sync triggers copy rows with their ids in both directions: ids can never collide.
+    and the sync triggers copy rows with their ids in both directions, so ids can never collide.
   - B(Own rule.) A column without a legacy counterpart keeps its sequence, which is only moved ahead of the
     column's highest value when it lags behind.
   - Every sequence used is moved (C(setval), never backwards) beyond the highest id in both the target and the
