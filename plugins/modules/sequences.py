@@ -25,7 +25,7 @@ description:
   - Every sequence used is moved (C(setval), never backwards) beyond the highest id in both the target and the
     legacy column, so that the copied ids are never handed out again.
   - With O(app_role), checks that the role has C(USAGE) on every sequence used; with O(app_password) as well, it
-    proves it: as the app role, in one transaction that is rolled back, one row is inserted into the legacy
+    proves it; as the app role, in one transaction that is rolled back, one row is inserted into the legacy
     table and one into the target table of every shared column; both ids must be new and different.
   - O(check_only=true) only reports (for preflight); idempotent; supports check mode.
 version_added: 1.0.0
