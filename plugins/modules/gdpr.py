@@ -216,8 +216,8 @@ def main():
             schemas = p["retention_schemas"] or [legacy, target]
             res = gdpr.retention(conn, schemas, p["analytics_retention_days"], p["ip_retention_days"],
                                  dry_run=dry, batch_size=p["batch_size"], reference_time=p["reference_time"])
-            changed = res.pop("changed") or (dry and any(r.get("expired_rows") or r.get("old_ip_addresses")
-                                                         for r in res["tables"].values()))
+            would = any(r.get("expired_rows") or r.get("old_ip_addresses") for r in res["tables"].values())
+            changed = res.pop("changed") or (module.check_mode and would)
             parts = ["%s: %s" % (t, ", ".join("%s %d" % kv for kv in sorted(r.items())))
                      for t, r in sorted(res["tables"].items())]
             msg = "retention%s (events before %s, IPs before %s): %s" % (
@@ -230,7 +230,7 @@ def main():
         execute = not (p["dry_run"] or module.check_mode)
         res = gdpr.erase(conn, legacy, target, email=p["email"], kunde_id=p["kunde_id"], sync=p["sync"],
                          request_id=p["request_id"], execute=execute, retries=p["max_retries"])
-        changed = res.pop("changed") or (not execute and res["subject_found"])
+        changed = res.pop("changed") or (module.check_mode and res["subject_found"])
         if not res["subject_found"]:
             msg = "erase: no data found for the subject"
         else:
