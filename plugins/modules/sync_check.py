@@ -1,0 +1,228 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: CarBot operations
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: sync_check
+short_description: Final sync and completeness check for the cutover window
+description:
+  - B(Triggers.) The sync triggers of O(directions) are present and enabled on every table (row trigger and
+    C(TRUNCATE) guard) - the 25 legacy tables for V(forward), the carbot_v2 tables with a legacy twin for V(reverse).
+  - B(Nothing pending.) Every table of the mapping has been copied (C(migration_status.state = copied)). The sync
+    itself is synchronous (the trigger writes in the application's transaction), so there is no queue to drain.
+  - B(Validation clean.) Counts and checksums (C(plugins/module_utils/validation.py)) of every table; any
+    difference is named by key.
+  - With O(repair=true), keys that validation names as missing, extra or different are re-synced through the
+    same trigger functions and validated again (for writes frozen at cutover; see C(docs/sync.md)).
+  - Read-only unless O(repair=true); timings per step are returned.
+version_added: 1.0.0
+author: CarBot operations (@carbot)
+extends_documentation_fragment:
+  - carbot.migration.postgres
+options:
+  directions:
+    description: Which trigger sets must be present and enabled.
+    type: list
+    elements: str
+    choices: [forward, reverse]
+    default: [forward]
+  checks:
+    description: The validation checks to run (see C(carbot.migration.validate)).
+    type: list
+    elements: str
+    default: [counts, checksums]
+  repair:
+    description: Re-sync the keys validation names, then validate again.
+    type: bool
+    default: false
+  max_keys:
+    description: At most this many differing keys per table are named (and repaired).
+    type: int
+    default: 1000
+  legacy_schema:
+    description: Schema of the legacy tables (C(carbot_legacy_schema)).
+    type: str
+    default: public
+  target_schema:
+    description: Schema of the enterprise tables (C(carbot_target_schema)).
+    type: str
+    default: carbot_v2
+  mapping_schema:
+    description: Schema of the projection views (C(carbot_mapping_schema)).
+    type: str
+    default: carbot_migration
+  fail_on_problem:
+    description: Fail the task when a trigger is missing, a table is not copied or validation finds differences.
+    type: bool
+    default: true
+notes:
+  - Supports check mode (then O(repair) is ignored).
+seealso:
+  - module: carbot.migration.sync_triggers
+  - module: carbot.migration.validate
+"""
+
+EXAMPLES = r"""
+- name: Completeness check in the write freeze
+  carbot.migration.sync_check:
+    login_host: "{{ carbot_db_host }}"
+    login_db: "{{ carbot_db_name }}"
+    login_user: "{{ carbot_db_user }}"
+    login_password: "{{ carbot_db_password }}"
+  no_log: true
+  register: sync_state
+"""
+
+RETURN = r"""
+triggers:
+  description: Per direction, per table, C(row), C(truncate), C(enabled).
+  returned: always
+  type: dict
+missing_triggers:
+  description: C(direction:table) of every table without both triggers enabled.
+  returned: always
+  type: list
+  elements: str
+pending_tables:
+  description: Tables of the mapping whose copy is not finished (C(table:state)).
+  returned: always
+  type: list
+  elements: str
+validation:
+  description: The validation result (checks, failed_checks, msg).
+  returned: always
+  type: dict
+repaired:
+  description: Keys re-synced per table (O(repair=true)).
+  returned: always
+  type: dict
+timings:
+  description: Seconds per step (triggers, pending, validation, repair, revalidation).
+  returned: always
+  type: dict
+ok:
+  description: Triggers complete, nothing pending, validation clean.
+  returned: always
+  type: bool
+msg:
+  description: Summary.
+  returned: always
+  type: str
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.carbot.migration.plugins.module_utils import db
+
+try:
+    from ansible_collections.carbot.migration.plugins.module_utils import sync, validation
+    HAS_SYNC = True
+    SYNC_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover
+    HAS_SYNC = False
+    SYNC_IMPORT_ERROR = exc
+
+
+def pending_tables(conn, target_schema):
+    from ansible_collections.carbot.migration.plugins.module_utils import mapping
+    with conn.cursor() as cur:
+        cur.execute(db.sql.SQL("SELECT target_table, state::text FROM {}").format(
+            db.sql.Identifier(target_schema, "migration_status")))
+        states = dict(cur.fetchall())
+    conn.rollback()
+    return ["%s:%s" % (t, states.get(t, "not started")) for t in mapping.target_tables()
+            if states.get(t) != "copied"]
+
+
+def differing_keys(report):
+    out = {}
+    for table, rec in report["checks"].get("checksums", {}).get("tables", {}).items():
+        keys = rec.get("missing_keys", []) + rec.get("extra_keys", []) + rec.get("different_keys", [])
+        if keys:
+            out[table] = keys
+    for table, rec in report["checks"].get("counts", {}).get("tables", {}).items():
+        if not rec.get("ok", True) and table not in out:
+            out[table] = []
+    return out
+
+
+def main():
+    spec = db.postgres_argument_spec()
+    spec.update(
+        directions=dict(type="list", elements="str", choices=["forward", "reverse"], default=["forward"]),
+        checks=dict(type="list", elements="str", default=["counts", "checksums"]),
+        repair=dict(type="bool", default=False),
+        max_keys=dict(type="int", default=1000),
+        legacy_schema=dict(type="str", default="public"),
+        target_schema=dict(type="str", default="carbot_v2"),
+        mapping_schema=dict(type="str", default="carbot_migration"),
+        fail_on_problem=dict(type="bool", default=True),
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    if not db.HAS_PSYCOPG2 or not HAS_SYNC:
+        module.fail_json(msg="psycopg2 and the sync module_utils are required: %s"
+                         % (db.PSYCOPG2_IMPORT_ERROR or SYNC_IMPORT_ERROR))
+    p = module.params
+    schemas = (p["legacy_schema"], p["mapping_schema"], p["target_schema"])
+    out = dict(changed=False, triggers={}, missing_triggers=[], pending_tables=[], validation={}, repaired={},
+               timings={})
+    try:
+        conn = db.connect(p, application_name="carbot.migration sync_check")
+        try:
+            t0 = time.monotonic()
+            state = sync.status(conn, *schemas)
+            conn.rollback()
+            for direction in p["directions"]:
+                out["triggers"][direction] = state[direction]
+                out["missing_triggers"] += ["%s:%s" % (direction, t) for t, rec in state[direction].items()
+                                            if not rec["enabled"]]
+            out["timings"]["triggers"] = round(time.monotonic() - t0, 3)
+            t0 = time.monotonic()
+            out["pending_tables"] = pending_tables(conn, p["target_schema"])
+            out["timings"]["pending"] = round(time.monotonic() - t0, 3)
+            t0 = time.monotonic()
+            validator = validation.Validator(conn, *schemas, max_keys=p["max_keys"])
+            report = validator.run(checks=tuple(p["checks"]))
+            out["timings"]["validation"] = round(time.monotonic() - t0, 3)
+            if report["failed"] and p["repair"] and not module.check_mode:
+                t0 = time.monotonic()
+                plan = sync.Plan(conn, *schemas)
+                for table, keys in differing_keys(report).items():
+                    out["repaired"][table] = sync.resync_keys(conn, plan, table, keys)
+                conn.commit()
+                out["changed"] = any(out["repaired"].values())
+                out["timings"]["repair"] = round(time.monotonic() - t0, 3)
+                t0 = time.monotonic()
+                report = validation.Validator(conn, *schemas, max_keys=p["max_keys"]).run(checks=tuple(p["checks"]))
+                out["timings"]["revalidation"] = round(time.monotonic() - t0, 3)
+            out["validation"] = {"checks": report["checks"], "failed_checks": report["failed_checks"],
+                                 "msg": report["msg"], "elapsed": report["elapsed"]}
+        finally:
+            conn.close()
+    except Exception as exc:  # noqa: BLE001 - reported to the operator
+        module.fail_json(msg="sync_check failed: %s: %s" % (type(exc).__name__, exc), **out)
+    problems = []
+    if out["missing_triggers"]:
+        problems.append("triggers missing or disabled: %s" % ", ".join(out["missing_triggers"]))
+    if out["pending_tables"]:
+        problems.append("not copied: %s" % ", ".join(out["pending_tables"]))
+    if out["validation"]["failed_checks"]:
+        problems.append(out["validation"]["msg"])
+    out["ok"] = not problems
+    total = sum(out["timings"].values())
+    out["msg"] = ("sync complete: triggers on every table, nothing pending, validation clean (%.1fs)" % total
+                  if not problems else "; ".join(problems))
+    if problems and p["fail_on_problem"]:
+        module.fail_json(**out)
+    module.exit_json(**out)
+
+
+if __name__ == "__main__":
+    main()

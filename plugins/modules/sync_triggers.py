@@ -1,0 +1,212 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: CarBot operations
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: sync_triggers
+short_description: Install or remove the live sync triggers between the legacy schema and carbot_v2
+description:
+  - B(forward) (legacy -> carbot_v2) puts a row trigger (C(AFTER INSERT OR UPDATE OR DELETE)) and a
+    C(BEFORE TRUNCATE) guard on each of the 25 legacy tables. The trigger functions are generated from the
+    mapping declaration (C(plugins/module_utils/mapping.py)) - per target table one static plpgsql function
+    upserts the key from the projection view C(map_<table>), quarantines it (C(migration_quarantine), with the
+    view's reason) or deletes it, re-syncs its children when it enters or leaves the target, and re-derives
+    organizations and chat sessions. See C(docs/sync.md).
+  - B(reverse) (carbot_v2 -> legacy, after the switch) puts the same pair of triggers on each carbot_v2 table
+    that has a legacy twin; they write the legacy row from the reverse projection C(rmap_<table>)
+    (C(sql/sync/)), so that a rollback returns to a legacy schema that holds every write. Installing it aligns
+    the carbot_v2 id sequences past every legacy id; removing it moves the legacy sequences past every id
+    carbot_v2 handed out.
+  - The two directions never loop (a transaction-local marker, C(carbot.sync_origin)).
+  - B(Safe under load.) C(CREATE TRIGGER) takes C(SHARE ROW EXCLUSIVE) and C(DROP TRIGGER) C(ACCESS EXCLUSIVE);
+    while either waits for its lock every application write to the table queues behind it. So each table is
+    one short transaction under O(lock_timeout_ms), retried with jittered exponential backoff up to
+    O(max_attempts) times - a long reporting query or an idle-in-transaction writer costs the application at
+    most one O(lock_timeout_ms) of delay per attempt. The attempts and seconds waited are returned per table.
+  - Install the forward triggers B(before) the bulk copy (C(carbot.migration.data_copy)) - every write after a
+    table's trigger exists is applied by the trigger, the copy inserts C(ON CONFLICT DO NOTHING), so nothing
+    written between the copy's snapshot and the trigger can be lost, and a write to a row not copied yet
+    simply creates it early.
+  - Idempotent; check mode reports the tables whose triggers would be created or dropped.
+version_added: 1.0.0
+author: CarBot operations (@carbot)
+extends_documentation_fragment:
+  - carbot.migration.postgres
+options:
+  state:
+    description:
+      - V(present) installs (functions are always re-created, triggers created where missing); V(absent) removes.
+    type: str
+    choices: [present, absent]
+    default: present
+  direction:
+    description:
+      - V(forward) legacy -> carbot_v2, V(reverse) carbot_v2 -> legacy, V(both).
+      - With O(state=present) and V(both), forward is installed first; with O(state=absent), reverse is removed first.
+    type: str
+    choices: [forward, reverse, both]
+    default: forward
+  legacy_schema:
+    description: Schema of the legacy tables (C(carbot_legacy_schema)).
+    type: str
+    default: public
+  target_schema:
+    description: Schema of the enterprise tables (C(carbot_target_schema)).
+    type: str
+    default: carbot_v2
+  mapping_schema:
+    description: Schema of the projection views; the trigger functions live there too (C(carbot_mapping_schema)).
+    type: str
+    default: carbot_migration
+  max_attempts:
+    description: Attempts per table before the module fails (each waits at most O(lock_timeout_ms)).
+    type: int
+    default: 30
+notes:
+  - Supports check mode.
+  - O(lock_timeout_ms) applies per attempt; keep it well below what the application tolerates as one write's delay.
+seealso:
+  - module: carbot.migration.sync_check
+  - module: carbot.migration.data_copy
+"""
+
+EXAMPLES = r"""
+- name: Install the forward sync before the copy
+  carbot.migration.sync_triggers:
+    login_host: "{{ carbot_db_host }}"
+    login_db: "{{ carbot_db_name }}"
+    login_user: "{{ carbot_db_user }}"
+    login_password: "{{ carbot_db_password }}"
+    direction: forward
+    lock_timeout_ms: 500
+  no_log: true
+  register: sync_install
+
+- name: After the switch, writes to carbot_v2 flow back to the legacy tables
+  carbot.migration.sync_triggers:
+    login_db: carbot
+    direction: reverse
+
+- name: Cleanup (or after a rollback) - idempotent
+  carbot.migration.sync_triggers:
+    login_db: carbot
+    direction: both
+    state: absent
+"""
+
+RETURN = r"""
+tables:
+  description:
+    - Per direction, per table, C(changed), C(attempts), C(waited_seconds) and the last lock errors.
+    - In check mode C(would_create)/C(would_drop) lists instead.
+  returned: always
+  type: dict
+  sample:
+    forward:
+      leads:
+        changed: true
+        attempts: 3
+        waited_seconds: 1.42
+        errors: ["LockNotAvailable: canceling statement due to lock timeout"]
+functions:
+  description: Per direction, the trigger/sync functions created or dropped.
+  returned: always
+  type: dict
+sequences:
+  description: Sequences moved (name -> new value) when the reverse direction was installed or removed.
+  returned: always
+  type: dict
+attempts_total:
+  description: Attempts over all tables (one per table when no lock had to be waited for).
+  returned: always
+  type: int
+waited_seconds:
+  description: Seconds spent on all tables' triggers, lock waits and backoff included.
+  returned: always
+  type: float
+msg:
+  description: What was done.
+  returned: always
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.carbot.migration.plugins.module_utils import db
+
+try:
+    from ansible_collections.carbot.migration.plugins.module_utils import sync
+    HAS_SYNC = True
+    SYNC_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover
+    HAS_SYNC = False
+    SYNC_IMPORT_ERROR = exc
+
+
+def main():
+    spec = db.postgres_argument_spec()
+    spec.update(
+        state=dict(type="str", choices=["present", "absent"], default="present"),
+        direction=dict(type="str", choices=["forward", "reverse", "both"], default="forward"),
+        legacy_schema=dict(type="str", default="public"),
+        target_schema=dict(type="str", default="carbot_v2"),
+        mapping_schema=dict(type="str", default="carbot_migration"),
+        max_attempts=dict(type="int", default=30),
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    if not db.HAS_PSYCOPG2 or not HAS_SYNC:
+        module.fail_json(msg="psycopg2 and the sync module_utils are required: %s"
+                         % (db.PSYCOPG2_IMPORT_ERROR or SYNC_IMPORT_ERROR))
+    p = module.params
+    directions = ["forward", "reverse"] if p["direction"] == "both" else [p["direction"]]
+    if p["state"] == "absent":
+        directions.reverse()
+    out = dict(changed=False, tables={}, functions={}, sequences={}, attempts_total=0, waited_seconds=0.0)
+    try:
+        conn = db.connect(p, application_name="carbot.migration sync_triggers plan")
+        try:
+            plan = sync.Plan(conn, p["legacy_schema"], p["mapping_schema"], p["target_schema"])
+            if module.check_mode:
+                for direction in directions:
+                    if direction == sync.REVERSE and p["state"] == "present":
+                        plan.reverse_views = {t["target"] for t in plan.tables if t["kind"] == "row"}
+                    changes = sync.plan_changes(conn, plan, direction, p["state"])
+                    out["tables"][direction] = {"would_create": changes["create"], "would_drop": changes["drop"],
+                                                "unchanged": changes["keep"]}
+                    out["changed"] = out["changed"] or bool(changes["create"] or changes["drop"])
+                conn.rollback()
+                out["msg"] = "; ".join("%s: would create %d, drop %d" % (
+                    d, len(v["would_create"]), len(v["would_drop"])) for d, v in out["tables"].items())
+                module.exit_json(**out)
+        finally:
+            conn.close()
+        for direction in directions:
+            func = sync.install if p["state"] == "present" else sync.remove
+            res = func(p, plan, direction, lock_timeout_ms=p["lock_timeout_ms"], max_attempts=p["max_attempts"])
+            out["tables"][direction] = res["tables"]
+            out["functions"][direction] = res["functions"]
+            out["sequences"].update({k: int(v) for k, v in res["sequences"].items()})
+            out["changed"] = out["changed"] or any(r["changed"] for r in res["tables"].values()) or (
+                p["state"] == "absent" and bool(res["functions"]))
+            out["attempts_total"] += sum(r["attempts"] for r in res["tables"].values())
+            out["waited_seconds"] += sum(r["waited_seconds"] for r in res["tables"].values())
+    except sync.SyncError as exc:
+        module.fail_json(msg=str(exc), **out)
+    except Exception as exc:  # noqa: BLE001 - a database error, reported to the operator
+        module.fail_json(msg="sync_triggers failed: %s: %s" % (type(exc).__name__, exc), **out)
+    out["waited_seconds"] = round(out["waited_seconds"], 3)
+    retried = {t: r["attempts"] for d in out["tables"].values() for t, r in d.items() if r["attempts"] > 1}
+    out["msg"] = "%s %s: %d tables changed, %d attempts%s" % (
+        "installed" if p["state"] == "present" else "removed", "+".join(directions),
+        sum(1 for d in out["tables"].values() for r in d.values() if r["changed"]), out["attempts_total"],
+        (", retried: %s" % ", ".join("%s x%d" % kv for kv in sorted(retried.items()))) if retried else "")
+    module.exit_json(**out)
+
+
+if __name__ == "__main__":
+    main()
