@@ -1,0 +1,607 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: CarBot operations
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: db_backup
+short_description: A verified pg_dump of the CarBot database, tied to the run that made it
+description:
+  - V(backup) runs C(pg_dump) in custom format (C(-Fc)) or directory format (C(-Fd -j N)) into O(backup_dir),
+    then verifies it and only then publishes it. Files per backup, named C(<db>-<UTC time>-<run_id>),
+    the dump (C(.dump) file or C(.dir) directory), C(.sha256) (readable by C(sha256sum -c) from O(backup_dir))
+    and C(.json), the manifest (run id, database, server, format, checksum, size, row counts, verification).
+  - The dump is written under a C(.partial) name and renamed only after it verified; a failed C(pg_dump) or a
+    failed verification leaves nothing behind but the error (no half-written backup that looks complete).
+  - B(Verification.) The SHA-256 is computed from the file(s) on disk; C(pg_restore --list) must read the
+    archive's table of contents; with O(verify_restore) the archive is restored into a scratch database
+    (O(scratch_db), dropped afterwards) and row counts are compared, table by table, with the counts taken in
+    B(the same snapshot) the dump was made from (C(pg_dump --snapshot) of an exported snapshot), so they must be
+    equal even while the application writes.
+  - V(verify) checks an existing backup again (O(path), or the newest backup of O(run_id) in O(backup_dir))
+    against its C(.sha256) and manifest; a flipped byte, a truncated file or a missing part fails. This is how
+    the cutover asserts that a verified backup from this very run exists before it changes anything.
+  - B(Retention.) After a new backup verified, only the newest O(retention_keep) complete backups of the same
+    database in O(backup_dir) are kept (files this module did not write are never touched).
+  - The password goes to C(pg_dump)/C(pg_restore) through a temporary pgpass file (mode 0600, removed
+    afterwards), never on the command line.
+  - Check mode says what would be dumped (database, size, tables, target path) and changes nothing.
+version_added: 1.0.0
+author: CarBot operations (@carbot)
+extends_documentation_fragment:
+  - carbot.migration.postgres
+options:
+  mode:
+    description: V(backup) makes a new backup; V(verify) checks an existing one.
+    type: str
+    choices: [backup, verify]
+    default: backup
+  backup_dir:
+    description: Directory for backups (C(carbot_backup_dir)); created (mode 0700) if missing.
+    type: path
+    required: true
+  run_id:
+    description:
+      - Id of the run the backup belongs to (recorded in the manifest and the file name). V(verify) without
+        O(path) looks for the newest backup of this run.
+      - Default for V(backup) is the current UTC time.
+    type: str
+  path:
+    description: V(verify) this backup (the C(.dump) file or C(.dir) directory).
+    type: path
+  format:
+    description: V(custom) (one compressed file) or V(directory) (one file per table, dumped with O(jobs) workers).
+    type: str
+    choices: [custom, directory]
+    default: custom
+  jobs:
+    description: Parallel workers for C(pg_dump -Fd) and for the scratch C(pg_restore).
+    type: int
+    default: 2
+  compress:
+    description: Compression level for C(pg_dump -Z) (default that of pg_dump).
+    type: int
+  schemas:
+    description: Only these schemas (C(pg_dump -n)); default the whole database.
+    type: list
+    elements: str
+  verify_restore:
+    description: Also restore into O(scratch_db) and compare row counts.
+    type: bool
+    default: false
+  scratch_db:
+    description:
+      - Scratch database for O(verify_restore); dropped before and after. Default C(<login_db>_backup_verify).
+        Never the database being backed up.
+    type: str
+  verify_tables:
+    description:
+      - C(schema.table) names whose row counts are recorded and compared after the scratch restore. Default every
+        table of the dump.
+    type: list
+    elements: str
+    default: []
+  retention_keep:
+    description: Keep this many newest complete backups of the database in O(backup_dir); 0 keeps all.
+    type: int
+    default: 3
+  bin_dir:
+    description:
+      - Directory of C(pg_dump) and C(pg_restore). Default C(/usr/lib/postgresql/<server major>/bin) if it exists,
+        else the newest installed version that is not older than the server, else the C(PATH).
+    type: path
+notes:
+  - The connecting role needs to read everything dumped (C(carbot_db_user) owns both schemas), and C(CREATEDB)
+    for O(verify_restore).
+  - Supports check mode.
+"""
+
+EXAMPLES = r"""
+- name: Back up the CarBot database before the cutover
+  carbot.migration.db_backup:
+    login_host: "{{ carbot_db_host }}"
+    login_db: "{{ carbot_db_name }}"
+    login_user: "{{ carbot_db_user }}"
+    login_password: "{{ carbot_db_password }}"
+    backup_dir: "{{ carbot_backup_dir }}"
+    run_id: "{{ carbot_run_id }}"
+    format: directory
+    jobs: 4
+    verify_restore: true
+  register: backup
+  no_log: true
+
+- name: Refuse to go on without a verified backup of this run
+  carbot.migration.db_backup:
+    mode: verify
+    login_db: "{{ carbot_db_name }}"
+    login_password: "{{ carbot_db_password }}"
+    backup_dir: "{{ carbot_backup_dir }}"
+    run_id: "{{ carbot_run_id }}"
+  no_log: true
+"""
+
+RETURN = r"""
+path:
+  description: The backup (C(.dump) file or C(.dir) directory); in check mode, where it would go.
+  returned: always
+  type: str
+sha256:
+  description: SHA-256 of the dump file (custom) or of the C(.sha256) listing of every file (directory).
+  returned: success
+  type: str
+size:
+  description: Bytes on disk.
+  returned: success
+  type: int
+seconds:
+  description: Time taken by the dump (V(backup)) or the check (V(verify)).
+  returned: success
+  type: float
+verified:
+  description: Checksum, table of contents (and, if asked, the scratch restore) all fine.
+  returned: always
+  type: bool
+run_id:
+  description: The run the backup belongs to.
+  returned: always
+  type: str
+manifest:
+  description: The C(.json) manifest, as written.
+  returned: success
+  type: dict
+removed:
+  description: Older backups removed by retention (or that would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+carbot_report:
+  description: A summary for the migration report.
+  returned: always
+  type: dict
+"""
+
+import datetime
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils.db import sql
+
+KIND = "carbot.migration backup"
+CHUNK = 1024 * 1024
+
+
+class BackupError(Exception):
+    pass
+
+
+# ------------------------------------------------------------------------------------------ files
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksum_lines(dump_path):
+    """``sha256sum``-style lines for a dump (file or directory), names relative to the backup directory."""
+    name = os.path.basename(dump_path.rstrip("/"))
+    if os.path.isdir(dump_path):
+        return ["%s  %s/%s" % (sha256_file(os.path.join(dump_path, f)), name, f)
+                for f in sorted(os.listdir(dump_path))]
+    return ["%s  %s" % (sha256_file(dump_path), name)]
+
+
+def overall_sha256(dump_path, lines):
+    if os.path.isdir(dump_path):
+        return hashlib.sha256(("\n".join(lines) + "\n").encode()).hexdigest()
+    return lines[0].split()[0]
+
+
+def size_of(path):
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
+    return os.path.getsize(path)
+
+
+def remove_path(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+def base_of(dump_path):
+    return re.sub(r"\.(dump|dir)/?$", "", dump_path.rstrip("/"))
+
+
+def safe_name(text):
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+# ------------------------------------------------------------------------------------------ tools
+def find_bin_dir(explicit, server_major):
+    if explicit:
+        return explicit
+    candidate = "/usr/lib/postgresql/%d/bin" % server_major
+    if os.path.exists(os.path.join(candidate, "pg_dump")):
+        return candidate
+    newer = []
+    for path in glob.glob("/usr/lib/postgresql/*/bin/pg_dump"):
+        try:
+            major = int(path.split("/")[4])
+        except ValueError:
+            continue
+        if major >= server_major:
+            newer.append((major, os.path.dirname(path)))
+    if newer:
+        return max(newer)[1]
+    found = shutil.which("pg_dump")
+    return os.path.dirname(found) if found else None
+
+
+def tool_major(path):
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=True).stdout
+    match = re.search(r"(\d+)(?:\.\d+)?", out)
+    return int(match.group(1)) if match else 0, out.strip()
+
+
+class Tools:
+    """pg_dump/pg_restore with a connection string that holds no password and a private pgpass file."""
+
+    def __init__(self, module, server_major):
+        p = module.params
+        self.module = module
+        bin_dir = find_bin_dir(p["bin_dir"], server_major)
+        if not bin_dir:
+            raise BackupError("pg_dump not found: install the PostgreSQL client (postgresql-client-%d) or set bin_dir"
+                              % server_major)
+        self.pg_dump = os.path.join(bin_dir, "pg_dump")
+        self.pg_restore = os.path.join(bin_dir, "pg_restore")
+        for tool in (self.pg_dump, self.pg_restore):
+            if not os.access(tool, os.X_OK):
+                raise BackupError("%s is not there or not executable" % tool)
+        major, self.version = tool_major(self.pg_dump)
+        if major < server_major:
+            raise BackupError("%s is version %d, older than the server (%d): it cannot dump it. Set bin_dir."
+                              % (self.pg_dump, major, server_major))
+        self.tmpdir = tempfile.mkdtemp(prefix="carbot-backup-")
+        self.env = dict(os.environ, PGCONNECT_TIMEOUT=str(p["connect_timeout"]))
+        self.env.pop("PGPASSWORD", None)
+        if p["login_password"]:
+            pgpass = os.path.join(self.tmpdir, "pgpass")
+            fd = os.open(pgpass, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                escaped = p["login_password"].replace("\\", "\\\\").replace(":", "\\:")
+                handle.write("*:*:*:*:%s\n" % escaped)
+            self.env["PGPASSFILE"] = pgpass
+
+    def conninfo(self, dbname):
+        p = self.module.params
+        parts = {"host": p["login_host"], "port": p["login_port"], "dbname": dbname, "user": p["login_user"],
+                 "sslmode": p["ssl_mode"], "application_name": "carbot.migration backup"}
+        return " ".join("%s='%s'" % (k, str(v).replace("\\", "\\\\").replace("'", "\\'")) for k, v in parts.items())
+
+    def run(self, argv, what):
+        proc = subprocess.run(argv, env=self.env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            lines = [ln for ln in (proc.stderr or proc.stdout or "").strip().splitlines() if ln.strip()]
+            raise BackupError("%s failed (exit %d): %s" % (
+                what, proc.returncode, " | ".join(lines[-5:]) or "no output"))
+        return proc.stdout
+
+    def cleanup(self):
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------ database
+def tables_of(cur, schemas):
+    cur.execute("SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+                " ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN"
+                " ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'"
+                " AND (%s::text[] IS NULL OR n.nspname = ANY(%s::text[])) ORDER BY 1, 2", (schemas, schemas))
+    return ["%s.%s" % row for row in cur.fetchall()]
+
+
+def count_rows(cur, names):
+    counts = {}
+    for name in names:
+        schema, table = name.split(".", 1)
+        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table)))
+        counts[name] = cur.fetchone()[0]
+    return counts
+
+
+# ------------------------------------------------------------------------------------------ the work
+class Backup:
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.dbname = self.p["login_db"]
+        self.scratch = self.p["scratch_db"] or "%s_backup_verify" % self.dbname
+        if self.scratch == self.dbname:
+            module.fail_json(msg="scratch_db must not be the database being backed up")
+
+    def verify_archive(self, tools, dump_path, recorded_sha=None, recorded_lines=None):
+        """Checksum (against what is recorded, if anything) and pg_restore --list."""
+        lines = checksum_lines(dump_path)
+        digest = overall_sha256(dump_path, lines)
+        if recorded_lines is not None and sorted(lines) != sorted(recorded_lines):
+            bad = sorted(set(recorded_lines) ^ set(lines))
+            raise BackupError("checksum mismatch for %s: %s" % (
+                dump_path, "; ".join(sorted({ln.split("  ", 1)[-1] for ln in bad}))))
+        if recorded_sha is not None and digest != recorded_sha:
+            raise BackupError("checksum mismatch for %s: recorded %s, now %s" % (dump_path, recorded_sha, digest))
+        toc = tools.run([tools.pg_restore, "--list", dump_path], "pg_restore --list %s" % dump_path)
+        entries = [ln for ln in toc.splitlines() if ln.strip() and not ln.startswith(";")]
+        data = [ln for ln in entries if " TABLE DATA " in ln]
+        if not entries:
+            raise BackupError("pg_restore --list found no entries in %s" % dump_path)
+        return digest, lines, {"toc_entries": len(entries), "table_data_entries": len(data)}
+
+    def scratch_restore(self, tools, dump_path, expected):
+        """Restore into the scratch database and compare row counts with ``expected``."""
+        admin = db.connect(self.p, autocommit=True)
+        try:
+            with admin.cursor() as cur:
+                cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.scratch)))
+                cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(self.scratch)))
+            try:
+                tools.run([tools.pg_restore, "--no-owner", "--no-privileges", "--exit-on-error",
+                           "--jobs", str(max(1, self.p["jobs"])), "--dbname", tools.conninfo(self.scratch), dump_path],
+                          "pg_restore into scratch database %s" % self.scratch)
+                conn = db.connect(dict(self.p, login_db=self.scratch), autocommit=True)
+                try:
+                    with conn.cursor() as cur:
+                        got = count_rows(cur, sorted(expected))
+                finally:
+                    conn.close()
+            finally:
+                with admin.cursor() as cur:
+                    cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(self.scratch)))
+        finally:
+            admin.close()
+        mismatches = {t: {"expected": expected[t], "restored": got.get(t)} for t in expected
+                      if got.get(t) != expected[t]}
+        if mismatches:
+            raise BackupError("scratch restore of %s: row counts differ: %s" % (dump_path, ", ".join(
+                "%s %s != %s" % (t, m["restored"], m["expected"]) for t, m in sorted(mismatches.items()))))
+        return {"database": self.scratch, "tables": len(got), "rows": sum(got.values()), "counts_equal": True}
+
+    # ---- mode=backup --------------------------------------------------------------------------
+    def backup(self):
+        p = self.p
+        started = time.monotonic()
+        run_id = p["run_id"] or datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        base = os.path.join(p["backup_dir"], "%s-%s-%s" % (safe_name(self.dbname), stamp, safe_name(run_id)))
+        final = base + (".dump" if p["format"] == "custom" else ".dir")
+        conn = db.connect(p)
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        with conn.cursor() as cur:
+            cur.execute("SELECT current_setting('server_version_num')::int / 10000,"
+                        " pg_catalog.pg_database_size(pg_catalog.current_database())")
+            server_major, db_size = cur.fetchone()
+            tables = tables_of(cur, p["schemas"])
+        if self.module.check_mode:
+            conn.close()
+            return dict(changed=True, path=final, run_id=run_id, verified=False, removed=self.retention(dry=True),
+                        would_dump={"database": self.dbname, "host": p["login_host"], "format": p["format"],
+                                    "jobs": p["jobs"], "database_size": db_size, "tables": len(tables),
+                                    "schemas": p["schemas"] or "all"},
+                        carbot_report={"backup": {"check_mode": True, "path": final, "database_size": db_size}})
+        partial = base + ".partial"
+        tools = None
+        try:
+            self.prepare_dir()
+            tools = Tools(self.module, server_major)
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_catalog.pg_export_snapshot()")
+                snapshot = cur.fetchone()[0]
+            argv = [tools.pg_dump, "--dbname", tools.conninfo(self.dbname), "--snapshot", snapshot,
+                    "--format", p["format"], "--file", partial]
+            if p["format"] == "directory":
+                argv += ["--jobs", str(max(1, p["jobs"]))]
+            if p["compress"] is not None:
+                argv += ["--compress", str(p["compress"])]
+            for schema in p["schemas"] or []:
+                argv += ["--schema", schema]
+            tools.run(argv, "pg_dump of %s" % self.dbname)
+            dump_seconds = round(time.monotonic() - started, 2)
+            counted = p["verify_tables"] or (tables if p["verify_restore"] else [])
+            with conn.cursor() as cur:  # the same snapshot as the dump: the counts must match exactly
+                counts = count_rows(cur, counted)
+            conn.rollback()
+            conn.close()
+            digest, lines, toc = self.verify_archive(tools, partial)
+            scratch = self.scratch_restore(tools, partial, counts) if p["verify_restore"] else None
+            os.rename(partial, final)
+            lines = checksum_lines(final)  # same digests, final name
+            digest = overall_sha256(final, lines)
+            manifest = {
+                "kind": KIND, "run_id": run_id, "database": self.dbname, "host": p["login_host"],
+                "port": p["login_port"], "format": p["format"], "schemas": p["schemas"],
+                "created_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "file": os.path.basename(final), "sha256": digest, "size": size_of(final),
+                "dump_seconds": dump_seconds, "pg_dump": tools.version, "server_major": server_major,
+                "row_counts": counts, "toc": toc, "scratch_restore": scratch, "verified": True,
+            }
+            self.write_text(base + ".sha256", "\n".join(lines) + "\n")
+            self.write_text(base + ".json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        except BaseException:
+            for leftover in (partial, final, base + ".sha256", base + ".json"):
+                remove_path(leftover)
+            raise
+        finally:
+            conn.close()
+            if tools is not None:
+                tools.cleanup()
+        removed = self.retention(dry=False)
+        seconds = round(time.monotonic() - started, 2)
+        return dict(changed=True, path=final, sha256=digest, size=manifest["size"], seconds=seconds,
+                    verified=True, run_id=run_id, manifest=manifest, manifest_path=base + ".json",
+                    checksum_file=base + ".sha256", removed=removed,
+                    carbot_report={"backup": {"path": final, "run_id": run_id, "format": p["format"],
+                                              "size": manifest["size"], "seconds": seconds, "sha256": digest,
+                                              "verified": True, "scratch_restore": bool(scratch),
+                                              "removed_by_retention": len(removed)}})
+
+    def prepare_dir(self):
+        path = self.p["backup_dir"]
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise BackupError("cannot create backup_dir %s: %s" % (path, exc.strerror))
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise BackupError("backup_dir %s is not writable for this user" % path)
+
+    @staticmethod
+    def write_text(path, text):
+        tmp = path + ".tmp"
+        with open(tmp, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(tmp, path)
+
+    # ---- manifests and retention --------------------------------------------------------------
+    def manifests(self):
+        out = []
+        for path in glob.glob(os.path.join(self.p["backup_dir"], "*.json")):
+            try:
+                with open(path) as handle:
+                    data = json.load(handle)
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict) and data.get("kind") == KIND and data.get("database") == self.dbname:
+                out.append((data.get("created_at", ""), path, data))
+        return sorted(out, key=lambda item: (item[0], item[1]))
+
+    def retention(self, dry):
+        keep = self.p["retention_keep"]
+        if keep <= 0:
+            return []
+        complete = self.manifests()
+        if dry:
+            keep -= 1  # the backup that would be made counts
+        removed = []
+        for _, path, data in complete[:max(0, len(complete) - keep)]:
+            base = path[:-len(".json")]
+            removed.append(os.path.join(self.p["backup_dir"], data.get("file", "")))
+            if not dry:
+                for part in (os.path.join(self.p["backup_dir"], data.get("file", "")), base + ".sha256", path):
+                    if os.path.basename(part):
+                        remove_path(part)
+        return removed
+
+    # ---- mode=verify --------------------------------------------------------------------------
+    def verify(self):
+        p = self.p
+        started = time.monotonic()
+        if p["path"]:
+            dump_path = p["path"].rstrip("/")
+            manifest_path = base_of(dump_path) + ".json"
+            if not os.path.exists(manifest_path):
+                raise BackupError("%s has no manifest %s: not a backup made by carbot.migration.db_backup" % (
+                    dump_path, manifest_path))
+            with open(manifest_path) as handle:
+                manifest = json.load(handle)
+        else:
+            if not p["run_id"]:
+                raise BackupError("mode=verify needs path or run_id")
+            mine = [m for m in self.manifests() if m[2].get("run_id") == p["run_id"]]
+            if not mine:
+                raise BackupError("no backup of run %s for database %s in %s: the cutover needs a verified backup "
+                                  "from this run" % (p["run_id"], self.dbname, p["backup_dir"]))
+            _, manifest_path, manifest = mine[-1]
+            dump_path = os.path.join(p["backup_dir"], manifest["file"])
+        if p["run_id"] and manifest.get("run_id") != p["run_id"]:
+            raise BackupError("%s belongs to run %s, not to run %s" % (dump_path, manifest.get("run_id"), p["run_id"]))
+        if not manifest.get("verified"):
+            raise BackupError("%s was never verified" % dump_path)
+        if not os.path.exists(dump_path):
+            raise BackupError("%s is missing (its manifest %s is there)" % (dump_path, manifest_path))
+        checksum_file = base_of(dump_path) + ".sha256"
+        try:
+            with open(checksum_file) as handle:
+                recorded_lines = [ln for ln in handle.read().splitlines() if ln.strip()]
+        except OSError:
+            raise BackupError("%s is missing: the backup cannot be checked" % checksum_file)
+        conn = db.connect(p)
+        with conn.cursor() as cur:
+            cur.execute("SELECT current_setting('server_version_num')::int / 10000")
+            server_major = cur.fetchone()[0]
+        conn.close()
+        tools = Tools(self.module, server_major)
+        try:
+            digest, _, toc = self.verify_archive(tools, dump_path, manifest.get("sha256"), recorded_lines)
+            scratch = None
+            if p["verify_restore"] and not self.module.check_mode:
+                expected = manifest.get("row_counts") or {}
+                if p["verify_tables"]:
+                    expected = {t: expected[t] for t in p["verify_tables"] if t in expected}
+                scratch = self.scratch_restore(tools, dump_path, expected)
+        finally:
+            tools.cleanup()
+        seconds = round(time.monotonic() - started, 2)
+        return dict(changed=False, path=dump_path, sha256=digest, size=size_of(dump_path), seconds=seconds,
+                    verified=True, run_id=manifest.get("run_id"), manifest=manifest, manifest_path=manifest_path,
+                    checksum_file=checksum_file, toc=toc, scratch_restore=scratch, removed=[],
+                    carbot_report={"backup": {"path": dump_path, "run_id": manifest.get("run_id"),
+                                              "sha256": digest, "verified": True, "checked_again": True}})
+
+
+def main():
+    argument_spec = db.postgres_argument_spec()
+    argument_spec.update(
+        mode=dict(type="str", default="backup", choices=["backup", "verify"]),
+        backup_dir=dict(type="path", required=True),
+        run_id=dict(type="str"),
+        path=dict(type="path"),
+        format=dict(type="str", default="custom", choices=["custom", "directory"]),
+        jobs=dict(type="int", default=2),
+        compress=dict(type="int"),
+        schemas=dict(type="list", elements="str"),
+        verify_restore=dict(type="bool", default=False),
+        scratch_db=dict(type="str"),
+        verify_tables=dict(type="list", elements="str", default=[]),
+        retention_keep=dict(type="int", default=3),
+        bin_dir=dict(type="path"),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not db.HAS_PSYCOPG2:
+        module.fail_json(msg="psycopg2 is required: %s" % db.PSYCOPG2_IMPORT_ERROR)
+    for name in module.params["verify_tables"]:
+        if "." not in name:
+            module.fail_json(msg="verify_tables entries are schema.table, got %r" % name)
+    job = Backup(module)
+    try:
+        result = job.verify() if module.params["mode"] == "verify" else job.backup()
+    except BackupError as exc:
+        module.fail_json(msg=str(exc), verified=False, run_id=module.params["run_id"], removed=[],
+                         carbot_report={"backup": {"verified": False, "error": str(exc)}})
+    except db.psycopg2.Error as exc:
+        module.fail_json(msg="database error during %s of %s: %s" % (
+            module.params["mode"], module.params["login_db"], str(exc).strip()), verified=False, removed=[],
+            run_id=module.params["run_id"], carbot_report={"backup": {"verified": False, "error": str(exc).strip()}})
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""carbot.migration.db_backup with the real pg_dump/pg_restore against a real PostgreSQL 15.
+
+Checksum matches the file(s), pg_restore --list verified, scratch restore counts equal (also while
+rows are being written), a corrupted or truncated dump is detected, a failing pg_dump or an unwritable
+directory fails clearly and leaves nothing half-done, retention keeps the newest N, check mode only
+says what it would dump, the password is never on a command line.
+"""
+
+import contextlib
+import hashlib
+import importlib
+import io
+import json
+import os
+import pathlib
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def run_module(name, args, check=False):
+    """Run one of the collection's modules in-process, the way Ansible would; returns its result dict."""
+    module = importlib.import_module("ansible_collections.carbot.migration.plugins.modules." + name)
+    if check:
+        args = dict(args, _ansible_check_mode=True)
+    out = io.StringIO()
+    with patch_module_args(args), contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        module.main()
+    return json.loads(out.getvalue())
+
+
+@pytest.fixture
+def data_db(legacy_db):
+    legacy_db.query("""
+        INSERT INTO public.audit_logs (action) SELECT 'a' || g FROM generate_series(1, 500) g;
+        INSERT INTO public.leads (id, name) SELECT gen_random_uuid(), 'lead ' || g FROM generate_series(1, 300) g;
+        INSERT INTO public.chat_messages (message) SELECT repeat('x', 200) FROM generate_series(1, 2000) g;
+    """)
+    return legacy_db
+
+
+def args_for(db, backup_dir, **extra):
+    args = {"login_host": db.host, "login_port": db.port, "login_db": db.dbname, "login_user": db.user,
+            "login_password": db.password, "ssl_mode": "disable", "backup_dir": str(backup_dir)}
+    args.update(extra)
+    return args
+
+
+def listing(path):
+    return sorted(p.name for p in pathlib.Path(path).iterdir()) if pathlib.Path(path).exists() else []
+
+
+def test_custom_format_backup_verified_checksum_and_scratch_restore(data_db, tmp_path):
+    db = data_db
+    result = run_module("db_backup", args_for(db, tmp_path, run_id="run-1", verify_restore=True,
+                                              verify_tables=["public.audit_logs", "public.leads",
+                                                             "public.chat_messages"]))
+    assert result["changed"] is True and result["verified"] is True, result.get("msg")
+    dump = pathlib.Path(result["path"])
+    assert dump.suffix == ".dump" and dump.is_file()
+    assert result["sha256"] == hashlib.sha256(dump.read_bytes()).hexdigest()
+    assert result["size"] == dump.stat().st_size
+    assert result["run_id"] == "run-1" and "run-1" in dump.name
+    manifest = json.loads(pathlib.Path(result["manifest_path"]).read_text())
+    assert manifest["sha256"] == result["sha256"] and manifest["verified"] is True
+    assert manifest["row_counts"] == {"public.audit_logs": 500, "public.leads": 300, "public.chat_messages": 2000}
+    assert manifest["scratch_restore"]["counts_equal"] is True
+    assert manifest["toc"]["table_data_entries"] >= 25
+    # sha256sum -c, from the backup directory, agrees.
+    check = subprocess.run(["sha256sum", "-c", os.path.basename(result["checksum_file"])], cwd=tmp_path,
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    # pg_restore --list reads it independently.
+    toc = subprocess.run(["/usr/lib/postgresql/15/bin/pg_restore", "--list", str(dump)], capture_output=True, text=True)
+    assert toc.returncode == 0 and "TABLE DATA public audit_logs" in toc.stdout
+    # The scratch database is gone again, no .partial left.
+    assert db.scalar("SELECT count(*) FROM pg_database WHERE datname = %s", (db.dbname + "_backup_verify",)) == 0
+    assert not [n for n in listing(tmp_path) if "partial" in n or n.endswith(".tmp")]
+    assert result["carbot_report"]["backup"]["verified"] is True
+
+
+def test_directory_format_with_jobs_and_counts_from_the_dump_snapshot(data_db, tmp_path):
+    """Rows written while pg_dump runs: the counts come from the dump's own snapshot, so they still match."""
+    db = data_db
+    stop = threading.Event()
+
+    def writer():
+        conn = db.connect()
+        with conn.cursor() as cur:
+            while not stop.is_set():
+                cur.execute("INSERT INTO public.audit_logs (action) VALUES ('live')")
+                time.sleep(0.002)
+        conn.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        result = run_module("db_backup", args_for(db, tmp_path, run_id="run-dir", format="directory", jobs=2,
+                                                  verify_restore=True))
+    finally:
+        stop.set()
+        thread.join()
+    assert result["verified"] is True, result.get("msg")
+    dump = pathlib.Path(result["path"])
+    assert dump.is_dir() and dump.name.endswith(".dir")
+    lines = pathlib.Path(result["checksum_file"]).read_text().splitlines()
+    assert len(lines) == len(list(dump.iterdir()))
+    assert result["sha256"] == hashlib.sha256(("\n".join(lines) + "\n").encode()).hexdigest()
+    assert subprocess.run(["sha256sum", "-c", "--quiet", os.path.basename(result["checksum_file"])],
+                          cwd=tmp_path).returncode == 0
+    counts = result["manifest"]["row_counts"]
+    assert len(counts) == 25 and counts["public.leads"] == 300 and counts["public.audit_logs"] >= 500
+
+
+def test_verify_mode_finds_the_backup_of_the_run_and_detects_corruption(data_db, tmp_path):
+    db = data_db
+    made = run_module("db_backup", args_for(db, tmp_path, run_id="run-c"))
+    assert made["verified"], made.get("msg")
+    ok = run_module("db_backup", args_for(db, tmp_path, mode="verify", run_id="run-c"))
+    assert ok["verified"] is True and ok["changed"] is False and ok["path"] == made["path"]
+
+    other = run_module("db_backup", args_for(db, tmp_path, mode="verify", run_id="another-run"))
+    assert other["failed"] is True and "no backup of run another-run" in other["msg"]
+
+    dump = pathlib.Path(made["path"])
+    data = bytearray(dump.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle of the data
+    dump.write_bytes(bytes(data))
+    bad = run_module("db_backup", args_for(db, tmp_path, mode="verify", run_id="run-c"))
+    assert bad["failed"] is True and bad["verified"] is False
+    assert "checksum mismatch" in bad["msg"]
+
+    dump.write_bytes(bytes(data[: len(data) // 3]))  # truncated
+    truncated = run_module("db_backup", args_for(db, tmp_path, mode="verify", path=str(dump)))
+    assert truncated["failed"] is True and "checksum mismatch" in truncated["msg"]
+
+
+def test_truncated_archive_fails_pg_restore_list_even_without_a_checksum(data_db, tmp_path):
+    """The TOC check on its own: an archive cut short is not readable by pg_restore --list."""
+    db = data_db
+    made = run_module("db_backup", args_for(db, tmp_path, run_id="run-t"))
+    dump = pathlib.Path(made["path"])
+    dump.write_bytes(dump.read_bytes()[:200])
+    # Re-record the checksum of the damaged file, so only pg_restore --list can catch it.
+    pathlib.Path(made["checksum_file"]).write_text("%s  %s\n" % (hashlib.sha256(dump.read_bytes()).hexdigest(),
+                                                                dump.name))
+    manifest_path = pathlib.Path(made["manifest_path"])
+    manifest = json.loads(manifest_path.read_text())
+    manifest["sha256"] = hashlib.sha256(dump.read_bytes()).hexdigest()
+    manifest_path.write_text(json.dumps(manifest))
+    bad = run_module("db_backup", args_for(db, tmp_path, mode="verify", path=str(dump)))
+    assert bad["failed"] is True and "pg_restore --list" in bad["msg"]
+
+
+def test_wrong_password_fails_clearly_and_creates_nothing(data_db, tmp_path):
+    db = data_db
+    target = tmp_path / "backups"
+    result = run_module("db_backup", args_for(db, target, login_password="wrong-password", run_id="run-x"))
+    assert result["failed"] is True and result["verified"] is False
+    assert "password authentication failed" in result["msg"]
+    assert "wrong-password" not in result["msg"]
+    assert listing(target) == []
+
+
+def test_pg_dump_failure_leaves_nothing_half_done(data_db, tmp_path):
+    """pg_dump itself fails (a table the backup role may not read): no .partial, no manifest, clear message."""
+    db = data_db
+    role = "bk_%s" % uuid.uuid4().hex[:8]
+    db.query('CREATE ROLE "%s" LOGIN PASSWORD %%s' % role, ("bk-pass",))
+    db.query('GRANT USAGE ON SCHEMA public TO "%s"; GRANT SELECT ON ALL TABLES IN SCHEMA public TO "%s";'
+             'GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO "%s"' % (role, role, role))
+    db.query("REVOKE SELECT ON public.leads FROM \"%s\"" % role)
+    result = run_module("db_backup", args_for(db, tmp_path, login_user=role, login_password="bk-pass",
+                                              run_id="run-f"))
+    assert result["failed"] is True and result["verified"] is False
+    assert "pg_dump of %s failed" % db.dbname in result["msg"]
+    assert "permission denied" in result["msg"]
+    assert "bk-pass" not in result["msg"]
+    assert listing(tmp_path) == []
+
+
+def test_unwritable_backup_dir_fails_before_dumping(data_db, tmp_path):
+    if os.geteuid() == 0:
+        # root ignores directory modes: use a path below a regular file instead.
+        blocker = tmp_path / "not-a-dir"
+        blocker.write_text("x")
+        target = blocker / "backups"
+    else:
+        target = tmp_path / "ro"
+        target.mkdir(mode=0o500)
+    result = run_module("db_backup", args_for(data_db, target, run_id="run-w"))
+    assert result["failed"] is True
+    assert "backup_dir" in result["msg"] and str(target) in result["msg"]
+
+
+def test_retention_keeps_the_newest_and_never_foreign_files(data_db, tmp_path):
+    db = data_db
+    (tmp_path / "notes.txt").write_text("operator's file")
+    (tmp_path / "other.json").write_text(json.dumps({"kind": "something else"}))
+    paths = []
+    for i in range(4):
+        result = run_module("db_backup", args_for(db, tmp_path, run_id="r%d" % i, retention_keep=2))
+        assert result["verified"], result.get("msg")
+        paths.append(result["path"])
+        time.sleep(1.05)  # distinct created_at seconds
+    assert [os.path.exists(p) for p in paths] == [False, False, True, True]
+    assert result["removed"] == [paths[1]]
+    names = listing(tmp_path)
+    assert "notes.txt" in names and "other.json" in names
+    assert len([n for n in names if n.endswith(".sha256")]) == 2
+
+    would = run_module("db_backup", args_for(db, tmp_path, run_id="r9", retention_keep=2), check=True)
+    assert would["removed"] == [paths[2]]
+
+
+def test_check_mode_says_what_it_would_dump(data_db, tmp_path):
+    result = run_module("db_backup", args_for(data_db, tmp_path / "b", run_id="run-cm", format="directory"),
+                        check=True)
+    assert result["changed"] is True and result["verified"] is False
+    assert result["would_dump"]["database"] == data_db.dbname and result["would_dump"]["tables"] == 25
+    assert result["path"].endswith("-run-cm.dir")
+    assert not (tmp_path / "b").exists()
+
+
+def test_password_is_passed_through_a_pgpass_file_not_argv(data_db, tmp_path, monkeypatch):
+    from ansible_collections.carbot.migration.plugins.modules import db_backup
+
+    seen = []
+    real_run = subprocess.run
+
+    def spy(argv, *args, **kwargs):
+        env = kwargs.get("env") or {}
+        seen.append((list(argv), env.get("PGPASSWORD"), env.get("PGPASSFILE")))
+        if env.get("PGPASSFILE"):
+            assert oct(os.stat(env["PGPASSFILE"]).st_mode & 0o777) == "0o600"
+        return real_run(argv, *args, **kwargs)
+
+    monkeypatch.setattr(db_backup.subprocess, "run", spy)
+    result = run_module("db_backup", args_for(data_db, tmp_path, run_id="run-p"))
+    assert result["verified"], result.get("msg")
+    dumps = [s for s in seen if s[0][0].endswith("pg_dump") and "--version" not in s[0]]
+    assert dumps and all(data_db.password not in " ".join(argv) for argv, _, _ in seen)
+    assert all(pw is None for _, pw, _ in dumps) and all(pf for _, _, pf in dumps)
+    assert not os.path.exists(dumps[0][2])  # removed afterwards
