@@ -327,8 +327,10 @@ def assess(cur, schema, backup_dir, required_extensions=(), recommended_extensio
     """Volumes, sizes, the baseline and the preflight checks of ``schema``, as one document."""
     taken_at = now_utc()
     version = server_version(cur)
-    volumes = table_volumes(cur, schema, exact=exact_counts)
+    # the baseline first: the exact counts below are sequential scans of their own
     stats = stat_baseline(cur, schema)
+    indexes = index_baseline(cur, schema)
+    volumes = table_volumes(cur, schema, exact=exact_counts)
     checks = [
         check_version(cur),
         check_extensions(cur, required_extensions, recommended_extensions),
@@ -359,7 +361,7 @@ def assess(cur, schema, backup_dir, required_extensions=(), recommended_extensio
         "totals": totals,
         "tables": volumes,
         "pg_stat_user_tables": stats,
-        "indexes": index_baseline(cur, schema),
+        "indexes": indexes,
         "preflight": checks,
     }
     doc.update(verdict(checks))
