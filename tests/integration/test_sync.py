@@ -1,0 +1,168 @@
+"""The sync triggers against a real PostgreSQL and the real mapping: one kind of change per test.
+
+Every test ends with the validation (counts + checksums of every table): whatever the change, carbot_v2
+holds exactly what the mapping makes of the legacy tables.
+"""
+
+import pathlib
+import threading
+import time
+import uuid
+
+import pytest
+from ansible_collections.carbot.migration.plugins.module_utils import copy_engine, mapping, sync, validation
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def module_params(db, **extra):
+    return dict({"login_host": db.host, "login_port": db.port, "login_db": db.dbname, "login_user": db.user,
+                 "login_password": db.password, "lock_timeout_ms": 3000}, **extra)
+
+
+def build_migrated(db, scale=0.005, install=True):
+    """Legacy data, target schema and mapping, forward triggers, copy, foreign keys."""
+    from ansible_collections.carbot.migration.plugins.module_utils import legacy_data
+    conn = db.connect(autocommit=False)
+    with conn.cursor() as cur:
+        cur.execute((REPO / "sql" / "legacy" / "schema.sql").read_text())
+    conn.commit()
+    legacy_data.generate(conn, (REPO / "sql" / "legacy" / "generate.sql").read_text(), 42, scale, "public")
+    mapping.apply_all(conn, str(REPO / "sql"))
+    conn.commit()
+    plan = sync.Plan(conn)
+    conn.close()
+    if install:
+        sync.install(module_params(db), plan, sync.FORWARD)
+        result = copy_engine.CopyEngine(module_params(db), workers=2).run()
+        assert result["failed"] == [], result
+        conn = db.connect(autocommit=False)
+        mapping.add_foreign_keys(conn, "carbot_v2")
+        conn.commit()
+        conn.close()
+    return plan
+
+
+def assert_valid(db):
+    conn = db.connect(autocommit=False)
+    try:
+        report = validation.Validator(conn).run(checks=("counts", "checksums", "integrity"))
+    finally:
+        conn.close()
+    assert report["failed"] is False, report["msg"]
+
+
+@pytest.fixture(scope="module")
+def migrated(make_database):
+    generator = REPO / "sql" / "legacy" / "generate.sql"
+    if not generator.exists():
+        pytest.skip("the legacy generator is not there yet")
+    db = make_database("sync")
+    build_migrated(db)
+    assert_valid(db)
+    return db
+
+
+def test_insert_update_delete_of_a_row(migrated):
+    db = migrated
+    ws = db.scalar("SELECT _src_key FROM carbot_migration.map_workshops WHERE _quarantine_reason IS NULL LIMIT 1")
+    lead = str(uuid.uuid4())
+    db.query("INSERT INTO leads (id, workshop_id, kunde_id, name, email, status, source, created_at) "
+             "VALUES (%s, %s, 'k-1', 'Max', 'MAX@WEB.DE ', 'neu', 'widget', now())", (lead, ws))
+    assert db.query("SELECT email, status::text FROM carbot_v2.leads WHERE id = %s", (lead,)) == [("max@web.de", "new")]
+    db.query("UPDATE leads SET status = 'qualified', lead_score = 140 WHERE id = %s", (lead,))
+    assert db.query("SELECT status::text, lead_score, legacy_raw->>'lead_score' FROM carbot_v2.leads WHERE id = %s",
+                    (lead,)) == [("qualified", None, "140")]
+    db.query("DELETE FROM leads WHERE id = %s", (lead,))
+    assert db.scalar("SELECT count(*) FROM carbot_v2.leads WHERE id = %s", (lead,)) == 0
+    assert_valid(db)
+
+
+def test_quarantine_and_back_moves_the_children(migrated):
+    db = migrated
+    lead = db.scalar("SELECT l.id FROM carbot_v2.leads l JOIN carbot_v2.lead_notes n ON n.lead_id = l.id LIMIT 1")
+    notes = db.scalar("SELECT count(*) FROM carbot_v2.lead_notes WHERE lead_id = %s", (lead,))
+    db.query("UPDATE leads SET status = 'vielleicht' WHERE id = %s", (lead,))
+    assert db.scalar("SELECT count(*) FROM carbot_v2.leads WHERE id = %s", (lead,)) == 0
+    assert db.scalar("SELECT reason FROM carbot_v2.migration_quarantine WHERE target_table = 'leads' "
+                     "AND source_pk = %s", (str(lead),)).startswith("unknown leads.status")
+    assert db.scalar("SELECT count(*) FROM carbot_v2.migration_quarantine WHERE target_table = 'lead_notes' "
+                     "AND row_data->>'lead_id' = %s AND reason = 'parent quarantined: lead_id'", (str(lead),)) == notes
+    assert_valid(db)
+    db.query("UPDATE leads SET status = 'contacted' WHERE id = %s", (lead,))
+    assert db.scalar("SELECT count(*) FROM carbot_v2.lead_notes WHERE lead_id = %s", (lead,)) == notes
+    assert_valid(db)
+
+
+def test_parent_delete_moves_children_to_quarantine(migrated):
+    db = migrated
+    ws = db.scalar("SELECT w.id FROM carbot_v2.workshops w JOIN carbot_v2.customers c ON c.workshop_id = w.id "
+                   "GROUP BY w.id ORDER BY count(*) DESC LIMIT 1")
+    customers = db.scalar("SELECT count(*) FROM carbot_v2.customers WHERE workshop_id = %s", (ws,))
+    assert customers > 0
+    db.query("DELETE FROM workshops WHERE id = %s", (ws,))
+    assert db.scalar("SELECT count(*) FROM carbot_v2.customers WHERE workshop_id = %s", (ws,)) == 0
+    assert db.scalar("SELECT count(*) FROM carbot_v2.migration_quarantine WHERE target_table = 'customers' "
+                     "AND row_data->>'workshop_id' = %s AND reason = 'orphan: workshop_id not found'",
+                     (str(ws),)) == customers
+    assert db.scalar("SELECT count(*) FROM carbot_v2.chat_sessions WHERE workshop_id = %s", (ws,)) == 0
+    assert_valid(db)
+
+
+def test_chat_sessions_and_organizations_are_rederived(migrated):
+    db = migrated
+    ws, w_email = db.query("SELECT id, owner_email FROM workshops w WHERE EXISTS (SELECT 1 FROM carbot_v2.workshops t "
+                           "WHERE t.id = w.id) LIMIT 1")[0]
+    db.query("INSERT INTO chat_messages (workshop_id, kunde_id, sender, message, created_at) "
+             "VALUES (%s, 'neu-1', 'user', 'Hallo', '2025-01-01'), (%s, 'neu-1', 'bot', 'Hi', '2025-01-02')", (ws, ws))
+    assert db.query("SELECT started_at::date::text, last_message_at::date::text FROM carbot_v2.chat_sessions "
+                    "WHERE workshop_id = %s AND client_key = 'neu-1'", (ws,)) == [("2025-01-01", "2025-01-02")]
+    db.query("DELETE FROM chat_messages WHERE workshop_id = %s AND kunde_id = 'neu-1' AND sender = 'bot'", (ws,))
+    assert db.query("SELECT last_message_at::date::text FROM carbot_v2.chat_sessions "
+                    "WHERE workshop_id = %s AND client_key = 'neu-1'", (ws,)) == [("2025-01-01",)]
+    old_org = db.scalar("SELECT organization_id FROM carbot_v2.workshops WHERE id = %s", (ws,))
+    db.query("UPDATE workshops SET owner_email = 'neuer.inhaber@example.de' WHERE id = %s", (ws,))
+    new_org = db.scalar("SELECT organization_id FROM carbot_v2.workshops WHERE id = %s", (ws,))
+    assert new_org != old_org
+    org_email = db.scalar("SELECT email FROM carbot_v2.organizations WHERE id = %s", (new_org,))
+    assert org_email == "neuer.inhaber@example.de"
+    assert_valid(db)
+
+
+def test_truncate_raises(migrated):
+    import psycopg2
+    with pytest.raises(psycopg2.errors.FeatureNotSupported, match="TRUNCATE"):
+        migrated.query("TRUNCATE analytics_events")
+
+
+def test_install_under_an_idle_writer_retries_and_removal_is_idempotent(make_database):
+    db = make_database("syncinst")
+    plan = build_migrated(db, install=False)
+    params = module_params(db)
+    writer = db.connect(autocommit=False)
+    with writer.cursor() as cur:
+        cur.execute("UPDATE leads SET updated_at = updated_at WHERE id = (SELECT id FROM leads LIMIT 1)")
+    timer = threading.Timer(1.5, writer.rollback)  # an idle-in-transaction writer that ends after 1.5 s
+    timer.start()
+    started = time.monotonic()
+    result = sync.install(params, plan, sync.FORWARD, lock_timeout_ms=200, max_attempts=50)
+    timer.join()
+    writer.close()
+    assert result["tables"]["leads"]["attempts"] > 1, result["tables"]["leads"]
+    assert result["tables"]["leads"]["waited_seconds"] >= 1.0
+    assert "LockNotAvailable" in result["tables"]["leads"]["errors"][0]
+    assert result["tables"]["users"]["attempts"] == 1
+    assert time.monotonic() - started < 30
+    conn = db.connect()
+    state = sync.status(conn)
+    conn.close()
+    assert all(rec["enabled"] for rec in state["forward"].values())
+    # idempotent: a second install changes nothing, removal twice leaves nothing behind
+    again = sync.install(params, plan, sync.FORWARD)
+    assert not any(r["changed"] for r in again["tables"].values())
+    first = sync.remove(params, plan, sync.FORWARD)
+    assert all(r["changed"] for r in first["tables"].values()) and first["functions"]
+    second = sync.remove(params, plan, sync.FORWARD)
+    assert not any(r["changed"] for r in second["tables"].values()) and second["functions"] == []
+    assert db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'carbot_sync%%'") == 0
+    assert db.scalar("SELECT count(*) FROM pg_proc WHERE proname LIKE 'carbot_sync%%'") == 0
