@@ -248,3 +248,73 @@ def test_password_is_passed_through_a_pgpass_file_not_argv(data_db, tmp_path, mo
     assert dumps and all(data_db.password not in " ".join(argv) for argv, _, _ in seen)
     assert all(pw is None for _, pw, _ in dumps) and all(pf for _, _, pf in dumps)
     assert not os.path.exists(dumps[0][2])  # removed afterwards
+
+
+# ----------------------------------------------------------------------------------------------
+# The role, through ansible-playbook: a failed backup stops the play before any change
+# ----------------------------------------------------------------------------------------------
+ROLE_PLAY = """
+- name: Backup first, then a change
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Back up
+      ansible.builtin.include_role:
+        name: carbot.migration.backup
+    - name: The first change of the cutover (must not run without a verified backup)
+      ansible.builtin.file:
+        path: "{{ marker }}"
+        state: touch
+        mode: "0600"
+    - name: Later, the cutover asserts the backup of this run again
+      ansible.builtin.include_role:
+        name: carbot.migration.backup
+        tasks_from: assert
+"""
+
+
+def run_play(tmp_path, play, variables, extra_args=()):
+    import sys
+
+    (tmp_path / "play.yml").write_text(play)
+    vars_file = tmp_path / "vars.json"
+    vars_file.write_text(json.dumps(dict(variables, ansible_python_interpreter=sys.executable)))
+    vars_file.chmod(0o600)
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"), CARBOT_REPORTS_DIR=str(tmp_path / "reports"))
+    return subprocess.run([str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,",
+                           "-c", "local", "-e", "@%s" % vars_file, *extra_args, str(tmp_path / "play.yml")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def inventory_vars(db, backup_dir, **extra):
+    out = {"carbot_db_host": db.host, "carbot_db_port": db.port, "carbot_db_name": db.dbname,
+           "carbot_db_user": db.user, "carbot_db_password": db.password, "carbot_db_sslmode": "disable",
+           "carbot_legacy_schema": "public", "carbot_target_schema": "carbot_v2",
+           "carbot_backup_dir": str(backup_dir), "carbot_run_id": "night-1"}
+    out.update(extra)
+    return out
+
+
+@pytest.mark.slow
+def test_backup_role_failure_aborts_before_any_change(data_db, tmp_path):
+    marker = tmp_path / "changed-something"
+    done = run_play(tmp_path, ROLE_PLAY, inventory_vars(data_db, tmp_path / "b", carbot_db_password="wrong-pw",
+                                                        marker=str(marker)))
+    assert done.returncode != 0
+    assert "Backup FAILED, nothing after this step runs" in done.stdout, done.stdout[-3000:]
+    assert not marker.exists()
+    assert listing(tmp_path / "b") == []
+    assert "wrong-pw" not in done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_backup_role_success_then_the_change_and_the_later_assert(data_db, tmp_path):
+    marker = tmp_path / "changed-something"
+    done = run_play(tmp_path, ROLE_PLAY, inventory_vars(data_db, tmp_path / "b", marker=str(marker)))
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert marker.exists()
+    assert "Verified backup of run night-1" in done.stdout
+    assert data_db.password not in done.stdout + done.stderr
+    names = listing(tmp_path / "b")
+    assert len([n for n in names if n.endswith(".dump")]) == 1
