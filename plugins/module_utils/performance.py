@@ -350,6 +350,8 @@ def report_part(result):
             "rows": res["rows"],
         }
     summary["sizes"] = result["sizes"]
+    summary["table_sizes"] = {side: {t: v["total_bytes"] for t, v in sorted(tables.items())}
+                              for side, tables in result["table_sizes"].items()}
     summary["sample"] = {"workshops": len(result["workshops"]), "runs": result["runs"], "period": result["period"]}
     return {"criteria": [dict(c, detail=c["detail"]) for c in result["criteria"]],
             "performance": summary}

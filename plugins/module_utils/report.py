@@ -184,8 +184,11 @@ pre{background:#f6f8fa;padding:.6rem;overflow:auto;font-size:.8rem}
 """
 
 
-def _svg_bars(items, title, unit="s", width=900):
-    """A horizontal timeline: items are (label, start, end, ok) in seconds from a common origin."""
+def _svg_bars(items, title, unit="s", width=900, end_label=None):
+    """A horizontal timeline: items are (label, start, end, ok) in seconds from a common origin.
+
+    ``end_label`` marks the end of the last item with a dashed line (e.g. "maintenance off").
+    """
     if not items:
         return ""
     esc = html.escape
@@ -204,13 +207,23 @@ def _svg_bars(items, title, unit="s", width=900):
         parts.append('<text x="0" y="%d" font-size="12">%s</text>' % (y + 16, esc(label[:40])))
         parts.append('<rect x="%.1f" y="%d" width="%.1f" height="18" rx="3" fill="%s"><title>%s: %.2f %s'
                      '</title></rect>' % (x, y + 3, w, colour, esc(label), end - start, unit))
-        parts.append('<text x="%.1f" y="%d" font-size="11" fill="#656d76">%.2f %s</text>'
-                     % (min(x + w + 4, width - 60), y + 16, end - start, unit))
+        if x + w + 70 <= width:
+            parts.append('<text x="%.1f" y="%d" font-size="11" fill="#656d76">%.2f %s</text>'
+                         % (x + w + 4, y + 16, end - start, unit))
+        else:  # no room right of the bar: put the figure left of it, never over it
+            parts.append('<text x="%.1f" y="%d" font-size="11" fill="#656d76" text-anchor="end">%.2f %s</text>'
+                         % (x - 4, y + 16, end - start, unit))
     axis_y = top + row * len(items) + 10
     parts.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#8c959f"/>' % (label_w, axis_y, width - 20, axis_y))
     parts.append('<text x="%d" y="%d" font-size="11" fill="#656d76">0</text>' % (label_w, axis_y + 14))
     parts.append('<text x="%d" y="%d" font-size="11" fill="#656d76" text-anchor="end">%.1f %s</text>'
                  % (width - 20, axis_y + 14, total, unit))
+    if end_label:
+        end_x = label_w + total * scale
+        parts.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#cf222e" stroke-dasharray="4 3"/>'
+                     % (end_x, top, end_x, axis_y))
+        parts.append('<text x="%.1f" y="%d" font-size="11" fill="#cf222e" text-anchor="end">%s</text>'
+                     % (end_x - 4, top - 4, esc(end_label)))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -223,7 +236,8 @@ def freeze_chart(report):
     items = []
     for here, nxt in zip(events, events[1:]):
         items.append((here.get("label", "?"), here["at"] - origin, nxt["at"] - origin, here.get("ok", True)))
-    return _svg_bars(items, "Write-freeze timeline (seconds from maintenance on)")
+    return _svg_bars(items, "Write-freeze timeline (seconds from maintenance on)",
+                     end_label="%s at %.1f s" % (events[-1].get("label", "end"), events[-1]["at"] - origin))
 
 
 def steps_chart(report):
