@@ -28,9 +28,10 @@ What it guarantees (docs/architecture.md is the contract it builds on):
 * **Progress.** rows done / total, rows per second and ETA per table are written to
   ``migration_status`` after each batch (and to an optional JSON-lines file).
 
-``derived`` tables (aggregates such as organizations or chat_sessions) are copied by
-ranges of the view's ``_src_key`` without row locks: there are no source rows to lock
-behind an aggregate; their freshness is the sync's job.
+``derived`` tables (aggregates such as organizations or chat_sessions) are copied in one
+statement, without row locks: there are no source rows to lock behind an aggregate, and
+keyset batches would evaluate the whole aggregate once per batch. A crash repeats the
+statement, which is idempotent (ON CONFLICT DO NOTHING); their freshness is the sync's job.
 
 All identifiers go through psycopg2.sql.Identifier; all values are parameters.
 """
@@ -465,7 +466,7 @@ def batch_statement(spec, quarantine, last_key, limit, run_id):
             "WITH src AS MATERIALIZED (SELECT m.* FROM {view} m {lower} ORDER BY {vkey} LIMIT {limit}),"
             " bound AS MATERIALIZED (SELECT {vkey} FROM src ORDER BY {vdesc} LIMIT 1),"
         ).format(view=spec.view_rel, lower=lower, vkey=_cols(vkey), vdesc=_desc(vkey),
-                 limit=sql.Literal(int(limit)))
+                 limit=sql.Literal(int(limit)) if limit else sql.SQL("ALL"))
         scanned = sql.SQL("(SELECT count(*) FROM src)")
         last = sql.SQL("(SELECT {} FROM bound)").format(_key_text_array(vkey))
     where_ok = sql.SQL("WHERE {} IS NULL").format(sql.Identifier(QUARANTINE_REASON)) if spec.has_reason \
@@ -519,6 +520,7 @@ class CopyEngine:
         self.run_id = "%s-%s" % (datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ"),
                                  uuid.uuid4().hex[:8])
         self._lock = threading.Lock()
+        self._stop = threading.Event()
         self.retries = 0
 
     # connections -----------------------------------------------------------------
@@ -587,8 +589,9 @@ class CopyEngine:
         by_name = {s.name: s for s in specs}
         pending = [s.name for s in specs]
         done, failed, skipped, results = set(), [], [], {}
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="carbot-copy") as pool:
-            running = {}
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="carbot-copy")
+        running = {}
+        try:
             while pending or running:
                 for name in list(pending):
                     deps = [d for d in by_name[name].depends_on if d in by_name]
@@ -613,6 +616,13 @@ class CopyEngine:
                     except Exception as exc:  # noqa: BLE001 - reported per table, others go on
                         failed.append(name)
                         results[name] = {"state": STATE_FAILED, "error": "%s: %s" % (type(exc).__name__, exc)}
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, SystemExit): workers stop after their current batch,
+            # which commits with its checkpoint or rolls back; a rerun resumes from there.
+            self._stop.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         return results, failed, skipped
 
     # one table ------------------------------------------------------------------------
@@ -649,12 +659,13 @@ class CopyEngine:
                 with c.cursor() as cur:
                     status = quarantine_box["s"]
                     row = status.read(cur, spec.name, lock=True) or {}
-                    # estimate of the total, for progress (exact for row tables: the key count)
+                    # the total, for progress: exact for row tables (the key count); derived tables are
+                    # aggregates that cost a full pass to count, so their last total is kept
                     if spec.kind == "row":
                         cur.execute(sql.SQL("SELECT count(*) FROM {}").format(spec.source_rel))
+                        total = cur.fetchone()[0]
                     else:
-                        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(spec.view_rel))
-                    total = cur.fetchone()[0]
+                        total = row.get("rows_total_estimate")
                     values = {"state": STATE_COPYING, "finished_at": None, "rows_total_estimate": total,
                               "run_id": self.run_id, "last_error": None}
                     if not row.get("started_at"):
@@ -666,7 +677,9 @@ class CopyEngine:
 
             before, total = attempt(start)
             done_before = int(before.get("rows_copied") or 0) + int(before.get("rows_quarantined") or 0)
-            limit = self.batch_size
+            # Derived tables go in one statement: their view is an aggregate that every keyset batch
+            # would evaluate in full again (quadratic); rerunning it after a crash is idempotent.
+            limit = self.batch_size if spec.kind == "row" else None
             live = {}  # rows/s and ETA so far, written with the checkpoint when the table has the columns
             self._emit(spec, STATE_COPYING, done_before, total, 0, 0.0, t0)
             while True:
@@ -685,6 +698,8 @@ class CopyEngine:
                     c.commit()
                     return n_scanned, n_ins, n_q
 
+                if self._stop.is_set():
+                    raise CopyError("stopped on request after %d batches; rerun to resume" % batches)
                 b0 = time.monotonic()
                 n_scanned, n_ins, n_q = attempt(batch)
                 took = time.monotonic() - b0
@@ -696,14 +711,17 @@ class CopyEngine:
                 rate = scanned / elapsed if elapsed > 0 else 0.0
                 rec = self._emit(spec, STATE_COPYING, done_before + copied + quarantined, total, scanned, rate, t0)
                 live = {"rows_per_second": rec["rows_per_second"], "eta_seconds": rec["eta_seconds"]}
-                if n_scanned < limit:
+                if limit is None or n_scanned < limit:
                     break
                 if self.adaptive:
                     limit = self._adapt(limit, took)
 
             def finish(c):
                 with c.cursor() as cur:
-                    quarantine_box["s"].update(cur, spec.name, {"state": STATE_DONE, "finished_at": True})
+                    values = {"state": STATE_DONE, "finished_at": True}
+                    if spec.kind != "row" and scanned:
+                        values["rows_total_estimate"] = scanned
+                    quarantine_box["s"].update(cur, spec.name, values)
                     cur.execute(sql.SQL("SELECT count(*) FROM {}").format(spec.target_rel))
                     target_rows = cur.fetchone()[0]
                 c.commit()
@@ -712,7 +730,8 @@ class CopyEngine:
             target_rows = attempt(finish)
             elapsed = time.monotonic() - t0
             result = {
-                "state": STATE_DONE, "kind": spec.kind, "source": spec.source, "source_rows": total,
+                "state": STATE_DONE, "kind": spec.kind, "source": spec.source,
+                "source_rows": total if spec.kind == "row" or (total and not scanned) else scanned,
                 "copied": copied, "quarantined": quarantined, "scanned": scanned,
                 "already_present": max(target_rows - copied, 0), "target_rows": target_rows,
                 "batches": batches, "elapsed": round(elapsed, 3),
