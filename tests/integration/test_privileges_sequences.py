@@ -290,3 +290,60 @@ def test_app_role_without_usage_on_the_shared_sequence_is_reported(app_db):
     fixed = run_module("app_privileges", args_for(db))
     assert any("consent_log_id_seq" in q for q in fixed["executed_queries"])
     assert run_module("sequences", args_for(db, check_only=True))["ok"] is True
+
+
+# ----------------------------------------------------------------------------------------------
+# The role, through ansible-playbook: preflight, align, grant, prove; a rerun changes nothing
+# ----------------------------------------------------------------------------------------------
+ROLE_PLAY = """
+- name: app_privileges role
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Preflight or everything
+      ansible.builtin.include_role:
+        name: carbot.migration.app_privileges
+        tasks_from: "{{ entry }}"
+"""
+
+
+def run_role(db, tmp_path, entry, *extra_args):
+    import os
+    import re
+    import subprocess
+    import sys
+
+    (tmp_path / "play.yml").write_text(ROLE_PLAY)
+    vars_file = tmp_path / "vars.json"
+    vars_file.write_text(json.dumps({
+        "carbot_db_host": db.host, "carbot_db_port": db.port, "carbot_db_name": db.dbname,
+        "carbot_db_user": db.user, "carbot_db_password": db.password, "carbot_db_sslmode": "disable",
+        "carbot_legacy_schema": "public", "carbot_target_schema": "carbot_v2",
+        "carbot_app_db_user": db.app_role, "carbot_app_db_password": APP_PASSWORD, "entry": entry,
+        "ansible_python_interpreter": sys.executable}))
+    vars_file.chmod(0o600)
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"), CARBOT_REPORTS_DIR=str(tmp_path / "reports"))
+    done = subprocess.run([str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,",
+                           "-c", "local", "-e", "@%s" % vars_file, *extra_args, str(tmp_path / "play.yml")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert db.password not in done.stdout + done.stderr and APP_PASSWORD not in done.stdout + done.stderr
+    match = re.search(r"localhost\s*:.*changed=(\d+)", done.stdout)
+    return done, int(match.group(1)) if match else None
+
+
+@pytest.mark.slow
+def test_role_preflight_then_apply_then_rerun_without_change(app_db, tmp_path):
+    db = app_db
+    pre, changed = run_role(db, tmp_path, "preflight")
+    assert pre.returncode == 0 and changed == 0, pre.stdout[-3000:]
+    assert "lacks" in pre.stdout
+    assert not db.scalar("SELECT has_schema_privilege(%s, 'carbot_v2', 'USAGE')", (db.app_role,))
+
+    done, changed = run_role(db, tmp_path, "main")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert changed == 2  # sequences aligned, grants given
+    assert "inserted into both schemas" in done.stdout
+
+    again, changed = run_role(db, tmp_path, "main")
+    assert again.returncode == 0 and changed == 0, again.stdout[-3000:]

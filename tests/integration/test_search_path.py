@@ -322,3 +322,72 @@ def test_verification_fails_when_the_app_cannot_write_to_carbot_v2(legacy_db):
     result = run_module("search_path", module_args(db, state="target"))
     assert result.get("failed") is True
     assert any("permission denied" in p for p in result["verification"]["problems"]), result["verification"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The role, through ansible-playbook: override handled, rerun changes nothing, undo restores
+# ----------------------------------------------------------------------------------------------
+ROLE_PLAY = """
+- name: search_path role
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Switch or undo
+      ansible.builtin.include_role:
+        name: carbot.migration.search_path
+        tasks_from: "{{ entry }}"
+"""
+
+
+def run_role(db, tmp_path, entry, *extra_args):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "play.yml").write_text(ROLE_PLAY)
+    vars_file = tmp_path / "vars.json"
+    vars_file.write_text(json.dumps({
+        "carbot_db_host": db.host, "carbot_db_port": db.port, "carbot_db_name": db.dbname,
+        "carbot_db_user": db.user, "carbot_db_password": db.password, "carbot_db_sslmode": "disable",
+        "carbot_legacy_schema": "public", "carbot_target_schema": "carbot_v2",
+        "carbot_app_db_user": db.app_role, "carbot_app_db_password": APP_PASSWORD, "entry": entry,
+        "search_path_session_wait_seconds": 1, "ansible_python_interpreter": sys.executable}))
+    vars_file.chmod(0o600)
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"), CARBOT_REPORTS_DIR=str(tmp_path / "reports"))
+    done = subprocess.run([str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,",
+                           "-c", "local", "-e", "@%s" % vars_file, *extra_args, str(tmp_path / "play.yml")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert db.password not in done.stdout + done.stderr and APP_PASSWORD not in done.stdout + done.stderr
+    return done
+
+
+def recap_changed(stdout):
+    import re
+
+    return int(re.search(r"localhost\s*:.*changed=(\d+)", stdout).group(1))
+
+
+@pytest.mark.slow
+def test_role_handles_a_role_level_override_and_a_rerun_changes_nothing(switch_db, tmp_path):
+    db = switch_db
+    db.query('ALTER ROLE "%s" SET search_path TO public' % db.app_role)
+    before = raw_settings(db)
+
+    checked = run_role(db, tmp_path, "main", "--check")
+    assert checked.returncode == 0, checked.stdout[-3000:]
+    assert raw_settings(db) == before
+
+    done = run_role(db, tmp_path, "main")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert recap_changed(done.stdout) == 1
+    assert "resolves in carbot_v2" in done.stdout
+    assert fresh_app_view(db) == ("carbot_v2, public", "carbot_v2")
+
+    rerun = run_role(db, tmp_path, "main")
+    assert rerun.returncode == 0 and recap_changed(rerun.stdout) == 0, rerun.stdout[-3000:]
+
+    undo = run_role(db, tmp_path, "undo")
+    assert undo.returncode == 0, undo.stdout[-4000:]
+    assert raw_settings(db) == before and fresh_app_view(db) == ("public", "public")
+    assert recap_changed(run_role(db, tmp_path, "undo").stdout) == 0
