@@ -311,6 +311,12 @@ def test_backup_role_failure_aborts_before_any_change(data_db, tmp_path):
 @pytest.mark.slow
 def test_backup_role_success_then_the_change_and_the_later_assert(data_db, tmp_path):
     marker = tmp_path / "changed-something"
+    checked = run_play(tmp_path, ROLE_PLAY.split("    - name: Later")[0],
+                       inventory_vars(data_db, tmp_path / "b", marker=str(marker)), ["--check"])
+    assert checked.returncode == 0, checked.stdout[-4000:]
+    assert "Would dump %s" % data_db.dbname in checked.stdout
+    assert not (tmp_path / "b").exists() and not marker.exists()
+
     done = run_play(tmp_path, ROLE_PLAY, inventory_vars(data_db, tmp_path / "b", marker=str(marker)))
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert marker.exists()
