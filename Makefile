@@ -32,11 +32,11 @@ $(VENV)/.installed: requirements.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $@
 
-rehearsal: setup ## full local rehearsal (SCALE=0.1 by default; SCALE=1 for production volumes)
+rehearsal: setup rehearsal-clean ## full local rehearsal from nothing (SCALE=0.1 by default; SCALE=1 for production volumes)
 	$(BIN)/ansible-playbook playbooks/rehearsal.yml -i $(INVENTORY) -e legacy_db_scale=$(SCALE) -e legacy_db_seed=$(SEED)
 
-rehearsal-clean: setup ## stop and remove the local rehearsal cluster
-	$(BIN)/ansible-playbook playbooks/local_cluster.yml -i $(INVENTORY) -e local_postgres_state=absent
+rehearsal-clean: setup ## stop the stand-ins and remove the local rehearsal cluster
+	$(BIN)/ansible-playbook playbooks/rehearsal_clean.yml -i $(INVENTORY)
 
 test: setup lint pytest molecule ## every check: yamllint, ansible-lint, ruff, pytest, all Molecule scenarios
 

@@ -248,8 +248,12 @@ class Validator:
             target = _scalar(cur, sql.SQL("SELECT count(*) FROM {}").format(spec.target_rel))
             quarantined = self._quarantined(cur, spec)
             ok = source == target + quarantined
+            cur.execute(sql.SQL("SELECT reason, count(*) FROM {} WHERE target_table = %s GROUP BY reason "
+                                "ORDER BY count(*) DESC, reason").format(self.quarantine.rel), (spec.name,))
+            reasons = dict((r, n) for r, n in cur.fetchall())
             tables[spec.name] = {"source_rows": source, "target_rows": target, "quarantined": quarantined,
-                                 "difference": source - target - quarantined, "ok": ok, "kind": spec.kind}
+                                 "difference": source - target - quarantined, "ok": ok, "kind": spec.kind,
+                                 "reasons": reasons}
             if not ok:
                 failures.append("%s: %s %s.%s rows != %d in %s.%s + %d quarantined (difference %+d)" % (
                     spec.name, source, self.legacy if spec.kind == "row" else self.mapping,
@@ -544,6 +548,29 @@ class Validator:
                 "%s (%d rows)" % (u["table"], u["rows"]) for u in unread))
         return {"ok": not failures, "failures": failures, "unmapped_values": values,
                 "unmapped_view": bool(view_cols), "unread_tables": unread}
+
+
+def report_part(result):
+    """The validation's part of the migration report (module_utils/report.py): per-table counts,
+    quarantine reasons and checksum verdicts, and one line per check. Keys and samples stay out:
+    the report is for reading, the module's result has the detail."""
+    checks = result.get("checks", {})
+    tables = {}
+    for name, t in (checks.get("counts") or {}).get("tables", {}).items():
+        tables[name] = {"source": t["source_rows"], "migrated": t["target_rows"], "quarantined": t["quarantined"],
+                        "reasons": t.get("reasons", {}), "kind": t.get("kind")}
+    for name, t in (checks.get("checksums") or {}).get("tables", {}).items():
+        tables.setdefault(name, {})["checksum_ok"] = bool(t.get("ok"))
+    validation = []
+    for name, check in checks.items():
+        failures = check.get("failures") or []
+        detail = "; ".join(failures[:3]) + (" (+%d more)" % (len(failures) - 3) if len(failures) > 3 else "")
+        if not failures:
+            detail = "%s s" % result.get("elapsed", {}).get(name, "?")
+            if check.get("warnings"):
+                detail += "; %d warnings" % len(check["warnings"])
+        validation.append({"check": name, "ok": bool(check.get("ok")), "message": detail})
+    return {"tables": tables, "validation": validation}
 
 
 def _plain(value):

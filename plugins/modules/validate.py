@@ -142,6 +142,10 @@ msg:
   description: One line per failed check, or that all passed.
   returned: always
   type: str
+carbot_report:
+  description: The validation's part of the migration report (per-table counts, quarantine reasons, checksum verdicts).
+  returned: always
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -199,7 +203,8 @@ def main():
     finally:
         conn.close()
     out = dict(changed=False, checks=result["checks"], failed_checks=result["failed_checks"],
-               validation_failed=result["failed"], elapsed=result["elapsed"], msg=result["msg"])
+               validation_failed=result["failed"], elapsed=result["elapsed"], msg=result["msg"],
+               carbot_report=validation.report_part(result))
     if result["failed"] and p["fail_on_mismatch"]:
         module.fail_json(**out)
     module.exit_json(**out)
