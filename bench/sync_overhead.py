@@ -52,7 +52,7 @@ def pgbench(kw, seconds, clients, rate=None):
     out = subprocess.run(argv, capture_output=True, text=True, env=env).stdout
     res = driver.parse_pgbench(out)
     res["per_script"] = {}
-    for m in re.finditer(r"SQL script \d+: .*/legacy_(\w+)\.sql\n(.*?)(?=SQL script|\Z)", out, re.S):
+    for m in re.finditer(r"SQL script \d+: \S*/legacy_(\w+)\.sql\n(.*?)(?=SQL script|\Z)", out, re.S):
         lat = re.search(r"latency average = ([\d.]+) ms", m.group(2))
         if lat:
             res["per_script"][m.group(1)] = float(lat.group(1))
