@@ -25,7 +25,7 @@ help: ## show the targets
 setup: system-deps $(VENV)/.installed ## install system packages and the virtualenv
 
 system-deps:
-	@scripts/install-system-deps.sh
+	@scripts/install-system-deps.sh chromium
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)

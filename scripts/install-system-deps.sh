@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what carbot.migration needs from the operating system on a fresh
 # Debian/Ubuntu machine: the PostgreSQL server (initdb, pg_ctl, pg_dump, pgbench)
-# and Python's venv module. Called by `make`; safe to run again.
+# Python's venv module, and Chromium (the report's browser test). Called by `make`; safe to run again.
 set -euo pipefail
 
 need=()
