@@ -247,9 +247,9 @@ def _children_entering(plan, t, keys):
             keys_q = _from_source_pk(plan.key_types[child["target"]], sql.SQL("v_ck.source_pk"))
             always.append(sql.SQL(
                 "FOR v_ck IN SELECT q.source_pk FROM {q} q WHERE q.target_table = {name} "
-                "AND q.row_data ->> {col} = {kt} LOOP {call} END LOOP;").format(
+                "AND q.row_data @> jsonb_build_object({col}, {k}) LOOP {call} END LOOP;").format(
                 q=plan.rel("target", QUARANTINE), name=sql.Literal(child["target"]), col=sql.Literal(legacy_col),
-                kt=_key_text(keys), call=_call_sync(plan, child, keys_q, "true")))
+                k=keys[0], call=_call_sync(plan, child, keys_q, "true")))
         else:
             cks = [sql.SQL("v_ck.{}").format(_id(c)) for c in child["source_key"]]
             deep.append(sql.SQL(
@@ -447,9 +447,13 @@ def _serial_bump(plan, rel, column, seq_text, row="NEW"):
         row=sql.SQL(row), col=_id(column), seq=sql.Literal(seq_text))
 
 
-def forward_trigger_function(plan, legacy, sequences=None):
-    """carbot_sync_trg_<legacy>(): the row trigger of one legacy table."""
-    body = _guard(plan, FORWARD, REVERSE)
+def forward_trigger_function(plan, legacy, sequences=None, reverse_active=False):
+    """carbot_sync_trg_<legacy>(): the row trigger of one legacy table.
+
+    The loop marker and the sequence bumps are only needed while the reverse direction is installed (its
+    installation re-creates these functions with them), so that the forward-only phase pays for neither.
+    """
+    body = _guard(plan, FORWARD, REVERSE) if reverse_active else []
     targets = plan.row_targets_of(legacy)
     is_chat = any(t["target"] == "chat_messages" for t in targets) and CHAT_SESSIONS in plan.by_target
     if is_chat:
@@ -478,10 +482,10 @@ def forward_trigger_function(plan, legacy, sequences=None):
         body.append(sql.SQL("FOR v_ck IN {q} LOOP {call} END LOOP;").format(
             q=sql.SQL(query).format(legacy=_id(plan.legacy), mapping=_id(plan.mapping)),
             call=_call_sync(plan, child, [sql.SQL("v_ck.{}").format(_id(c)) for c in child["source_key"]], "true")))
-    for seq in (sequences or {}).get(legacy, []):
+    for seq in (sequences or {}).get(legacy, []) if reverse_active else []:
         body.append(sql.SQL("IF TG_OP = 'INSERT' THEN {} END IF;").format(
             _serial_bump(plan, None, seq["column"], seq["target_seq"])))
-    body.extend(_unguard())
+    body.extend(_unguard() if reverse_active else [sql.SQL("RETURN NULL;")])
     return _function(plan.fn("trg_" + legacy), sql.SQL(""), sql.SQL("trigger"), [sql.SQL("v_ck record;")], body)
 
 
@@ -584,9 +588,13 @@ def align_sequences(conn, plan, sequences, towards):
 
 
 # ---------------------------------------------------------------------------------- statements
-def function_statements(plan, direction, sequences=None):
-    """[(function name, statement)] to create for ``direction``."""
+def function_statements(plan, direction, sequences=None, reverse_active=False):
+    """[(function name, statement)] to create for ``direction`` (the reverse direction re-creates the
+    forward trigger functions with the loop marker and the sequence bumps)."""
     out = [("no_truncate", truncate_function(plan))]
+    if direction == REVERSE:
+        out += [("trg_" + legacy, forward_trigger_function(plan, legacy, sequences, True))
+                for legacy in plan.forward_tables()]
     if direction == FORWARD:
         for t in plan.tables:
             if t["target"] == CHAT_SESSIONS:
@@ -597,7 +605,7 @@ def function_statements(plan, direction, sequences=None):
             if t["kind"] == "row":
                 out.append((t["target"], row_sync_function(plan, t)))
         for legacy in plan.forward_tables():
-            out.append(("trg_" + legacy, forward_trigger_function(plan, legacy, sequences)))
+            out.append(("trg_" + legacy, forward_trigger_function(plan, legacy, sequences, reverse_active)))
     else:
         missing = [t for t in plan.reverse_tables() if t not in plan.reverse_views]
         if missing:
@@ -734,7 +742,11 @@ def install(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30,
             apply_reverse_views(conn, plan)
             conn.commit()
         sequences = serial_columns(conn, plan)
-        statements = function_statements(plan, direction, sequences)
+        reverse_active = bool(existing_triggers(conn, plan.target, TRIGGER_NAMES[REVERSE]))
+        conn.commit()
+        statements = function_statements(plan, direction, sequences, reverse_active)
+        if direction == FORWARD:
+            step.run(lambda cur: ensure_quarantine_index(cur, plan))
 
         def create_functions(cur):
             for _name, stmt in statements:
@@ -828,6 +840,14 @@ def remove(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30, 
     finally:
         step.close()
     return result
+
+
+def ensure_quarantine_index(cur, plan):
+    """A GIN index on migration_quarantine.row_data (jsonb_path_ops): a parent entering the target finds the
+    children quarantined because of it (``row_data @> {"<column>": key}``) without reading every quarantined
+    row. The table is the migration's own bookkeeping and small; the index belongs in sql/v2 (docs/sync.md)."""
+    cur.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING gin (row_data jsonb_path_ops)").format(
+        _id("migration_quarantine_row_data_idx"), plan.rel("target", QUARANTINE)))
 
 
 # ---------------------------------------------------------------------------------------- resync
