@@ -8,8 +8,16 @@
 --                       or quarantined itself ('parent quarantined: <col>'), checked through the
 --                       parent's view so that a migrated row never points at a row that is not.
 --   optional parent  -> kept when the parent migrates, else NULL (counted in dangling_references).
--- Both are scalar subqueries on the parent view by key (not EXISTS): the planner then looks each
--- parent up by its primary key instead of hashing the whole parent view for every batch.
+-- Both are LEFT JOINs to the parent view on its key (the parent's primary key; one row per key, so
+-- the join never multiplies rows). The planner then chooses per statement: a per-key lookup (sync
+-- trigger) or a keyset batch nests an Index Scan on the parent's primary key, a full scan hashes the
+-- parent once instead of running a subquery per row. A LEFT JOIN whose columns a query does not use
+-- is removed by the planner (the parent is unique on the key), so a parent check costs only the
+-- parent's own checks, never its unused columns. "Not found" is `p._src_key IS NULL` (_src_key is
+-- the parent's primary key, never NULL in a match).
+-- Rule functions written in plpgsql (split_name) are called in a LATERAL subquery with OFFSET 0:
+-- evaluated once per row (a pulled-up subquery would be copied into every expression that uses
+-- its result) and dropped when none of its results is used.
 
 -- The owner of every legacy workshop, and so its organization. Owner key, first that exists:
 --   1. the workshop's owner_email, normalised (trim + lower case; case differs between rows);
@@ -45,18 +53,25 @@ SELECT u.id,
            'email_duplicate_of', u.duplicate_of)), '{}'::jsonb) AS legacy_raw,
        u.id AS _src_key,
        unknown_value('users.role', u.role, user_role_map(u.role), false) AS _quarantine_reason
+  -- duplicate_of: the first user (created_at, then id) of the same normalised address, when that is
+  -- another user. One pass over users grouped by address (hash join), not a scan per user. The group
+  -- key is the trimmed lower-case address without the shape check: a group whose key is not a valid
+  -- address never matches normalise_email(l.email), which is NULL or exactly that key.
   FROM (SELECT l.*,
-               (SELECT d.id
-                  FROM users d
-                 WHERE normalise_email(d.email) = normalise_email(l.email)
-                   AND (COALESCE(d.created_at, '-infinity'), d.id) < (COALESCE(l.created_at, '-infinity'), l.id)
-                 ORDER BY COALESCE(d.created_at, '-infinity'), d.id
-                 LIMIT 1) AS duplicate_of
-          FROM users l) u;
+               CASE WHEN f.first_id <> l.id THEN f.first_id END AS duplicate_of
+          FROM users l
+          LEFT JOIN (SELECT pg_catalog.lower(pg_catalog.btrim(d.email, E' \t\r\n')) AS email_key,
+                            (pg_catalog.array_agg(d.id ORDER BY COALESCE(d.created_at, '-infinity'), d.id))[1]
+                                AS first_id
+                       FROM users d
+                      WHERE d.email IS NOT NULL
+                      GROUP BY 1) f ON f.email_key = normalise_email(l.email)) u;
 
 CREATE OR REPLACE VIEW map_workshops AS
 SELECT w.id,
-       o.organization_id,
+       (SELECT o.organization_id FROM workshop_owners o WHERE o.workshop_id = w.id) AS organization_id,
+       -- scalar subqueries, not joins: these two columns are only computed when a query reads them
+       -- (a parent check on a workshop is then one primary-key lookup, at any depth of nesting)
        CASE WHEN (SELECT p._quarantine_reason IS NULL FROM map_users p WHERE p._src_key = w.owner_id)
             THEN w.owner_id END AS owner_id,
        w.name,
@@ -83,8 +98,7 @@ SELECT w.id,
        w.id AS _src_key,
        unknown_value('workshops.business_type', w.business_type, business_type_map(w.business_type), true)
            AS _quarantine_reason
-  FROM workshops w
-  JOIN workshop_owners o ON o.workshop_id = w.id;
+  FROM workshops w;
 
 -- Derived: one organization per owner (workshop_owners), from its migrated workshops.
 -- name, legal_city: of the owner's first workshop (created_at, then id); slug: the first
@@ -100,7 +114,9 @@ SELECT g.organization_id AS id,
        g.created_at,
        g.organization_id AS _src_key,
        NULL::text AS _quarantine_reason
-  FROM (SELECT w.organization_id,
+  -- grouped by workshop_owners' organization_id (the value map_workshops.organization_id reads), so a
+  -- lookup by id filters workshop_owners directly
+  FROM (SELECT o.organization_id,
                pg_catalog.min(o.owner_key) AS owner_key,
                (pg_catalog.array_agg(w.name ORDER BY w.created_at NULLS LAST, w.id))[1] AS name,
                (pg_catalog.array_agg(w.slug ORDER BY w.created_at NULLS LAST, w.id)
@@ -110,7 +126,7 @@ SELECT g.organization_id AS id,
           FROM map_workshops w
           JOIN workshop_owners o ON o.workshop_id = w.id
          WHERE w._quarantine_reason IS NULL
-         GROUP BY w.organization_id) g;
+         GROUP BY o.organization_id) g;
 
 CREATE OR REPLACE VIEW map_team_members AS
 SELECT t.id,
@@ -121,15 +137,15 @@ SELECT t.id,
        t.accepted_at,
        t.id AS _src_key,
        COALESCE(
-           NULLIF(COALESCE((SELECT CASE WHEN p._quarantine_reason IS NULL THEN '' ELSE 'parent quarantined: workshop_id' END
-                              FROM map_workshops p WHERE p._src_key = t.workshop_id),
-                           'orphan: workshop_id not found'), ''),
-           NULLIF(COALESCE((SELECT CASE WHEN p._quarantine_reason IS NULL THEN '' ELSE 'parent quarantined: user_id' END
-                              FROM map_users p WHERE p._src_key = t.user_id),
-                           'orphan: user_id not found'), ''),
+           CASE WHEN pw._src_key IS NULL THEN 'orphan: workshop_id not found'
+                WHEN pw._quarantine_reason IS NOT NULL THEN 'parent quarantined: workshop_id' END,
+           CASE WHEN pu._src_key IS NULL THEN 'orphan: user_id not found'
+                WHEN pu._quarantine_reason IS NOT NULL THEN 'parent quarantined: user_id' END,
            unknown_value('team_members.role', t.role, team_role_map(t.role), false)
        ) AS _quarantine_reason
-  FROM team_members t;
+  FROM team_members t
+  LEFT JOIN map_workshops pw ON pw._src_key = t.workshop_id
+  LEFT JOIN map_users pu ON pu._src_key = t.user_id;
 
 CREATE OR REPLACE VIEW map_customers AS
 SELECT c.id,
@@ -154,11 +170,11 @@ SELECT c.id,
            'email', set_aside(c.email, normalise_email(c.email)),
            'postal_code', set_aside(c.postal_code, normalise_postal_code(c.postal_code)))), '{}'::jsonb) AS legacy_raw,
        c.id AS _src_key,
-       NULLIF(COALESCE((SELECT CASE WHEN p._quarantine_reason IS NULL THEN '' ELSE 'parent quarantined: workshop_id' END
-                          FROM map_workshops p WHERE p._src_key = c.workshop_id),
-                       'orphan: workshop_id not found'), '') AS _quarantine_reason
+       CASE WHEN pw._src_key IS NULL THEN 'orphan: workshop_id not found'
+            WHEN pw._quarantine_reason IS NOT NULL THEN 'parent quarantined: workshop_id' END AS _quarantine_reason
   FROM customers c
- CROSS JOIN LATERAL (SELECT split_name(c.name) AS parts) n;
+ CROSS JOIN LATERAL (SELECT split_name(c.name) AS parts OFFSET 0) n
+  LEFT JOIN map_workshops pw ON pw._src_key = c.workshop_id;
 
 CREATE OR REPLACE VIEW map_customer_vehicles AS
 SELECT v.id,
@@ -179,11 +195,11 @@ SELECT v.id,
            'mileage_km', CASE WHEN v.mileage_km < 0 THEN v.mileage_km END)), '{}'::jsonb) AS legacy_raw,
        v.id AS _src_key,
        COALESCE(
-           NULLIF(COALESCE((SELECT CASE WHEN p._quarantine_reason IS NULL THEN '' ELSE 'parent quarantined: customer_id' END
-                              FROM map_customers p WHERE p._src_key = v.customer_id),
-                           'orphan: customer_id not found'), ''),
-           NULLIF(COALESCE((SELECT CASE WHEN p._quarantine_reason IS NULL THEN '' ELSE 'parent quarantined: workshop_id' END
-                              FROM map_workshops p WHERE p._src_key = v.workshop_id),
-                           'orphan: workshop_id not found'), '')
+           CASE WHEN pc._src_key IS NULL THEN 'orphan: customer_id not found'
+                WHEN pc._quarantine_reason IS NOT NULL THEN 'parent quarantined: customer_id' END,
+           CASE WHEN pw._src_key IS NULL THEN 'orphan: workshop_id not found'
+                WHEN pw._quarantine_reason IS NOT NULL THEN 'parent quarantined: workshop_id' END
        ) AS _quarantine_reason
-  FROM vehicles v;
+  FROM vehicles v
+  LEFT JOIN map_customers pc ON pc._src_key = v.customer_id
+  LEFT JOIN map_workshops pw ON pw._src_key = v.workshop_id;

@@ -27,27 +27,27 @@ SELECT l.id,
            AS legacy_raw,
        l.id AS _src_key,
        COALESCE(
-           NULLIF(COALESCE((SELECT CASE WHEN p._quarantine_reason IS NULL THEN '' ELSE 'parent quarantined: workshop_id' END
-                              FROM map_workshops p WHERE p._src_key = l.workshop_id),
-                           'orphan: workshop_id not found'), ''),
+           CASE WHEN pw._src_key IS NULL THEN 'orphan: workshop_id not found'
+                WHEN pw._quarantine_reason IS NOT NULL THEN 'parent quarantined: workshop_id' END,
            unknown_value('leads.status', l.status, lead_status_map(l.status), true),
            unknown_value('leads.priority', l.priority, lead_priority_map(l.priority), true),
            unknown_value('leads.source', l.source, lead_source_map(l.source), false)
        ) AS _quarantine_reason
-  FROM leads l;
+  FROM leads l
+  LEFT JOIN map_workshops pw ON pw._src_key = l.workshop_id;
 
 CREATE OR REPLACE VIEW map_lead_notes AS
 SELECT n.id,
        n.lead_id,
-       CASE WHEN (SELECT p._quarantine_reason IS NULL FROM map_users p WHERE p._src_key = n.user_id)
-            THEN n.user_id END AS user_id,
+       CASE WHEN pu._src_key IS NOT NULL AND pu._quarantine_reason IS NULL THEN n.user_id END AS user_id,
        n.note,
        n.created_at,
        n.id AS _src_key,
-       NULLIF(COALESCE((SELECT CASE WHEN p._quarantine_reason IS NULL THEN '' ELSE 'parent quarantined: lead_id' END
-                          FROM map_leads p WHERE p._src_key = n.lead_id),
-                       'orphan: lead_id not found'), '') AS _quarantine_reason
-  FROM lead_notes n;
+       CASE WHEN pl._src_key IS NULL THEN 'orphan: lead_id not found'
+            WHEN pl._quarantine_reason IS NOT NULL THEN 'parent quarantined: lead_id' END AS _quarantine_reason
+  FROM lead_notes n
+  LEFT JOIN map_users pu ON pu._src_key = n.user_id
+  LEFT JOIN map_leads pl ON pl._src_key = n.lead_id;
 
 -- Derived: one session per legacy conversation (workshop_id, kunde_id) whose workshop migrates;
 -- id = chat_session_uuid(workshop_id, kunde_id), the same function map_chat_messages uses.
@@ -71,21 +71,21 @@ CREATE OR REPLACE VIEW map_chat_messages AS
 SELECT m.id,
        chat_session_uuid(m.workshop_id, m.kunde_id) AS session_id,
        m.workshop_id,
-       CASE WHEN (SELECT p._quarantine_reason IS NULL FROM map_leads p WHERE p._src_key = m.lead_id)
-            THEN m.lead_id END AS lead_id,
+       CASE WHEN pl._src_key IS NOT NULL AND pl._quarantine_reason IS NULL THEN m.lead_id END AS lead_id,
        chat_sender_map(m.sender)::chat_sender AS sender,
        m.message,
        m.metadata,
        m.created_at,
        m.id AS _src_key,
        COALESCE(
-           NULLIF(COALESCE((SELECT CASE WHEN p._quarantine_reason IS NULL THEN '' ELSE 'parent quarantined: workshop_id' END
-                              FROM map_workshops p WHERE p._src_key = m.workshop_id),
-                           'orphan: workshop_id not found'), ''),
+           CASE WHEN pw._src_key IS NULL THEN 'orphan: workshop_id not found'
+                WHEN pw._quarantine_reason IS NOT NULL THEN 'parent quarantined: workshop_id' END,
            CASE WHEN m.kunde_id IS NULL THEN 'missing chat_messages.kunde_id (no conversation)' END,
            unknown_value('chat_messages.sender', m.sender, chat_sender_map(m.sender), false)
        ) AS _quarantine_reason
-  FROM chat_messages m;
+  FROM chat_messages m
+  LEFT JOIN map_leads pl ON pl._src_key = m.lead_id
+  LEFT JOIN map_workshops pw ON pw._src_key = m.workshop_id;
 
 CREATE OR REPLACE VIEW map_analytics_events AS
 SELECT e.id,
@@ -98,7 +98,7 @@ SELECT e.id,
        e.ip_address,
        e.created_at,
        e.id AS _src_key,
-       NULLIF(COALESCE((SELECT CASE WHEN p._quarantine_reason IS NULL THEN '' ELSE 'parent quarantined: workshop_id' END
-                          FROM map_workshops p WHERE p._src_key = e.workshop_id),
-                       'orphan: workshop_id not found'), '') AS _quarantine_reason
-  FROM analytics_events e;
+       CASE WHEN pw._src_key IS NULL THEN 'orphan: workshop_id not found'
+            WHEN pw._quarantine_reason IS NOT NULL THEN 'parent quarantined: workshop_id' END AS _quarantine_reason
+  FROM analytics_events e
+  LEFT JOIN map_workshops pw ON pw._src_key = e.workshop_id;

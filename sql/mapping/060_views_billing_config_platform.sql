@@ -17,20 +17,18 @@ SELECT s.id,
        s.updated_at,
        s.id AS _src_key,
        COALESCE(
-           NULLIF(COALESCE((SELECT CASE WHEN p._quarantine_reason IS NULL THEN '' ELSE 'parent quarantined: workshop_id' END
-                              FROM map_workshops p WHERE p._src_key = s.workshop_id),
-                           'orphan: workshop_id not found'), ''),
+           CASE WHEN pw._src_key IS NULL THEN 'orphan: workshop_id not found'
+                WHEN pw._quarantine_reason IS NOT NULL THEN 'parent quarantined: workshop_id' END,
            unknown_value('subscriptions.plan', s.plan, subscription_plan_map(s.plan), false),
            unknown_value('subscriptions.status', s.status, subscription_status_map(s.status), false)
        ) AS _quarantine_reason
-  FROM subscriptions s;
+  FROM subscriptions s
+  LEFT JOIN map_workshops pw ON pw._src_key = s.workshop_id;
 
 CREATE OR REPLACE VIEW map_invoices AS
 SELECT i.id,
        i.workshop_id,
-       CASE WHEN (SELECT p._quarantine_reason IS NULL FROM map_subscriptions p
-                          WHERE p._src_key = i.subscription_id)
-            THEN i.subscription_id END AS subscription_id,
+       CASE WHEN ps._src_key IS NOT NULL AND ps._quarantine_reason IS NULL THEN i.subscription_id END AS subscription_id,
        i.stripe_invoice_id,
        i.amount_cents,
        currency_map(i.currency) AS currency,
@@ -40,13 +38,14 @@ SELECT i.id,
        i.pdf_url,
        i.id AS _src_key,
        COALESCE(
-           NULLIF(COALESCE((SELECT CASE WHEN p._quarantine_reason IS NULL THEN '' ELSE 'parent quarantined: workshop_id' END
-                              FROM map_workshops p WHERE p._src_key = i.workshop_id),
-                           'orphan: workshop_id not found'), ''),
+           CASE WHEN pw._src_key IS NULL THEN 'orphan: workshop_id not found'
+                WHEN pw._quarantine_reason IS NOT NULL THEN 'parent quarantined: workshop_id' END,
            unknown_value('invoices.currency', i.currency, currency_map(i.currency), false),
            unknown_value('invoices.status', i.status, invoice_status_map(i.status), false)
        ) AS _quarantine_reason
-  FROM invoices i;
+  FROM invoices i
+  LEFT JOIN map_subscriptions ps ON ps._src_key = i.subscription_id
+  LEFT JOIN map_workshops pw ON pw._src_key = i.workshop_id;
 
 CREATE OR REPLACE VIEW map_chatbot_settings AS
 SELECT c.workshop_id,
@@ -59,12 +58,12 @@ SELECT c.workshop_id,
        c.updated_at,
        c.workshop_id AS _src_key,
        COALESCE(
-           NULLIF(COALESCE((SELECT CASE WHEN p._quarantine_reason IS NULL THEN '' ELSE 'parent quarantined: workshop_id' END
-                              FROM map_workshops p WHERE p._src_key = c.workshop_id),
-                           'orphan: workshop_id not found'), ''),
+           CASE WHEN pw._src_key IS NULL THEN 'orphan: workshop_id not found'
+                WHEN pw._quarantine_reason IS NOT NULL THEN 'parent quarantined: workshop_id' END,
            unknown_value('chatbot_settings.language', c.language, chatbot_language_map(c.language), true)
        ) AS _quarantine_reason
-  FROM chatbot_settings c;
+  FROM chatbot_settings c
+  LEFT JOIN map_workshops pw ON pw._src_key = c.workshop_id;
 
 CREATE OR REPLACE VIEW map_faq_entries AS
 SELECT f.id,
@@ -76,10 +75,10 @@ SELECT f.id,
        f.is_active,
        f.created_at,
        f.id AS _src_key,
-       NULLIF(COALESCE((SELECT CASE WHEN p._quarantine_reason IS NULL THEN '' ELSE 'parent quarantined: workshop_id' END
-                          FROM map_workshops p WHERE p._src_key = f.workshop_id),
-                       'orphan: workshop_id not found'), '') AS _quarantine_reason
-  FROM faq_entries f;
+       CASE WHEN pw._src_key IS NULL THEN 'orphan: workshop_id not found'
+            WHEN pw._quarantine_reason IS NOT NULL THEN 'parent quarantined: workshop_id' END AS _quarantine_reason
+  FROM faq_entries f
+  LEFT JOIN map_workshops pw ON pw._src_key = f.workshop_id;
 
 CREATE OR REPLACE VIEW map_email_templates AS
 SELECT t.id,
@@ -89,26 +88,26 @@ SELECT t.id,
        t.body_html,
        t.updated_at,
        t.id AS _src_key,
-       NULLIF(COALESCE((SELECT CASE WHEN p._quarantine_reason IS NULL THEN '' ELSE 'parent quarantined: workshop_id' END
-                          FROM map_workshops p WHERE p._src_key = t.workshop_id),
-                       'orphan: workshop_id not found'), '') AS _quarantine_reason
-  FROM email_templates t;
+       CASE WHEN pw._src_key IS NULL THEN 'orphan: workshop_id not found'
+            WHEN pw._quarantine_reason IS NOT NULL THEN 'parent quarantined: workshop_id' END AS _quarantine_reason
+  FROM email_templates t
+  LEFT JOIN map_workshops pw ON pw._src_key = t.workshop_id;
 
 CREATE OR REPLACE VIEW map_notifications AS
 SELECT n.id,
        n.workshop_id,
-       CASE WHEN (SELECT p._quarantine_reason IS NULL FROM map_users p WHERE p._src_key = n.user_id)
-            THEN n.user_id END AS user_id,
+       CASE WHEN pu._src_key IS NOT NULL AND pu._quarantine_reason IS NULL THEN n.user_id END AS user_id,
        n.type,
        n.title,
        n.body,
        n.read_at,
        n.created_at,
        n.id AS _src_key,
-       NULLIF(COALESCE((SELECT CASE WHEN p._quarantine_reason IS NULL THEN '' ELSE 'parent quarantined: workshop_id' END
-                          FROM map_workshops p WHERE p._src_key = n.workshop_id),
-                       'orphan: workshop_id not found'), '') AS _quarantine_reason
-  FROM notifications n;
+       CASE WHEN pw._src_key IS NULL THEN 'orphan: workshop_id not found'
+            WHEN pw._quarantine_reason IS NOT NULL THEN 'parent quarantined: workshop_id' END AS _quarantine_reason
+  FROM notifications n
+  LEFT JOIN map_users pu ON pu._src_key = n.user_id
+  LEFT JOIN map_workshops pw ON pw._src_key = n.workshop_id;
 
 CREATE OR REPLACE VIEW map_api_keys AS
 SELECT k.id,
@@ -119,10 +118,10 @@ SELECT k.id,
        k.revoked_at,
        k.created_at,
        k.id AS _src_key,
-       NULLIF(COALESCE((SELECT CASE WHEN p._quarantine_reason IS NULL THEN '' ELSE 'parent quarantined: workshop_id' END
-                          FROM map_workshops p WHERE p._src_key = k.workshop_id),
-                       'orphan: workshop_id not found'), '') AS _quarantine_reason
-  FROM api_keys k;
+       CASE WHEN pw._src_key IS NULL THEN 'orphan: workshop_id not found'
+            WHEN pw._quarantine_reason IS NOT NULL THEN 'parent quarantined: workshop_id' END AS _quarantine_reason
+  FROM api_keys k
+  LEFT JOIN map_workshops pw ON pw._src_key = k.workshop_id;
 
 CREATE OR REPLACE VIEW map_webhooks AS
 SELECT h.id,
@@ -133,7 +132,7 @@ SELECT h.id,
        h.is_active,
        h.created_at,
        h.id AS _src_key,
-       NULLIF(COALESCE((SELECT CASE WHEN p._quarantine_reason IS NULL THEN '' ELSE 'parent quarantined: workshop_id' END
-                          FROM map_workshops p WHERE p._src_key = h.workshop_id),
-                       'orphan: workshop_id not found'), '') AS _quarantine_reason
-  FROM webhooks h;
+       CASE WHEN pw._src_key IS NULL THEN 'orphan: workshop_id not found'
+            WHEN pw._quarantine_reason IS NOT NULL THEN 'parent quarantined: workshop_id' END AS _quarantine_reason
+  FROM webhooks h
+  LEFT JOIN map_workshops pw ON pw._src_key = h.workshop_id;
