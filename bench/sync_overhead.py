@@ -11,7 +11,7 @@ each once unthrottled (throughput, -c clients) and once at a fixed rate (--rate,
 it at its real write rate). Prints latency and throughput per run and per script, and the ratios; the
 target is at most 2x per write. ``--json`` writes the figures to a file.
 
-    .venv/bin/python bench/sync_overhead.py --scale 1.0 --seconds 30
+    .venv/bin/python bench/sync_overhead.py --scale 1.0 --seconds 10 --rounds 5
 """
 
 import argparse
@@ -80,10 +80,34 @@ def vacuum(kw):
     conn.close()
 
 
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    return values[len(values) // 2] if values else None
+
+
+def combine(runs):
+    """Median over the rounds of tps, latency and per-script latency."""
+    out = {"tps": median([r["tps"] for r in runs]), "latency_ms": median([r["latency_ms"] for r in runs]),
+           "per_script": {}, "failed": sum(r["failed"] for r in runs)}
+    for script in runs[0]["per_script"]:
+        out["per_script"][script] = median([r["per_script"].get(script) for r in runs])
+    return out
+
+
+def recreate(kw, dbname):
+    admin = psycopg2.connect(**dict(kw, dbname="postgres"))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS %s" % psycopg2.extensions.quote_ident(dbname, admin))
+        cur.execute("CREATE DATABASE %s" % psycopg2.extensions.quote_ident(dbname, admin))
+    admin.close()
+
+
 def main():
     parser = argparse.ArgumentParser(description="sync trigger overhead")
     parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--seconds", type=int, default=10, help="per run; --rounds runs of each kind")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--rate", type=float, default=50, help="transactions/s of the fixed-rate runs")
     parser.add_argument("--port", type=int, help="an existing cluster (default: a throwaway one)")
@@ -101,25 +125,21 @@ def main():
         cluster.ensure_started(PASSWORD, settings={"shared_buffers": "512MB", "max_wal_size": "4GB"})
         kw = {"host": "127.0.0.1", "port": cluster.facts()["port"], "user": "postgres", "password": PASSWORD,
               "dbname": args.dbname}
+    # Two identical databases, one without and one with the triggers (and carbot_v2 copied), measured in
+    # alternating rounds: the machine's background load changes over minutes; medians of interleaved
+    # rounds compare like with like.
+    plain = dict(kw, dbname=args.dbname + "_plain")
+    synced = dict(kw, dbname=args.dbname + "_sync")
     try:
-        admin = psycopg2.connect(**dict(kw, dbname="postgres"))
-        admin.autocommit = True
-        with admin.cursor() as cur:
-            cur.execute("DROP DATABASE IF EXISTS %s" % psycopg2.extensions.quote_ident(args.dbname, admin))
-            cur.execute("CREATE DATABASE %s" % psycopg2.extensions.quote_ident(args.dbname, admin))
-        admin.close()
-        print("building scale %s ..." % args.scale, flush=True)
-        built = build(kw, args.scale)
-        vacuum(kw)
-        print("built in %.0fs" % built, flush=True)
-        figures = {"scale": args.scale, "seconds": args.seconds, "clients": args.clients, "rate": args.rate}
-        figures["without"] = {"max": pgbench(kw, args.seconds, args.clients),
-                              "rate": pgbench(kw, args.seconds, 2, args.rate)}
-        print("without triggers: %s" % json.dumps({k: {x: v[x] for x in ("tps", "latency_ms")}
-                                                   for k, v in figures["without"].items()}), flush=True)
-        params = {"login_host": kw["host"], "login_port": kw["port"], "login_db": kw["dbname"],
+        figures = {"scale": args.scale, "seconds": args.seconds, "rounds": args.rounds, "clients": args.clients,
+                   "rate": args.rate}
+        for target in (plain, synced):
+            recreate(kw, target["dbname"])
+            print("building %s at scale %s ..." % (target["dbname"], args.scale), flush=True)
+            figures.setdefault("build_seconds", []).append(round(build(target, args.scale), 1))
+        params = {"login_host": kw["host"], "login_port": kw["port"], "login_db": synced["dbname"],
                   "login_user": kw["user"], "login_password": kw["password"], "lock_timeout_ms": 1000}
-        conn = psycopg2.connect(**kw)
+        conn = psycopg2.connect(**synced)
         plan = sync.Plan(conn)
         conn.close()
         t0 = time.monotonic()
@@ -129,36 +149,48 @@ def main():
         copied = copy_engine.CopyEngine(params, workers=2).run()
         figures["copy_seconds"] = round(time.monotonic() - t0, 1)
         figures["copy_rows"] = copied["rows_copied"] + copied["rows_quarantined"]
-        conn = psycopg2.connect(**kw)
+        conn = psycopg2.connect(**synced)
         mapping.add_foreign_keys(conn, "carbot_v2")
         conn.commit()
         conn.close()
-        vacuum(kw)
+        vacuum(plain)
+        vacuum(synced)
         print("triggers installed in %.2fs (%d tables), copy %d rows in %.0fs" % (
             figures["install_seconds"], len(installed["tables"]), figures["copy_rows"], figures["copy_seconds"]),
             flush=True)
-        figures["with"] = {"max": pgbench(kw, args.seconds, args.clients),
-                           "rate": pgbench(kw, args.seconds, 2, args.rate)}
+        raw = {"without": {"max": [], "rate": []}, "with": {"max": [], "rate": []}}
+        for i in range(args.rounds):
+            for label, target in (("without", plain), ("with", synced)):
+                raw[label]["max"].append(pgbench(target, args.seconds, args.clients))
+                raw[label]["rate"].append(pgbench(target, args.seconds, 2, args.rate))
+            print("round %d/%d: unthrottled %.2f / %.2f ms, at %g tx/s %.2f / %.2f ms" % (
+                i + 1, args.rounds, raw["without"]["max"][-1]["latency_ms"], raw["with"]["max"][-1]["latency_ms"],
+                args.rate, raw["without"]["rate"][-1]["latency_ms"], raw["with"]["rate"][-1]["latency_ms"]),
+                flush=True)
+        figures["without"] = {run: combine(raw["without"][run]) for run in ("max", "rate")}
+        figures["with"] = {run: combine(raw["with"][run]) for run in ("max", "rate")}
         for run in ("max", "rate"):
             a, b = figures["without"][run], figures["with"][run]
             figures.setdefault("ratio", {})[run] = {
                 "latency": round(b["latency_ms"] / a["latency_ms"], 2) if a["latency_ms"] else None,
                 "throughput": round(b["tps"] / a["tps"], 2) if a["tps"] else None,
                 "per_script": {k: round(b["per_script"][k] / v, 2) for k, v in a["per_script"].items()
-                               if v and k in b["per_script"]},
+                               if v and b["per_script"].get(k)},
             }
-        print("\n%-28s %12s %12s %8s" % ("", "without", "with", "ratio"))
+        print("\nmedians of %d interleaved rounds of %ds, scale %s" % (args.rounds, args.seconds, args.scale))
+        print("%-34s %12s %12s %8s" % ("", "without", "with", "ratio"))
         for run, label in (("max", "unthrottled (%d clients)" % args.clients), ("rate", "at %g tx/s" % args.rate)):
             a, b = figures["without"][run], figures["with"][run]
-            print("%-28s %9.1f tx/s %9.1f tx/s %7.2fx" % ("throughput " + label, a["tps"], b["tps"],
+            print("%-34s %7.1f tx/s %7.1f tx/s %7.2fx" % ("throughput " + label, a["tps"], b["tps"],
                                                          figures["ratio"][run]["throughput"]))
-            print("%-28s %9.2f ms %10.2f ms %7.2fx" % ("latency " + label, a["latency_ms"], b["latency_ms"],
-                                                       figures["ratio"][run]["latency"]))
+            print("%-34s %9.2f ms %9.2f ms %7.2fx" % ("latency/transaction " + label, a["latency_ms"],
+                                                      b["latency_ms"], figures["ratio"][run]["latency"]))
             for script, ratio in sorted(figures["ratio"][run]["per_script"].items()):
-                print("    %-24s %9.2f ms %10.2f ms %7.2fx" % (script, a["per_script"][script], b["per_script"][script],
-                                                              ratio))
+                print("    %-30s %9.2f ms %9.2f ms %7.2fx" % (script, a["per_script"][script],
+                                                             b["per_script"][script], ratio))
         worst = max(figures["ratio"]["rate"]["latency"], figures["ratio"]["max"]["latency"])
-        print("\nper-write cost of the triggers: %.2fx (target <= 2x): %s" % (worst, "OK" if worst <= 2 else "OVER"))
+        print("\nper-transaction cost of the triggers: %.2fx (target <= 2x): %s"
+              % (worst, "OK" if worst <= 2 else "OVER"))
         if args.json:
             with open(args.json, "w") as handle:
                 json.dump(figures, handle, indent=2)
