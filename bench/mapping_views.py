@@ -7,14 +7,15 @@
 Builds a cluster (or reuses one with ``--port``: the ``carbot`` database of an earlier ``--keep`` run,
 whose mapping is then re-applied from the working tree), generates the legacy data at ``--scale``,
 applies the mapping, ANALYZEs, and for every view measures, with jit off (as the copy and the
-validation run):
+validation run) and without parallel workers (INSERT ... SELECT, the copy, runs on one core):
 
   scan    ``EXPLAIN (ANALYZE, TIMING OFF) SELECT * FROM view``: every row and every column computed
           (``count(*)`` would let the planner skip the columns), next to the same for the driving
           legacy table (``x src``: how much slower the view is than reading its source);
   key     per-key lookup ``SELECT * FROM view WHERE _src_key = $1`` as a prepared statement under
           ``plan_cache_mode = force_generic_plan`` (what a sync trigger's cached plan does), averaged over
-          ``--keys`` existing keys, client round trip included; ``x pk`` compares it with the same lookup
+          ``--keys`` existing keys (fewer, at least 5, when a view takes more than 10 s for them), client
+          round trip included; ``x pk`` compares it with the same lookup
           on the legacy table's primary key; ``seq scans`` lists the relations the generic plan reads
           with a Seq Scan (should be none but small lookup-free tables);
   batch   one keyset batch ``WHERE _src_key > x ORDER BY _src_key LIMIT --batch`` from the middle key.
@@ -133,7 +134,7 @@ def key_types(conn, entry):
     return [types[k] for k in entry["view_key"]]
 
 
-def lookup_latency(cur, rel, key_cols, types, keys, name):
+def lookup_latency(cur, rel, key_cols, types, keys, name, budget=10.0):
     """Average ms of ``SELECT * FROM rel WHERE key = $n`` (prepared, generic plan) and its Seq Scans."""
     cond = sql.SQL(" AND ").join(sql.SQL("{} = ${}").format(sql.Identifier(c), sql.SQL(str(i + 1)))
                                  for i, c in enumerate(key_cols))
@@ -147,7 +148,10 @@ def lookup_latency(cur, rel, key_cols, types, keys, name):
         cur.execute(execute, key)
         cur.fetchall()
     took = []
+    deadline = time.monotonic() + budget
     for key in keys:
+        if len(took) >= 5 and time.monotonic() > deadline:
+            break  # a slow view: the average of the keys so far is enough
         t0 = time.perf_counter()
         cur.execute(execute, key)
         rows = cur.fetchall()
@@ -155,7 +159,7 @@ def lookup_latency(cur, rel, key_cols, types, keys, name):
         if len(rows) > 1:
             raise RuntimeError("%s: %d rows for key %r" % (name, len(rows), key))
     cur.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
-    return statistics.mean(took) * 1000.0, scans
+    return statistics.mean(took) * 1000.0, scans, len(took)
 
 
 def checksum(cur, entry):
@@ -170,6 +174,8 @@ def measure(port, entries, n_keys, batch):
     out = []
     with conn.cursor() as cur:
         cur.execute("SET jit TO off")
+        # one core, as INSERT ... SELECT (the copy) runs: a parallel scan would flatter the views
+        cur.execute("SET max_parallel_workers_per_gather TO 0")
         cur.execute("SET plan_cache_mode TO force_generic_plan")
         for entry in entries:
             view = sql.Identifier(MAPPING, entry["view"])
@@ -184,10 +190,10 @@ def measure(port, entries, n_keys, batch):
             types = key_types(conn, entry)
             rec["keys"] = len(keys)
             if keys:
-                rec["key_ms"], rec["key_seq_scans"] = lookup_latency(cur, view, entry["view_key"], types, keys,
-                                                                     "k_" + entry["view"])
+                rec["key_ms"], rec["key_seq_scans"], rec["keys"] = lookup_latency(
+                    cur, view, entry["view_key"], types, keys, "k_" + entry["view"])
                 if entry["kind"] == "row":
-                    rec["pk_ms"], _ = lookup_latency(cur, sql.Identifier(LEGACY, entry["source"]),
+                    rec["pk_ms"], _, _ = lookup_latency(cur, sql.Identifier(LEGACY, entry["source"]),
                                                      entry["source_key"], types, keys, "pk_" + entry["view"])
                 else:
                     rec["pk_ms"] = None
@@ -219,14 +225,14 @@ def badness(rec):
 
 
 def report(records):
-    head = "%-26s %9s %10s %7s %9s %7s %10s %9s  %s" % (
-        "view", "rows", "scan ms", "x src", "key ms", "x pk", "batch ms", "us/row", "seq scans in key lookup")
+    head = "%-26s %9s %10s %7s %9s %5s %7s %10s %9s  %s" % (
+        "view", "rows", "scan ms", "x src", "key ms", "keys", "x pk", "batch ms", "us/row", "seq scans in key lookup")
     print(head)
     print("-" * len(head))
     for r in sorted(records, key=badness, reverse=True):
-        print("%-26s %9d %10.1f %7s %9.3f %7s %10s %9.2f  %s" % (
+        print("%-26s %9d %10.1f %7s %9.3f %5d %7s %10s %9.2f  %s" % (
             r["view"], r["rows"], r["scan_ms"], "%.1f" % r["x_src"] if r.get("x_src") else "-",
-            r.get("key_ms", 0.0), "%.1f" % r["x_pk"] if r.get("x_pk") else "-",
+            r.get("key_ms", 0.0), r.get("keys", 0), "%.1f" % r["x_pk"] if r.get("x_pk") else "-",
             "%.1f" % r["batch_ms"] if r.get("batch_ms") is not None else "-",
             1000.0 * r["scan_ms"] / max(r["rows"], 1), ", ".join(r.get("key_seq_scans") or []) or "-"))
     total = sum(r["scan_ms"] for r in records)
@@ -255,7 +261,7 @@ def main():
     cluster = base = None
     if args.port:
         port = args.port
-        print("reusing the cluster on port %s (mapping re-applied from the working tree)" % port)
+        print("reusing the cluster on port %s (mapping re-applied from %s)" % (port, args.sql_dir))
     else:
         base = tempfile.mkdtemp(prefix="carbot-views-")
         cluster = LocalCluster(os.path.join(base, "pg"))

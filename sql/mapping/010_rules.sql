@@ -191,8 +191,10 @@ $$;
 -- Chat history to a JSON array, keeping everything: an array stays; an object is wrapped in an
 -- array; a JSON string that holds an array or object is parsed (and an object wrapped); any other
 -- string or scalar becomes the single element of an array; SQL NULL and JSON null -> NULL.
+-- PARALLEL RESTRICTED, not SAFE: the EXCEPTION block is a subtransaction, which a parallel worker cannot
+-- start ("cannot start subtransactions during a parallel operation" when a parallel scan of leads runs it).
 CREATE OR REPLACE FUNCTION normalise_chat_history(raw jsonb) RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql IMMUTABLE PARALLEL RESTRICTED AS $$
 DECLARE
     parsed jsonb;
 BEGIN
