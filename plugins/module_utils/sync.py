@@ -350,7 +350,12 @@ def row_sync_function(plan, t):
 def _function(fn, args, returns, declare, body):
     # force_generic_plan: the statements read nested projection views by primary key; a custom plan would
     # be planned on every call (the planner keeps preferring it), ~2x the cost of the whole sync.
-    return sql.SQL("CREATE OR REPLACE FUNCTION {fn}({args}) RETURNS {ret} LANGUAGE plpgsql "
+    # SECURITY DEFINER: the triggers fire in the application's own transactions, as the application's
+    # role, which has no rights on the mapping and target schemas (nor should it); the functions run
+    # as the migration role that created them. Every name in them is schema-qualified, and the fixed
+    # search_path keeps a caller's search_path from redirecting anything (CVE-2018-1058 style).
+    return sql.SQL("CREATE OR REPLACE FUNCTION {fn}({args}) RETURNS {ret} LANGUAGE plpgsql SECURITY DEFINER "
+                   "SET search_path = pg_catalog, pg_temp "
                    "SET plan_cache_mode = force_generic_plan AS $carbot_sync$\n"
                    "DECLARE\n{decl}\nBEGIN\n{body}\nEND\n$carbot_sync$").format(
         fn=fn, args=args, ret=returns, decl=_join(declare, "\n"), body=_join(body, "\n"))
