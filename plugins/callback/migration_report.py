@@ -163,9 +163,9 @@ class CallbackModule(CallbackBase):
             lines.append("  failed at: %s" % run["failed_task"])
         for step in self.report["steps"]:
             lines.append("  %-60s %8.1f s  %s" % (step["name"][:60], step["seconds"], step["status"]))
-        window = report_lib.freeze_window(self.report)
-        if window is not None:
-            lines.append("  write freeze (maintenance on to off): %.1f s" % window)
+        windows = report_lib.freeze_windows(self.report)
+        if windows:
+            lines.append("  write freeze (maintenance on to off): %s" % ", ".join("%.1f s" % w for w in windows))
         tables = self.report["tables"]
         if tables:
             quarantined = sum(t.get("quarantined") or 0 for t in tables.values())

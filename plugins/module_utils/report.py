@@ -108,16 +108,26 @@ def _table_rows(report):
     return rows
 
 
+def freeze_windows(report):
+    """Seconds of each write freeze: every 'maintenance on' paired with the next 'maintenance off'."""
+    freeze = report.get("freeze") or {}
+    windows, started = [], None
+    for event in freeze.get("events") or []:
+        if event.get("label") == "maintenance on" and started is None:
+            started = event["at"]
+        elif event.get("label") == "maintenance off" and started is not None:
+            windows.append(event["at"] - started)
+            started = None
+    return windows
+
+
 def freeze_window(report):
+    """The write freeze of the run: the given figure, else the longest window (a rehearsal has several)."""
     freeze = report.get("freeze") or {}
     if freeze.get("window_seconds") is not None:
         return freeze["window_seconds"]
-    events = freeze.get("events") or []
-    on = [e["at"] for e in events if e.get("label") == "maintenance on"]
-    off = [e["at"] for e in events if e.get("label") == "maintenance off"]
-    if on and off and off[-1] >= on[0]:
-        return off[-1] - on[0]
-    return None
+    windows = freeze_windows(report)
+    return max(windows) if windows else None
 
 
 def to_markdown(report):
@@ -133,7 +143,9 @@ def to_markdown(report):
         _fmt_num(run.get("seconds"))))
     window = freeze_window(report)
     if window is not None:
-        out.append("- write freeze (maintenance on to off): **%.1f s**" % window)
+        windows = freeze_windows(report)
+        extra = " (windows: %s)" % ", ".join("%.1f s" % w for w in windows) if len(windows) > 1 else ""
+        out.append("- write freeze (maintenance on to off): **%.1f s**%s" % (window, extra))
     out.append("")
     if report["steps"]:
         out += ["## Steps", "", "| step | seconds | status |", "|---|---:|---|"]

@@ -542,11 +542,15 @@ def reverse_sql_files():
     return mapping.sql_files(SQL_DIR)
 
 
-def apply_reverse_views(conn, plan):
+def apply_reverse_views(conn, plan, sql_dir=None):
     """Create the reverse projections (sql/sync/*.sql) in the mapping schema: search_path mapping, target.
     The views bind the target tables (same names as the legacy ones: the legacy schema is not on the path)."""
     from ansible_collections.carbot.migration.plugins.module_utils import mapping
-    applied = mapping.apply_sql_files(conn, SQL_DIR, [plan.mapping, plan.target])
+    directory = os.path.join(sql_dir, "sync") if sql_dir else SQL_DIR
+    if not mapping.sql_files(directory):
+        raise SyncError("no reverse projections found in %s: give sql_dir (the collection's sql/ directory)"
+                        % directory)
+    applied = mapping.apply_sql_files(conn, directory, [plan.mapping, plan.target])
     with conn.cursor() as cur:
         cur.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                     "WHERE n.nspname = %s AND c.relkind = 'v' AND c.relname LIKE 'rmap\\_%%'", (plan.mapping,))
@@ -733,7 +737,8 @@ def plan_changes(conn, plan, direction, state):
     return out
 
 
-def install(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30, on_table=None, step=None):
+def install(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30, on_table=None, step=None,
+            sql_dir=None):
     """Create the functions (no table locks) and the triggers table by table under lock_timeout.
 
     Returns {"functions": [names], "tables": {table: {"changed", "attempts", "waited_seconds", "errors"}},
@@ -744,7 +749,7 @@ def install(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30,
     try:
         conn = step.connect()
         if direction == REVERSE:
-            apply_reverse_views(conn, plan)
+            apply_reverse_views(conn, plan, sql_dir)
             conn.commit()
         sequences = serial_columns(conn, plan)
         reverse_active = bool(existing_triggers(conn, plan.target, TRIGGER_NAMES[REVERSE]))

@@ -214,6 +214,18 @@ class Validator:
             # Plans over the mapping views cross jit_above_cost; compiling costs more than it saves here.
             cur.execute("SET jit TO off")
         self.conn.commit()
+        # Each check reads both schemas in ONE snapshot (REPEATABLE READ): the sync triggers write both
+        # sides in the app's transaction, so a consistent snapshot sees them equal while the app keeps
+        # writing; READ COMMITTED would compare the legacy side of one moment with the target of another.
+        previous_isolation = self.conn.isolation_level
+        self.conn.set_session(isolation_level="REPEATABLE READ")
+        try:
+            return self._run_checks(checks, results, elapsed)
+        finally:
+            self.conn.rollback()
+            self.conn.set_session(isolation_level=previous_isolation)
+
+    def _run_checks(self, checks, results, elapsed):
         for name in checks:
             if name not in CHECKS:
                 raise ValueError("unknown check %r (known: %s)" % (name, ", ".join(CHECKS)))

@@ -64,6 +64,11 @@ options:
     description: Schema of the projection views; the trigger functions live there too (C(carbot_mapping_schema)).
     type: str
     default: carbot_migration
+  sql_dir:
+    description:
+      - Directory holding the reverse projections (C(sql/sync/) of the collection), applied when the reverse
+        direction is installed. The roles pass it; a module cannot find the collection's files by itself.
+    type: path
   max_attempts:
     description: Attempts per table before the module fails (each waits at most O(lock_timeout_ms)).
     type: int
@@ -150,6 +155,7 @@ except ImportError as exc:  # pragma: no cover
 
 def main():
     spec = db.postgres_argument_spec()
+    spec["sql_dir"] = dict(type="path")
     spec.update(
         state=dict(type="str", choices=["present", "absent"], default="present"),
         direction=dict(type="str", choices=["forward", "reverse", "both"], default="forward"),
@@ -187,7 +193,9 @@ def main():
             conn.close()
         for direction in directions:
             func = sync.install if p["state"] == "present" else sync.remove
-            res = func(p, plan, direction, lock_timeout_ms=p["lock_timeout_ms"], max_attempts=p["max_attempts"])
+            kwargs = {"sql_dir": p["sql_dir"]} if p["state"] == "present" else {}
+            res = func(p, plan, direction, lock_timeout_ms=p["lock_timeout_ms"], max_attempts=p["max_attempts"],
+                       **kwargs)
             out["tables"][direction] = res["tables"]
             out["functions"][direction] = res["functions"]
             out["sequences"].update({k: int(v) for k, v in res["sequences"].items()})
