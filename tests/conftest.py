@@ -16,6 +16,9 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / ".collections"))
+# Tests read what ansible and ansible-playbook print: no colour codes in it (`make` turns colour on).
+os.environ["ANSIBLE_FORCE_COLOR"] = "0"
+os.environ["ANSIBLE_NOCOLOR"] = "1"
 # Playbooks run by tests write their migration reports here, not into the repository's reports/.
 os.environ.setdefault("CARBOT_REPORTS_DIR", tempfile.mkdtemp(prefix="carbot-test-reports-"))
 
