@@ -75,6 +75,15 @@ def connect(params, autocommit=False, application_name=None):
     return conn
 
 
+def connect_or_fail(module, **kwargs):
+    """``connect(module.params)``, or ``module.fail_json`` with which database and role could not connect."""
+    try:
+        return connect(module.params, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - any connection error is reported to the operator
+        module.fail_json(msg="cannot connect to %s as %s: %s" % (
+            module.params["login_db"], module.params["login_user"], str(exc).strip()))
+
+
 def is_retryable(exc):
     """Lock timeouts, deadlocks, serialization failures and dropped connections."""
     if not HAS_PSYCOPG2:

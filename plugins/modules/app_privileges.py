@@ -291,11 +291,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if not db.HAS_PSYCOPG2:
         module.fail_json(msg="psycopg2 is required: %s" % db.PSYCOPG2_IMPORT_ERROR)
-    try:
-        conn = db.connect(module.params)
-    except Exception as exc:  # noqa: BLE001
-        module.fail_json(msg="cannot connect to %s as %s: %s" % (
-            module.params["login_db"], module.params["login_user"], str(exc).strip()))
+    conn = db.connect_or_fail(module)
     try:
         priv = Privileges(module, conn)
         with conn.cursor() as cur:

@@ -423,11 +423,7 @@ def main():
     if not db.HAS_PSYCOPG2:
         module.fail_json(msg="psycopg2 is required: %s" % db.PSYCOPG2_IMPORT_ERROR)
     switch = Switch(module)
-    try:
-        conn = db.connect(module.params)
-    except Exception as exc:  # noqa: BLE001
-        module.fail_json(msg="cannot connect to %s as %s: %s" % (
-            module.params["login_db"], module.params["login_user"], str(exc).strip()))
+    conn = db.connect_or_fail(module)
     try:
         with conn.cursor() as cur:
             settings, handled, statements, new_record, since = switch.plan(cur)

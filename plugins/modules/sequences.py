@@ -351,11 +351,7 @@ def main():
                            required_by={"app_password": "app_role"})
     if not db.HAS_PSYCOPG2:
         module.fail_json(msg="psycopg2 is required: %s" % db.PSYCOPG2_IMPORT_ERROR)
-    try:
-        conn = db.connect(module.params)
-    except Exception as exc:  # noqa: BLE001
-        module.fail_json(msg="cannot connect to %s as %s: %s" % (
-            module.params["login_db"], module.params["login_user"], str(exc).strip()))
+    conn = db.connect_or_fail(module)
     try:
         aligner = Aligner(module, conn)
         with conn.cursor() as cur:
