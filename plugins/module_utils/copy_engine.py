@@ -5,19 +5,26 @@
 
 What it guarantees (docs/architecture.md is the contract it builds on):
 
-* **Keyset batches, one transaction each.** Per target table the engine walks the
-  driving legacy table's primary key in order. One batch is one statement: a CTE
-  locks the next ``n`` source keys (``FOR KEY SHARE``), the projection view's rows
-  for exactly those keys go into the target (``ON CONFLICT DO NOTHING``: a row the
-  sync trigger already wrote is newer), rows with a ``_quarantine_reason`` go to
-  ``migration_quarantine``; the checkpoint (``last_key``) is written to
-  ``migration_status`` in the same transaction. A crash at any moment (kill -9,
-  dropped connection) loses at most the uncommitted batch together with its
-  checkpoint, so a rerun resumes exactly where the last commit stopped.
-* **Deleted rows never come back.** The view is read under the statement's
-  snapshot, but only rows whose key the batch could lock are inserted; a row the
-  application deleted before the lock is skipped, a delete after the lock waits for
-  the batch to commit and its sync trigger then removes the copied row.
+* **Keyset batches, one REPEATABLE READ transaction each.** Per target table the engine
+  walks the driving legacy table's primary key in order. One batch is one statement: a CTE
+  locks the next ``n`` source keys (``FOR SHARE``), the projection view's rows for exactly
+  those keys go into the target (``ON CONFLICT DO NOTHING``: a row the sync trigger already
+  wrote is newer), rows with a ``_quarantine_reason`` go to ``migration_quarantine``, and the
+  target's parent rows that the inserted rows refer to (``references`` of the declaration)
+  are locked ``FOR KEY SHARE``; the checkpoint (``last_key``) is written to
+  ``migration_status`` in the same transaction. A crash at any moment (kill -9, dropped
+  connection) loses at most the uncommitted batch together with its checkpoint, so a rerun
+  resumes exactly where the last commit stopped.
+* **What the batch read is what the sync sees, or the batch starts over.** The batch reads
+  the view under its transaction's snapshot. Every row it copies and every parent it points
+  at is locked, and under REPEATABLE READ a lock on a row that the application changed or
+  deleted after that snapshot fails with a serialization error instead of locking a newer
+  version: the batch rolls back and runs again on a fresh snapshot (counted in ``retries``).
+  Once locked, a source row cannot change and a parent cannot be deleted until the batch
+  commits: the application's write waits (at most one batch, ~1 s) and its sync trigger then
+  sees the copied rows. Without this, a row the app deleted or quarantined mid-batch came
+  back, and a child kept the id of a parent that a GDPR erasure deleted mid-batch
+  (tests/integration/test_copy_race.py shows both).
 * **Idempotent.** ``rows_copied`` counts what *this* run inserted (``RETURNING``), so
   a second run reports 0 and the module ``changed: false``.
 * **Parallel, in dependency order.** One thread per worker, each with its own
@@ -29,8 +36,8 @@ What it guarantees (docs/architecture.md is the contract it builds on):
   ``migration_status`` after each batch (and to an optional JSON-lines file).
 
 ``derived`` tables (aggregates such as organizations or chat_sessions) are copied in one
-statement, without row locks: there are no source rows to lock behind an aggregate, and
-keyset batches would evaluate the whole aggregate once per batch. A crash repeats the
+statement that locks only their parents: there are no source rows to lock behind an
+aggregate, and keyset batches would evaluate the whole aggregate once per batch. A crash repeats the
 statement, which is idempotent (ON CONFLICT DO NOTHING); their freshness is the sync's job.
 
 All identifiers go through psycopg2.sql.Identifier; all values are parameters.
@@ -150,7 +157,7 @@ def view_key_columns(view_cols, nkeys):
 class TableSpec:
     """Everything the engine needs about one target table, resolved from the catalog once."""
 
-    def __init__(self, decl, schemas, view_cols, target_cols):
+    def __init__(self, decl, schemas, view_cols, target_cols, parents=None):
         self.decl = decl
         self.name = decl["target"]
         self.view = decl.get("view") or "map_%s" % self.name
@@ -173,6 +180,15 @@ class TableSpec:
                             % (self.mapping, self.view, self.target, self.name, ", ".join(missing)))
         self.columns = mapped
         self.has_reason = QUARANTINE_REASON in [c[0] for c in view_cols]
+        # (column, parent table, parent key column): the parents a copied row points at, locked by the batch
+        self.parent_locks = []
+        for ref in decl.get("references") or []:
+            parent = (parents or {}).get(ref["parent"])
+            if parent is None or ref["parent"] == self.name or ref["column"] not in self.columns:
+                continue
+            pkey = list(parent.get("target_key") or parent.get("source_key") or [])
+            if len(pkey) == 1:
+                self.parent_locks.append((ref["column"], ref["parent"], pkey[0]))
 
     # identifiers --------------------------------------------------------------
     def ident(self, schema, name):
@@ -191,8 +207,12 @@ class TableSpec:
         return self.ident(self.target, self.name)
 
 
-def resolve(conn, tables, legacy_schema, mapping_schema, target_schema):
-    """TableSpec for each declaration; CopyError naming what is missing."""
+def resolve(conn, tables, legacy_schema, mapping_schema, target_schema, declaration=None):
+    """TableSpec for each declaration; CopyError naming what is missing.
+
+    ``declaration`` (default: ``tables``) is where the parents of ``references`` are looked up.
+    """
+    parents = {t["target"]: t for t in (declaration or tables)}
     specs = []
     with conn.cursor() as cur:
         for decl in tables:
@@ -207,7 +227,8 @@ def resolve(conn, tables, legacy_schema, mapping_schema, target_schema):
                                 % (target_schema, decl["target"]))
             if decl.get("kind", "row") == "row" and not table_columns(cur, legacy_schema, decl["source"]):
                 raise CopyError("Legacy table %s.%s does not exist" % (legacy_schema, decl["source"]))
-            specs.append(TableSpec(decl, (legacy_schema, mapping_schema, target_schema), view_cols, target_cols))
+            specs.append(TableSpec(decl, (legacy_schema, mapping_schema, target_schema), view_cols, target_cols,
+                                   parents))
         for name in (STATUS_TABLE, QUARANTINE_TABLE):
             if not table_columns(cur, target_schema, name):
                 raise CopyError("%s.%s does not exist: apply the carbot_v2 schema first (roles/schema)"
@@ -442,12 +463,12 @@ def batch_statement(spec, quarantine, last_key, limit, run_id):
             else sql.SQL("")
         join = sql.SQL(" AND ").join(
             sql.SQL("m.{} = l.{}").format(sql.Identifier(v), sql.Identifier(k)) for v, k in zip(vkey, skey))
-        # locked: the next `limit` source keys, locked against DELETE (and key UPDATE) until commit.
+        # locked: the next `limit` source keys, locked against UPDATE and DELETE until commit.
         # src: the view's rows for exactly those keys; the key range lets the planner use the
         # source's primary-key index instead of evaluating the whole view.
         head = sql.SQL(
             "WITH locked AS MATERIALIZED ("
-            " SELECT {skey_s} FROM {source} s {lower_src} ORDER BY {skey_s} LIMIT {limit} FOR KEY SHARE OF s),"
+            " SELECT {skey_s} FROM {source} s {lower_src} ORDER BY {skey_s} LIMIT {limit} FOR SHARE OF s),"
             " bound AS MATERIALIZED (SELECT {skey} FROM locked ORDER BY {skey_desc} LIMIT 1),"
             " src AS MATERIALIZED ("
             " SELECT m.* FROM {view} m JOIN locked l ON {join}"
@@ -478,8 +499,26 @@ def batch_statement(spec, quarantine, last_key, limit, run_id):
         qcount = sql.SQL("(SELECT count(*) FROM q)")
     else:
         q, qcount = sql.SQL(""), sql.SQL("0")
-    return sql.SQL("{head}{ins}{q} SELECT {scanned}, (SELECT count(*) FROM ins), {qcount}, {last}").format(
-        head=head, ins=ins, q=q, scanned=scanned, qcount=qcount, last=last)
+    # the parents the copied rows point at, locked against DELETE until commit (see the module docstring)
+    plocks, pcounts = [], []
+    for i, (column, parent, pkey) in enumerate(spec.parent_locks):
+        cte = sql.Identifier("parent_%d" % i)
+        plocks.append(sql.SQL(", {cte} AS MATERIALIZED (SELECT 1 FROM {prel} p WHERE p.{pkey} IN"
+                              " (SELECT x.{col} FROM src x {where_ok}) FOR KEY SHARE OF p)").format(
+            cte=cte, prel=spec.ident(spec.target, parent), pkey=sql.Identifier(pkey),
+            col=sql.Identifier(column), where_ok=where_ok_x(spec)))
+        pcounts.append(sql.SQL("(SELECT count(*) FROM {})").format(cte))
+    parents = sql.SQL(" + ").join(pcounts) if pcounts else sql.SQL("0")
+    return sql.SQL("{head}{ins}{q}{plocks} SELECT {scanned}, (SELECT count(*) FROM ins), {qcount}, {last},"
+                   " {parents}").format(head=head, ins=ins, q=q, plocks=sql.SQL("").join(plocks),
+                                         scanned=scanned, qcount=qcount, last=last, parents=parents)
+
+
+def where_ok_x(spec):
+    """``WHERE x._quarantine_reason IS NULL`` when the view has the column (the rows that go to the target)."""
+    if not spec.has_reason:
+        return sql.SQL("")
+    return sql.SQL("WHERE x.{} IS NULL").format(sql.Identifier(QUARANTINE_REASON))
 
 
 def pending_statement(spec, quarantine):
@@ -534,11 +573,15 @@ class CopyEngine:
             # and spend ~0.5 s compiling code for a 10000-row batch: more than the batch itself.
             cur.execute("SET jit TO off")
         conn.commit()
+        # One snapshot per batch; a lock on a row changed after it fails (retried) instead of
+        # locking a version the batch did not read (module docstring).
+        conn.set_session(isolation_level="REPEATABLE READ")
         return conn
 
     def plan(self, conn):
         ordered = order_tables(self.declaration, self.selected)
-        return resolve(conn, ordered, self.legacy_schema, self.mapping_schema, self.target_schema)
+        return resolve(conn, ordered, self.legacy_schema, self.mapping_schema, self.target_schema,
+                       self.declaration)
 
     # check mode ----------------------------------------------------------------------
     def preview(self):
@@ -691,7 +734,7 @@ class CopyEngine:
                         row = status.read(cur, spec.name, lock=True) or {}
                         last_key = row.get("last_key")
                         cur.execute(batch_statement(spec, quarantine_box["q"], last_key, limit, self.run_id))
-                        n_scanned, n_ins, n_q, new_last = cur.fetchone()
+                        n_scanned, n_ins, n_q, new_last, _parents = cur.fetchone()
                         if n_scanned:
                             status.update(cur, spec.name, dict(live, last_key=new_last),
                                           {"rows_copied": n_ins, "rows_quarantined": n_q})

@@ -326,6 +326,10 @@ def row_sync_function(plan, t):
     body.append(sql.SQL("ELSE"))
     if leaving:
         body.append(sql.SQL("IF v_was THEN"))
+        # FOR UPDATE first: it waits for a copy batch that holds this row FOR KEY SHARE (its rows point
+        # here), so the children loop below, on a fresh snapshot, sees the rows that batch inserted.
+        body.append(sql.SQL("PERFORM 1 FROM {rel} t WHERE {m} FOR UPDATE;").format(
+            rel=plan.rel("target", name), m=_match("t", tkey, keys)))
         body.extend(leaving)
         body.append(sql.SQL("DELETE FROM {rel} t WHERE {m};").format(rel=plan.rel("target", name),
                                                                        m=_match("t", tkey, keys)))
@@ -377,8 +381,11 @@ def derived_sync_function(plan, t):
         sql.SQL("SELECT {cols} INTO v_r FROM {view} v WHERE {m} AND v._quarantine_reason IS NULL;").format(
             cols=_join(sql.SQL("v.{}").format(_id(c)) for c in cols), view=plan.rel("mapping", t["view"]),
             m=_match("v", t["view_key"], keys)),
+        # FOR UPDATE before the delete: it waits for a copy batch whose rows point here (FOR KEY SHARE), and
+        # the DELETE's fresh snapshot then sees them (NOT EXISTS below).
         sql.SQL("IF FOUND THEN INSERT INTO {rel} ({cols}) VALUES ({vals}) ON CONFLICT ({tk}) DO UPDATE SET {set}; "
-                "ELSE DELETE FROM {rel} t WHERE {tm}{unref}; END IF;").format(
+                "ELSE PERFORM 1 FROM {rel} t WHERE {tm} FOR UPDATE; DELETE FROM {rel} t WHERE {tm}{unref}; "
+                "END IF;").format(
             rel=plan.rel("target", name), cols=_join(_id(c) for c in cols),
             vals=_join(sql.SQL("v_r.{}").format(_id(c)) for c in cols), tk=_join(_id(c) for c in t["target_key"]),
             set=_join(sql.SQL("{c} = EXCLUDED.{c}").format(c=_id(c)) for c in non_key),
