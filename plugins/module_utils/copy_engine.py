@@ -5,26 +5,32 @@
 
 What it guarantees (docs/architecture.md is the contract it builds on):
 
-* **Keyset batches, one REPEATABLE READ transaction each.** Per target table the engine
-  walks the driving legacy table's primary key in order. One batch is one statement: a CTE
-  locks the next ``n`` source keys (``FOR SHARE``), the projection view's rows for exactly
-  those keys go into the target (``ON CONFLICT DO NOTHING``: a row the sync trigger already
-  wrote is newer), rows with a ``_quarantine_reason`` go to ``migration_quarantine``, and the
-  target's parent rows that the inserted rows refer to (``references`` of the declaration)
-  are locked ``FOR KEY SHARE``; the checkpoint (``last_key``) is written to
-  ``migration_status`` in the same transaction. A crash at any moment (kill -9, dropped
-  connection) loses at most the uncommitted batch together with its checkpoint, so a rerun
-  resumes exactly where the last commit stopped.
-* **What the batch read is what the sync sees, or the batch starts over.** The batch reads
-  the view under its transaction's snapshot. Every row it copies and every parent it points
-  at is locked, and under REPEATABLE READ a lock on a row that the application changed or
-  deleted after that snapshot fails with a serialization error instead of locking a newer
-  version: the batch rolls back and runs again on a fresh snapshot (counted in ``retries``).
-  Once locked, a source row cannot change and a parent cannot be deleted until the batch
-  commits: the application's write waits (at most one batch, ~1 s) and its sync trigger then
-  sees the copied rows. Without this, a row the app deleted or quarantined mid-batch came
+* **Keyset batches, one transaction each.** Per target table the engine walks the driving
+  legacy table's primary key in order. One batch is one statement: a CTE locks the next ``n``
+  source keys (``FOR SHARE``), the projection view's rows for exactly those keys go into the
+  target (``ON CONFLICT DO NOTHING``: a row the sync trigger already wrote is newer), rows
+  with a ``_quarantine_reason`` go to ``migration_quarantine``, and the target's parent rows
+  that the inserted rows point at (``references`` of the declaration) are locked
+  ``FOR KEY SHARE``; the checkpoint (``last_key``) is written to ``migration_status`` in the
+  same transaction. A crash at any moment (kill -9, dropped connection) loses at most the
+  uncommitted batch together with its checkpoint, so a rerun resumes exactly where the last
+  commit stopped.
+* **What the batch read is what the sync sees, or the batch starts over.** The statement
+  reads the view under its snapshot, and the application may change a row after that
+  snapshot, before the batch's lock reaches it. So the statement also counts the source rows
+  whose locked version is not the one it read (``xmin`` differs: the lock waited for an update)
+  and the parents it could not lock (deleted, or moved to the quarantine); if there is any,
+  the batch rolls back and runs again on a fresh snapshot (``BatchRaced``, counted in
+  ``retries``). Once locked, a source row cannot change and a parent cannot leave the target
+  until the batch commits: the application's write waits (at most one batch, ~1 s) and its
+  sync trigger, which locks a target row ``FOR UPDATE`` before it re-syncs the row's children,
+  then sees the copied rows. Without this, a row the app deleted or quarantined mid-batch came
   back, and a child kept the id of a parent that a GDPR erasure deleted mid-batch
-  (tests/integration/test_copy_race.py shows both).
+  (tests/integration/test_copy_race.py makes each of these happen). Rows the sync inserts
+  into the batch's range meanwhile (a parent's update re-syncs its children) are conflicts
+  that ``DO NOTHING`` leaves to the sync. One window stays open: a quarantined parent that
+  becomes valid while a batch quarantines its children leaves them in the quarantine; the
+  validation counts them and ``sync_check repair=true`` re-syncs them (docs/sync.md).
 * **Idempotent.** ``rows_copied`` counts what *this* run inserted (``RETURNING``), so
   a second run reports 0 and the module ``changed: false``.
 * **Parallel, in dependency order.** One thread per worker, each with its own
@@ -36,9 +42,10 @@ What it guarantees (docs/architecture.md is the contract it builds on):
   ``migration_status`` after each batch (and to an optional JSON-lines file).
 
 ``derived`` tables (aggregates such as organizations or chat_sessions) are copied in one
-statement that locks only their parents: there are no source rows to lock behind an
-aggregate, and keyset batches would evaluate the whole aggregate once per batch. A crash repeats the
-statement, which is idempotent (ON CONFLICT DO NOTHING); their freshness is the sync's job.
+statement that locks only their parents (a missing parent starts it over): there are no
+source rows to lock behind an aggregate, and keyset batches would evaluate the whole
+aggregate once per batch. A crash repeats the statement, which is idempotent (ON CONFLICT
+DO NOTHING); their freshness is the sync's job.
 
 All identifiers go through psycopg2.sql.Identifier; all values are parameters.
 """
@@ -77,6 +84,11 @@ STATE_PENDING, STATE_COPYING, STATE_DONE, STATE_FAILED = "pending", "copying", "
 
 class CopyError(Exception):
     """An operator-facing reason why the copy cannot run."""
+
+
+class BatchRaced(Exception):
+    """The application changed a row the batch read, or deleted a parent its rows point at, while the
+    batch's statement ran: the batch rolls back and runs again (retried like a lock timeout)."""
 
 
 def default_workers():
@@ -468,7 +480,8 @@ def batch_statement(spec, quarantine, last_key, limit, run_id):
         # source's primary-key index instead of evaluating the whole view.
         head = sql.SQL(
             "WITH locked AS MATERIALIZED ("
-            " SELECT {skey_s} FROM {source} s {lower_src} ORDER BY {skey_s} LIMIT {limit} FOR SHARE OF s),"
+            " SELECT {skey_s}, s.xmin AS _xmin FROM {source} s {lower_src} ORDER BY {skey_s} LIMIT {limit}"
+            " FOR SHARE OF s),"
             " bound AS MATERIALIZED (SELECT {skey} FROM locked ORDER BY {skey_desc} LIMIT 1),"
             " src AS MATERIALIZED ("
             " SELECT m.* FROM {view} m JOIN locked l ON {join}"
@@ -480,6 +493,12 @@ def batch_statement(spec, quarantine, last_key, limit, run_id):
         )
         scanned = sql.SQL("(SELECT count(*) FROM locked)")
         last = sql.SQL("(SELECT {} FROM bound)").format(_key_text_array(skey))
+        # rows whose locked version is not the one the statement's snapshot (and so the view) saw: the lock
+        # waited for an update that committed after the snapshot
+        stale = sql.SQL("(SELECT count(*) FROM locked l WHERE NOT EXISTS (SELECT 1 FROM {source} s2 WHERE {m}"
+                        " AND s2.xmin = l._xmin))").format(
+            source=spec.source_rel, m=sql.SQL(" AND ").join(
+                sql.SQL("s2.{k} = l.{k}").format(k=sql.Identifier(k)) for k in skey))
     else:
         lower = sql.SQL("WHERE {} > {}").format(_row(vkey, "m"), _params_row(last_key)) if last_key \
             else sql.SQL("")
@@ -490,6 +509,7 @@ def batch_statement(spec, quarantine, last_key, limit, run_id):
                  limit=sql.Literal(int(limit)) if limit else sql.SQL("ALL"))
         scanned = sql.SQL("(SELECT count(*) FROM src)")
         last = sql.SQL("(SELECT {} FROM bound)").format(_key_text_array(vkey))
+        stale = sql.SQL("0")
     where_ok = sql.SQL("WHERE {} IS NULL").format(sql.Identifier(QUARANTINE_REASON)) if spec.has_reason \
         else sql.SQL("")
     ins = sql.SQL(" ins AS (INSERT INTO {target} ({cols}) SELECT {cols} FROM src {where_ok}"
@@ -500,18 +520,23 @@ def batch_statement(spec, quarantine, last_key, limit, run_id):
     else:
         q, qcount = sql.SQL(""), sql.SQL("0")
     # the parents the copied rows point at, locked against DELETE until commit (see the module docstring)
-    plocks, pcounts = [], []
+    # (wanted: distinct parent keys the rows name; locked: those found and locked)
+    plocks, wanted, locked = [], [], []
     for i, (column, parent, pkey) in enumerate(spec.parent_locks):
         cte = sql.Identifier("parent_%d" % i)
         plocks.append(sql.SQL(", {cte} AS MATERIALIZED (SELECT 1 FROM {prel} p WHERE p.{pkey} IN"
                               " (SELECT x.{col} FROM src x {where_ok}) FOR KEY SHARE OF p)").format(
             cte=cte, prel=spec.ident(spec.target, parent), pkey=sql.Identifier(pkey),
             col=sql.Identifier(column), where_ok=where_ok_x(spec)))
-        pcounts.append(sql.SQL("(SELECT count(*) FROM {})").format(cte))
-    parents = sql.SQL(" + ").join(pcounts) if pcounts else sql.SQL("0")
+        wanted.append(sql.SQL("(SELECT count(DISTINCT x.{col}) FROM src x {where_ok})").format(
+            col=sql.Identifier(column), where_ok=where_ok_x(spec)))
+        locked.append(sql.SQL("(SELECT count(*) FROM {})").format(cte))
+    wanted = sql.SQL(" + ").join(wanted) if wanted else sql.SQL("0")
+    locked = sql.SQL(" + ").join(locked) if locked else sql.SQL("0")
     return sql.SQL("{head}{ins}{q}{plocks} SELECT {scanned}, (SELECT count(*) FROM ins), {qcount}, {last},"
-                   " {parents}").format(head=head, ins=ins, q=q, plocks=sql.SQL("").join(plocks),
-                                         scanned=scanned, qcount=qcount, last=last, parents=parents)
+                   " {stale}, {wanted}, {locked}").format(
+        head=head, ins=ins, q=q, plocks=sql.SQL("").join(plocks), scanned=scanned, qcount=qcount, last=last,
+        stale=stale, wanted=wanted, locked=locked)
 
 
 def where_ok_x(spec):
@@ -573,9 +598,6 @@ class CopyEngine:
             # and spend ~0.5 s compiling code for a 10000-row batch: more than the batch itself.
             cur.execute("SET jit TO off")
         conn.commit()
-        # One snapshot per batch; a lock on a row changed after it fails (retried) instead of
-        # locking a version the batch did not read (module docstring).
-        conn.set_session(isolation_level="REPEATABLE READ")
         return conn
 
     def plan(self, conn):
@@ -691,7 +713,7 @@ class CopyEngine:
                     except Exception:  # noqa: BLE001 - the connection is gone; reconnect next time
                         c.close()
                     raise
-            result, used = db.with_retries(call, attempts=self.max_retries, base=self.retry_base,
+            result, used = db.with_retries(call, attempts=self.max_retries, base=self.retry_base, also=(BatchRaced,),
                                            on_retry=lambda a, e, d: self._note_retry(spec, a, e, d))
             return result
 
@@ -734,7 +756,12 @@ class CopyEngine:
                         row = status.read(cur, spec.name, lock=True) or {}
                         last_key = row.get("last_key")
                         cur.execute(batch_statement(spec, quarantine_box["q"], last_key, limit, self.run_id))
-                        n_scanned, n_ins, n_q, new_last, _parents = cur.fetchone()
+                        n_scanned, n_ins, n_q, new_last, n_stale, n_wanted, n_locked = cur.fetchone()
+                        if n_stale or n_locked < n_wanted:
+                            # start over on a fresh snapshot (the module docstring says why)
+                            raise BatchRaced(
+                                "%s: %d row(s) changed and %d of %d parent row(s) gone while the batch ran"
+                                % (spec.name, n_stale, n_wanted - n_locked, n_wanted))
                         if n_scanned:
                             status.update(cur, spec.name, dict(live, last_key=new_last),
                                           {"rows_copied": n_ins, "rows_quarantined": n_q})

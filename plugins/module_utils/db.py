@@ -104,8 +104,8 @@ def backoff_delays(attempts, base=0.2, cap=10.0, rng=None):
         yield rng.uniform(0, min(cap, base * (2 ** attempt)))
 
 
-def with_retries(func, attempts=10, base=0.2, cap=10.0, on_retry=None, sleep=time.sleep):
-    """Call ``func()`` until it succeeds, retrying only retryable database errors.
+def with_retries(func, attempts=10, base=0.2, cap=10.0, on_retry=None, sleep=time.sleep, also=()):
+    """Call ``func()`` until it succeeds, retrying only retryable database errors (and ``also``).
 
     Returns ``(result, attempts_used)``. ``on_retry(attempt, exc, delay)`` is
     called before each sleep. The last error is raised when attempts run out.
@@ -116,7 +116,7 @@ def with_retries(func, attempts=10, base=0.2, cap=10.0, on_retry=None, sleep=tim
         try:
             return func(), attempt
         except Exception as exc:  # noqa: BLE001 - filtered below
-            if not is_retryable(exc) or attempt >= attempts:
+            if not (is_retryable(exc) or isinstance(exc, tuple(also))) or attempt >= attempts:
                 raise
             delay = next(delays)
             if on_retry:
