@@ -29,6 +29,21 @@ import json
 
 KNOWN = ("tables", "validation", "freeze", "criteria", "notes")
 
+# The arguments of carbot.migration.report_event (module and action plugin share them).
+EVENT_ARGUMENT_SPEC = dict(
+    label=dict(type="str", required=True),
+    ok=dict(type="bool", default=True),
+    timeline=dict(type="str", default="freeze", choices=["freeze", "notes"]),
+)
+
+
+def event_part(label, ok, timeline, now):
+    """The ``carbot_report`` part of one report_event: a freeze-timeline event or a timestamped note."""
+    if timeline == "freeze":
+        return {"freeze": {"events": [{"at": now, "label": label, "ok": ok}]}}
+    return {"notes": ["%s: %s" % (datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime("%H:%M:%S"),
+                                  label)]}
+
 
 def new_report(run):
     return {"run": dict(run), "steps": [], "tables": {}, "validation": [], "freeze": {}, "criteria": [],

@@ -54,24 +54,16 @@ carbot_report:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.carbot.migration.plugins.module_utils.report import EVENT_ARGUMENT_SPEC, event_part
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            label=dict(type="str", required=True),
-            ok=dict(type="bool", default=True),
-            timeline=dict(type="str", default="freeze", choices=["freeze", "notes"]),
-        ),
-        supports_check_mode=True,
-    )
+    # The cutover runs the action plugin of the same name (plugins/action/report_event.py), which stamps the
+    # event on the controller without this round trip; this module is what runs when the action is bypassed.
+    module = AnsibleModule(argument_spec=EVENT_ARGUMENT_SPEC, supports_check_mode=True)
     now = time.time()
-    label = module.params["label"]
-    if module.params["timeline"] == "freeze":
-        part = {"freeze": {"events": [{"at": now, "label": label, "ok": module.params["ok"]}]}}
-    else:
-        part = {"notes": ["%s: %s" % (time.strftime("%H:%M:%S", time.gmtime(now)), label)]}
-    module.exit_json(changed=False, at=now, carbot_report=part)
+    p = module.params
+    module.exit_json(changed=False, at=now, carbot_report=event_part(p["label"], p["ok"], p["timeline"], now))
 
 
 if __name__ == "__main__":
