@@ -505,8 +505,8 @@ def truncate_function(plan):
     body = [sql.SQL(
         "IF coalesce(current_setting({allow}, true), '') = 'on' THEN RETURN NULL; END IF; "
         "RAISE EXCEPTION 'carbot.migration: TRUNCATE of %.% is not synced to the other schema', TG_TABLE_SCHEMA, "
-        "TG_TABLE_NAME USING HINT = 'Delete the rows instead, or remove the sync triggers first '"
-        "'(carbot.migration.sync_triggers state=absent), or SET ' || {allow} || ' = on and resync.', "
+        "TG_TABLE_NAME USING HINT = 'Delete the rows instead, or remove the sync triggers first "
+        "(carbot.migration.sync_triggers state=absent), or SET ' || {allow} || ' = on and resync.', "
         "ERRCODE = 'feature_not_supported';").format(allow=sql.Literal(ALLOW_TRUNCATE_SETTING)),
         sql.SQL("RETURN NULL;")]
     return _function(plan.fn("no_truncate"), sql.SQL(""), sql.SQL("trigger"), [sql.SQL("")], body)

@@ -134,8 +134,11 @@ def test_chat_sessions_and_organizations_are_rederived(migrated):
 
 def test_truncate_raises(migrated):
     import psycopg2
-    with pytest.raises(psycopg2.errors.FeatureNotSupported, match="TRUNCATE"):
+    with pytest.raises(psycopg2.errors.FeatureNotSupported, match="TRUNCATE") as raised:
         migrated.query("TRUNCATE analytics_events")
+    assert raised.value.diag.message_hint == (
+        "Delete the rows instead, or remove the sync triggers first (carbot.migration.sync_triggers "
+        "state=absent), or SET carbot.sync_allow_truncate = on and resync.")
 
 
 def test_install_under_an_idle_writer_retries_and_removal_is_idempotent(make_database):
