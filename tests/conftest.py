@@ -4,9 +4,11 @@ The cluster is started by the same code as the ``local_postgres`` role and
 Molecule's create.yml (``plugins/module_utils/local_cluster.py``).
 """
 
+import json
 import os
 import pathlib
 import shutil
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -106,3 +108,22 @@ def legacy_db(make_database):
     db = make_database("legacy")
     load_sql_file(db, "sql/legacy/schema.sql")
     return db
+
+
+def run_module_process(name, params, timeout=300):
+    """Run one of the collection's modules in its own process the way Ansible does (an arguments file).
+
+    Returns the module's JSON result, or ``{"raw": <stdout and stderr>}`` when it printed none.
+    """
+    args_file = REPO / "tests" / "output" / ("%s_%s.json" % (name, uuid.uuid4().hex[:8]))
+    args_file.parent.mkdir(exist_ok=True)
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": params}))
+    try:
+        out = subprocess.run(
+            [str(REPO / ".venv" / "bin" / "python"), "-m",
+             "ansible_collections.carbot.migration.plugins.modules." + name, str(args_file)],
+            cwd=str(REPO), env=dict(os.environ, PYTHONPATH=str(REPO / ".collections")),
+            capture_output=True, text=True, timeout=timeout)
+    finally:
+        args_file.unlink()
+    return json.loads(out.stdout) if out.stdout.strip().startswith("{") else {"raw": out.stdout + out.stderr}

@@ -6,14 +6,10 @@ migrated rows insert in dependency order with every foreign key satisfied, and
 legacy rows = migrated + quarantined. Then the rules on the dirty rows themselves.
 """
 
-import json
-import os
-import subprocess
-import uuid
 
 import pytest
 from ansible_collections.carbot.migration.plugins.module_utils import mapping
-from conftest import REPO
+from conftest import REPO, run_module_process
 from psycopg2 import sql
 
 T, M = "carbot_v2", "carbot_migration"
@@ -457,18 +453,7 @@ def run_module(database, check_mode=False, **args):
     params = dict(login_host=database.host, login_port=database.port, login_db=database.dbname,
                   login_user=database.user, login_password=database.password, ssl_mode="disable",
                   sql_dir=str(REPO / "sql"), _ansible_check_mode=check_mode, **args)
-    args_file = REPO / "tests" / "output" / ("schema_apply_%s.json" % uuid.uuid4().hex[:8])
-    args_file.parent.mkdir(exist_ok=True)
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": params}))
-    try:
-        out = subprocess.run(
-            [str(REPO / ".venv" / "bin" / "python"), "-m",
-             "ansible_collections.carbot.migration.plugins.modules.schema_apply", str(args_file)],
-            cwd=str(REPO), env=dict(os.environ, PYTHONPATH=str(REPO / ".collections")),
-            capture_output=True, text=True, timeout=120)
-    finally:
-        args_file.unlink()
-    return json.loads(out.stdout) if out.stdout.strip().startswith("{") else {"raw": out.stdout + out.stderr}
+    return run_module_process("schema_apply", params, timeout=120)
 
 
 def test_schema_apply_module_is_idempotent_and_quotes_names(legacy_db):

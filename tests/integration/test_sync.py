@@ -4,16 +4,14 @@ Every test ends with the validation (counts + checksums of every table): whateve
 holds exactly what the mapping makes of the legacy tables.
 """
 
-import json
-import os
 import pathlib
-import subprocess
 import threading
 import time
 import uuid
 
 import pytest
 from ansible_collections.carbot.migration.plugins.module_utils import copy_engine, mapping, sync, validation
+from conftest import run_module_process
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -178,19 +176,9 @@ def run_sync_check(db, **args):
     """The sync_check module, run the way Ansible runs it (an arguments file); returns its JSON result."""
     params = dict(login_host=db.host, login_port=db.port, login_db=db.dbname, login_user=db.user,
                   login_password=db.password, ssl_mode="disable", **args)
-    args_file = REPO / "tests" / "output" / ("sync_check_%s.json" % uuid.uuid4().hex[:8])
-    args_file.parent.mkdir(exist_ok=True)
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": params}))
-    try:
-        out = subprocess.run(
-            [str(REPO / ".venv" / "bin" / "python"), "-m",
-             "ansible_collections.carbot.migration.plugins.modules.sync_check", str(args_file)],
-            cwd=str(REPO), env=dict(os.environ, PYTHONPATH=str(REPO / ".collections")),
-            capture_output=True, text=True, timeout=300)
-    finally:
-        args_file.unlink()
-    assert out.stdout.strip().startswith("{"), out.stdout + out.stderr
-    return json.loads(out.stdout)
+    out = run_module_process("sync_check", params)
+    assert "raw" not in out, out["raw"]
+    return out
 
 
 def test_sync_check_finds_and_repairs_what_the_triggers_missed(make_database):
