@@ -28,9 +28,15 @@ What it guarantees (docs/architecture.md is the contract it builds on):
   back, and a child kept the id of a parent that a GDPR erasure deleted mid-batch
   (tests/integration/test_copy_race.py makes each of these happen). Rows the sync inserts
   into the batch's range meanwhile (a parent's update re-syncs its children) are conflicts
-  that ``DO NOTHING`` leaves to the sync. One window stays open: a quarantined parent that
-  becomes valid while a batch quarantines its children leaves them in the quarantine; the
-  validation counts them and ``sync_check repair=true`` re-syncs them (docs/sync.md).
+  that ``DO NOTHING`` leaves to the sync. And the other direction: a parent that enters the
+  target (new, or out of the quarantine) while a batch quarantines its children "orphan" or
+  "parent quarantined" would leave them quarantined, because the parent's sync looks for its
+  children in the quarantine before the batch committed them. So the batch takes the shared
+  advisory lock that the parent's sync function takes exclusively (``pg_advisory_xact_lock``
+  on the parent's key, sync.py), and after its statement checks, on a fresh snapshot, whether
+  any of those parents is in the target now; if so it starts over. A sync that holds the lock
+  first makes the batch wait and then start over; a batch that holds it first makes the sync
+  wait and then find the batch's quarantined children.
 * **Idempotent.** ``rows_copied`` counts what *this* run inserted (``RETURNING``), so
   a second run reports 0 and the module ``changed: false``.
 * **Parallel, in dependency order.** One thread per worker, each with its own
@@ -80,6 +86,9 @@ QUARANTINE_TABLE = "migration_quarantine"
 QUARANTINE_REASON = "_quarantine_reason"
 # Values of carbot_v2's migration_state enum (sql/v2/010_types.sql).
 STATE_PENDING, STATE_COPYING, STATE_DONE, STATE_FAILED = "pending", "copying", "copied", "failed"
+# The sync functions' advisory locks (sync.py: LOCK_BASE + index of the target in the declaration); a batch
+# takes the shared lock of a parent it quarantines children for (see the module docstring).
+SYNC_LOCK_BASE = 0x43420000
 
 
 class CopyError(Exception):
@@ -194,13 +203,21 @@ class TableSpec:
         self.has_reason = QUARANTINE_REASON in [c[0] for c in view_cols]
         # (column, parent table, parent key column): the parents a copied row points at, locked by the batch
         self.parent_locks = []
+        # (column, parent table, parent key column, sync lock id): required references to row tables, whose
+        # parent can enter the target while the batch quarantines its children
+        self.entering_locks = []
+        order = list(parents or {})
         for ref in decl.get("references") or []:
             parent = (parents or {}).get(ref["parent"])
             if parent is None or ref["parent"] == self.name or ref["column"] not in self.columns:
                 continue
             pkey = list(parent.get("target_key") or parent.get("source_key") or [])
-            if len(pkey) == 1:
-                self.parent_locks.append((ref["column"], ref["parent"], pkey[0]))
+            if len(pkey) != 1:
+                continue
+            self.parent_locks.append((ref["column"], ref["parent"], pkey[0]))
+            if ref.get("required") and parent.get("kind", "row") == "row" and self.kind == "row" and self.has_reason:
+                self.entering_locks.append((ref["column"], ref["parent"], pkey[0],
+                                            SYNC_LOCK_BASE + order.index(ref["parent"])))
 
     # identifiers --------------------------------------------------------------
     def ident(self, schema, name):
@@ -463,8 +480,18 @@ class QuarantineWriter:
             key=self.key_expr(spec, alias))
 
 
+def _to_target(spec, alias=None):
+    """``WHERE [alias.]_quarantine_reason IS NULL`` when the view has the column: the rows for the target."""
+    if not spec.has_reason:
+        return sql.SQL("")
+    if alias:
+        return sql.SQL("WHERE {}.{} IS NULL").format(sql.Identifier(alias), sql.Identifier(QUARANTINE_REASON))
+    return sql.SQL("WHERE {} IS NULL").format(sql.Identifier(QUARANTINE_REASON))
+
+
 def batch_statement(spec, quarantine, last_key, limit, run_id):
-    """The one statement of a batch; returns rows: scanned, inserted, quarantined, last key (text[])."""
+    """The one statement of a batch. It returns one row: rows scanned, inserted, quarantined, the last key
+    (text[]), rows that changed under the statement (stale), parent keys named and parent rows locked."""
     cols = _cols(spec.columns)
     vkey = spec.view_key
     if spec.kind == "row":
@@ -515,8 +542,7 @@ def batch_statement(spec, quarantine, last_key, limit, run_id):
         scanned = sql.SQL("(SELECT count(*) FROM src)")
         last = sql.SQL("(SELECT {} FROM bound)").format(_key_text_array(vkey))
         stale = sql.SQL("0")
-    where_ok = sql.SQL("WHERE {} IS NULL").format(sql.Identifier(QUARANTINE_REASON)) if spec.has_reason \
-        else sql.SQL("")
+    where_ok = _to_target(spec)
     ins = sql.SQL(" ins AS (INSERT INTO {target} ({cols}) SELECT {cols} FROM src {where_ok}"
                   " ON CONFLICT DO NOTHING RETURNING 1)").format(target=spec.target_rel, cols=cols, where_ok=where_ok)
     if spec.has_reason:
@@ -532,23 +558,43 @@ def batch_statement(spec, quarantine, last_key, limit, run_id):
         plocks.append(sql.SQL(", {cte} AS MATERIALIZED (SELECT 1 FROM {prel} p WHERE p.{pkey} IN"
                               " (SELECT x.{col} FROM src x {where_ok}) FOR KEY SHARE OF p)").format(
             cte=cte, prel=spec.ident(spec.target, parent), pkey=sql.Identifier(pkey),
-            col=sql.Identifier(column), where_ok=where_ok_x(spec)))
+            col=sql.Identifier(column), where_ok=_to_target(spec, "x")))
         wanted.append(sql.SQL("(SELECT count(DISTINCT x.{col}) FROM src x {where_ok})").format(
-            col=sql.Identifier(column), where_ok=where_ok_x(spec)))
+            col=sql.Identifier(column), where_ok=_to_target(spec, "x")))
         locked.append(sql.SQL("(SELECT count(*) FROM {})").format(cte))
     wanted = sql.SQL(" + ").join(wanted) if wanted else sql.SQL("0")
     locked = sql.SQL(" + ").join(locked) if locked else sql.SQL("0")
+    # Rows quarantined because their required parent is missing or quarantined: the shared advisory lock of
+    # that parent's sync (a parent entering the target holds it exclusively while it moves such children
+    # out of the quarantine), and the parents' keys, which the engine checks again after the statement.
+    entering = []
+    for i, (column, _parent, _pkey, lock_id) in enumerate(spec.entering_locks):
+        cte = sql.Identifier("entering_%d" % i)
+        because = sql.SQL("x.{reason} IN ({orphan}, {quarantined}) AND x.{col} IS NOT NULL").format(
+            reason=sql.Identifier(QUARANTINE_REASON), col=sql.Identifier(column),
+            orphan=sql.Literal("orphan: %s not found" % column),
+            quarantined=sql.Literal("parent quarantined: %s" % column))
+        plocks.append(sql.SQL(", {cte} AS MATERIALIZED (SELECT d.k, pg_advisory_xact_lock_shared({lock}, hashtext(d.k))"
+                              " FROM (SELECT DISTINCT x.{col}::text AS k FROM src x WHERE {because}) d)").format(
+            cte=cte, lock=sql.Literal(lock_id), col=sql.Identifier(column), because=because))
+        entering.append(sql.SQL(", (SELECT coalesce(array_agg(k), '{{}}') FROM {})").format(cte))
     return sql.SQL("{head}{ins}{q}{plocks} SELECT {scanned}, (SELECT count(*) FROM ins), {qcount}, {last},"
-                   " {stale}, {wanted}, {locked}").format(
+                   " {stale}, {wanted}, {locked}{entering}").format(
         head=head, ins=ins, q=q, plocks=sql.SQL("").join(plocks), scanned=scanned, qcount=qcount, last=last,
-        stale=stale, wanted=wanted, locked=locked)
+        stale=stale, wanted=wanted, locked=locked, entering=sql.SQL("").join(entering))
 
 
-def where_ok_x(spec):
-    """``WHERE x._quarantine_reason IS NULL`` when the view has the column (the rows that go to the target)."""
-    if not spec.has_reason:
-        return sql.SQL("")
-    return sql.SQL("WHERE x.{} IS NULL").format(sql.Identifier(QUARANTINE_REASON))
+def entered_statement(spec, keys_per_ref):
+    """How many of the parents a batch quarantined children for are in the target now (a fresh snapshot)."""
+    parts, args = [], []
+    for (_column, parent, pkey, _lock), keys in zip(spec.entering_locks, keys_per_ref):
+        if keys:
+            parts.append(sql.SQL("(SELECT count(*) FROM {} p WHERE p.{}::text = ANY(%s))").format(
+                spec.ident(spec.target, parent), sql.Identifier(pkey)))
+            args.append(list(keys))
+    if not parts:
+        return None, []
+    return sql.SQL("SELECT {}").format(sql.SQL(" + ").join(parts)), args
 
 
 def pending_statement(spec, quarantine):
@@ -761,12 +807,19 @@ class CopyEngine:
                         row = status.read(cur, spec.name, lock=True) or {}
                         last_key = row.get("last_key")
                         cur.execute(batch_statement(spec, quarantine_box["q"], last_key, limit, self.run_id))
-                        n_scanned, n_ins, n_q, new_last, n_stale, n_wanted, n_locked = cur.fetchone()
-                        if n_stale or n_locked < n_wanted:
+                        row = cur.fetchone()
+                        n_scanned, n_ins, n_q, new_last, n_stale, n_wanted, n_locked = row[:7]
+                        n_entered = 0
+                        check, check_args = entered_statement(spec, row[7:])
+                        if check is not None:
+                            cur.execute(check, check_args)
+                            n_entered = cur.fetchone()[0]
+                        if n_stale or n_locked < n_wanted or n_entered:
                             # start over on a fresh snapshot (the module docstring says why)
                             raise BatchRaced(
-                                "%s: %d row(s) changed and %d of %d parent row(s) gone while the batch ran"
-                                % (spec.name, n_stale, n_wanted - n_locked, n_wanted))
+                                "%s: %d row(s) changed, %d of %d parent row(s) gone and %d parent(s) entered "
+                                "while the batch ran" % (spec.name, n_stale, n_wanted - n_locked, n_wanted,
+                                                         n_entered))
                         if n_scanned:
                             status.update(cur, spec.name, dict(live, last_key=new_last),
                                           {"rows_copied": n_ins, "rows_quarantined": n_q})

@@ -47,6 +47,7 @@ import random
 import time
 
 from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils.copy_engine import SYNC_LOCK_BASE
 
 try:
     from psycopg2 import sql
@@ -63,7 +64,7 @@ TRIGGER_NAMES = {
 }
 FUNCTION_PREFIX = "carbot_sync_"
 # advisory lock class ids: LOCK_BASE + index of the target in TABLES
-LOCK_BASE = 0x43420000
+LOCK_BASE = SYNC_LOCK_BASE  # one constant with the copy engine, which takes the same locks (shared)
 QUARANTINE = "migration_quarantine"
 STATUS = "migration_status"
 SYNC_RUN_ID = "sync"

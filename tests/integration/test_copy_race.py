@@ -231,3 +231,87 @@ def test_customer_erased_after_the_batch_locked_it(half_copied):
     assert "at" in erased and box["result"]["failed"] == [], box
     assert db.query("SELECT customer_id FROM carbot_v2.appointments WHERE id = %s", (appointment,)) == [(None,)]
     finish_and_validate(db)
+
+
+def quarantined_workshop(db):
+    """A workshop whose appointments lie after the held row; quarantined now (unknown business type)."""
+    ids = [r[0] for r in db.query("SELECT id FROM appointments ORDER BY id")]
+    later = [str(i) for i in ids[len(ids) // 3 + 1:]]
+    workshop = db.scalar("SELECT a.workshop_id FROM appointments a JOIN carbot_v2.workshops w ON w.id = a.workshop_id "
+                         "WHERE a.id::text = ANY(%s) GROUP BY a.workshop_id ORDER BY count(*) DESC LIMIT 1", (later,))
+    db.query("UPDATE workshops SET business_type = 'Raumschiffwerft' WHERE id = %s", (workshop,))
+    assert db.scalar("SELECT count(*) FROM carbot_v2.workshops WHERE id = %s", (workshop,)) == 0
+    return workshop
+
+
+def appointments_of(db, workshop):
+    return (db.scalar("SELECT count(*) FROM carbot_v2.appointments WHERE workshop_id = %s", (workshop,)),
+            db.scalar("SELECT count(*) FROM carbot_v2.migration_quarantine WHERE target_table = 'appointments' "
+                      "AND reason = 'parent quarantined: workshop_id' AND row_data->>'workshop_id' = %s::text",
+                      (workshop,)))
+
+
+def test_parent_leaves_the_quarantine_while_its_children_are_copied(half_copied):
+    """The batch read the workshop as quarantined and quarantines its appointments; the workshop is fixed
+    (and its sync looked for children in the quarantine) before the batch committed: the batch starts over."""
+    db = half_copied
+    workshop = quarantined_workshop(db)
+
+    def fix(ids):
+        db.query("UPDATE workshops SET business_type = 'franchise' WHERE id = %s", (workshop,))
+        assert db.scalar("SELECT count(*) FROM carbot_v2.workshops WHERE id = %s", (workshop,)) == 1
+
+    result = copy_with_a_gap(db, fix)
+    assert result["failed"] == [], result
+    assert result["retries"] >= 1, "the batch was not started again after the parent came back: %s" % result
+    migrated, quarantined = appointments_of(db, workshop)
+    assert migrated > 0 and quarantined == 0, (migrated, quarantined)
+    finish_and_validate(db)
+
+
+def test_parent_leaves_the_quarantine_after_the_batch_quarantined_its_children(half_copied):
+    """The other order: the batch holds the workshop's lock; the fix waits for it and then moves the
+    appointments the batch quarantined into carbot_v2."""
+    db = half_copied
+    workshop = quarantined_workshop(db)
+    gate = db.connect(autocommit=True)
+    with gate.cursor() as cur:
+        cur.execute("CREATE FUNCTION public.race_gate() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN PERFORM pg_advisory_xact_lock_shared(4711); RETURN NEW; END $$")
+        cur.execute("CREATE TRIGGER race_gate AFTER UPDATE ON carbot_v2.migration_status FOR EACH ROW "
+                    "WHEN (NEW.last_key IS DISTINCT FROM OLD.last_key) EXECUTE FUNCTION public.race_gate()")
+        cur.execute("SELECT pg_advisory_lock(4711)")
+    engine = copy_engine.CopyEngine(params(db), selected=["appointments"], workers=1, batch_size=100000,
+                                    adaptive=False)
+    box, fixed = {}, {}
+    worker = threading.Thread(target=lambda: box.update(result=engine.run()), daemon=True)
+    worker.start()
+
+    def fix():
+        db.query("UPDATE workshops SET business_type = 'franchise' WHERE id = %s", (workshop,))
+        fixed["at"] = time.monotonic()
+
+    fixer = threading.Thread(target=fix, daemon=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not db.scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                            "AND wait_event_type = 'Lock' AND wait_event = 'advisory'", (COPY_APP,)):
+            assert worker.is_alive() and time.monotonic() < deadline, "the batch never reached its checkpoint"
+            time.sleep(0.05)
+        fixer.start()
+        while not db.scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE workshops%%' "
+                            "AND wait_event_type = 'Lock' AND wait_event = 'advisory'"):
+            assert fixer.is_alive() and time.monotonic() < deadline, "the fix did not wait for the batch"
+            time.sleep(0.05)
+    finally:
+        with gate.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(4711)")
+            cur.execute("DROP TRIGGER race_gate ON carbot_v2.migration_status")
+        gate.close()
+    worker.join(120)
+    fixer.join(60)
+    assert "at" in fixed and box["result"]["failed"] == [], box
+    assert box["result"]["retries"] == 0, box
+    migrated, quarantined = appointments_of(db, workshop)
+    assert migrated > 0 and quarantined == 0, (migrated, quarantined)
+    finish_and_validate(db)
