@@ -99,6 +99,59 @@ def finish_and_validate(db):
     assert report["failed"] is False, report["msg"]
 
 
+def copy_while_a_write_waits(db, statement, args, waits_on, what):
+    """Copy the appointments in one batch that stops after its statement (its locks held, not committed);
+    run the app's ``statement`` then, which must wait for the batch (``waits_on``: the wait event the
+    write waits on, e.g. 'advisory', or None for any lock); let the batch commit and the write finish.
+
+    Returns the copy's result. The stop is a test-only trigger on the batch's checkpoint update that waits
+    for an advisory lock the test holds.
+    """
+    gate = db.connect(autocommit=True)
+    with gate.cursor() as cur:
+        cur.execute("CREATE FUNCTION public.race_gate() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN PERFORM pg_advisory_xact_lock_shared(4711); RETURN NEW; END $$")
+        cur.execute("CREATE TRIGGER race_gate AFTER UPDATE ON carbot_v2.migration_status FOR EACH ROW "
+                    "WHEN (NEW.last_key IS DISTINCT FROM OLD.last_key) EXECUTE FUNCTION public.race_gate()")
+        cur.execute("SELECT pg_advisory_lock(4711)")
+    engine = copy_engine.CopyEngine(params(db), selected=["appointments"], workers=1, batch_size=100000,
+                                    adaptive=False)
+    box, wrote = {}, {}
+    worker = threading.Thread(target=lambda: box.update(result=engine.run()), daemon=True)
+    worker.start()
+
+    def write():
+        db.query(statement, args)
+        wrote["at"] = time.monotonic()
+
+    writer = threading.Thread(target=write, daemon=True)
+    # (the server sees the statement with its arguments filled in: match what comes before the first one)
+    waiting = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s AND wait_event_type = 'Lock'"
+    if waits_on:
+        waiting += " AND wait_event = %s"
+    prefix = statement.split("%s")[0] + "%"
+    try:
+        deadline = time.monotonic() + 60
+        while not db.scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                            "AND wait_event_type = 'Lock' AND wait_event = 'advisory'", (COPY_APP,)):
+            assert worker.is_alive() and time.monotonic() < deadline, "the batch never reached its checkpoint"
+            time.sleep(0.05)
+        writer.start()
+        while not db.scalar(waiting, (prefix, waits_on) if waits_on else (prefix,)):
+            assert writer.is_alive() and time.monotonic() < deadline, "%s did not wait for the batch" % what
+            time.sleep(0.05)
+    finally:
+        with gate.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(4711)")
+            cur.execute("DROP TRIGGER race_gate ON carbot_v2.migration_status")
+        gate.close()
+    worker.join(120)
+    writer.join(60)
+    assert "at" in wrote, "%s did not finish" % what
+    assert box["result"]["failed"] == [], box
+    return box["result"]
+
+
 def test_customer_erased_while_its_appointment_is_being_copied(half_copied):
     db = half_copied
     # an appointment after the locked row whose customer is migrated
@@ -181,54 +234,13 @@ def test_customer_erased_after_the_batch_locked_it(half_copied):
     """The batch is past its statement (the customer locked FOR KEY SHARE), not yet committed: the erasure's
     sync waits for it (FOR UPDATE before it re-syncs the children) and then sees the copied appointment."""
     db = half_copied
-    gate = db.connect(autocommit=True)
-    with gate.cursor() as cur:
-        # test-only: the batch's checkpoint update waits on an advisory lock that the test holds
-        cur.execute("CREATE FUNCTION public.race_gate() RETURNS trigger LANGUAGE plpgsql AS "
-                    "$$ BEGIN PERFORM pg_advisory_xact_lock_shared(4711); RETURN NEW; END $$")
-        cur.execute("CREATE TRIGGER race_gate AFTER UPDATE ON carbot_v2.migration_status FOR EACH ROW "
-                    "WHEN (NEW.last_key IS DISTINCT FROM OLD.last_key) EXECUTE FUNCTION public.race_gate()")
-        cur.execute("SELECT pg_advisory_lock(4711)")
     appointment, customer = db.query("SELECT a.id, a.customer_id FROM appointments a JOIN carbot_v2.customers c "
                                      "ON c.id = a.customer_id ORDER BY a.id LIMIT 1")[0]
     # first the customer's vehicles and reviews (before the copy): then nothing but the customer's own
     # sync waits for the batch below
     db.query("DELETE FROM vehicles WHERE customer_id = %s", (customer,))
     db.query("DELETE FROM reviews WHERE customer_id = %s", (customer,))
-    engine = copy_engine.CopyEngine(params(db), selected=["appointments"], workers=1, batch_size=100000,
-                                    adaptive=False)
-    box, erased = {}, {}
-    worker = threading.Thread(target=lambda: box.update(result=engine.run()), daemon=True)
-    worker.start()
-
-    def erase():
-        conn = db.connect(autocommit=False)
-        with conn.cursor() as cur:
-            cur.execute("DELETE FROM customers WHERE id = %s", (customer,))
-        conn.commit()
-        conn.close()
-        erased["at"] = time.monotonic()
-
-    eraser = threading.Thread(target=erase, daemon=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not db.scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
-                            "AND wait_event_type = 'Lock' AND wait_event = 'advisory'", (COPY_APP,)):
-            assert worker.is_alive() and time.monotonic() < deadline, "the batch never reached its checkpoint"
-            time.sleep(0.05)
-        eraser.start()
-        while not db.scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'DELETE FROM %%' "
-                            "AND wait_event_type = 'Lock'"):
-            assert eraser.is_alive() and time.monotonic() < deadline, "the erasure did not wait for the batch"
-            time.sleep(0.05)
-    finally:
-        with gate.cursor() as cur:
-            cur.execute("SELECT pg_advisory_unlock(4711)")
-            cur.execute("DROP TRIGGER race_gate ON carbot_v2.migration_status")
-        gate.close()
-    worker.join(120)
-    eraser.join(60)
-    assert "at" in erased and box["result"]["failed"] == [], box
+    copy_while_a_write_waits(db, "DELETE FROM customers WHERE id = %s", (customer,), None, "the erasure")
     assert db.query("SELECT customer_id FROM carbot_v2.appointments WHERE id = %s", (appointment,)) == [(None,)]
     finish_and_validate(db)
 
@@ -274,44 +286,9 @@ def test_parent_leaves_the_quarantine_after_the_batch_quarantined_its_children(h
     appointments the batch quarantined into carbot_v2."""
     db = half_copied
     workshop = quarantined_workshop(db)
-    gate = db.connect(autocommit=True)
-    with gate.cursor() as cur:
-        cur.execute("CREATE FUNCTION public.race_gate() RETURNS trigger LANGUAGE plpgsql AS "
-                    "$$ BEGIN PERFORM pg_advisory_xact_lock_shared(4711); RETURN NEW; END $$")
-        cur.execute("CREATE TRIGGER race_gate AFTER UPDATE ON carbot_v2.migration_status FOR EACH ROW "
-                    "WHEN (NEW.last_key IS DISTINCT FROM OLD.last_key) EXECUTE FUNCTION public.race_gate()")
-        cur.execute("SELECT pg_advisory_lock(4711)")
-    engine = copy_engine.CopyEngine(params(db), selected=["appointments"], workers=1, batch_size=100000,
-                                    adaptive=False)
-    box, fixed = {}, {}
-    worker = threading.Thread(target=lambda: box.update(result=engine.run()), daemon=True)
-    worker.start()
-
-    def fix():
-        db.query("UPDATE workshops SET business_type = 'franchise' WHERE id = %s", (workshop,))
-        fixed["at"] = time.monotonic()
-
-    fixer = threading.Thread(target=fix, daemon=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not db.scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
-                            "AND wait_event_type = 'Lock' AND wait_event = 'advisory'", (COPY_APP,)):
-            assert worker.is_alive() and time.monotonic() < deadline, "the batch never reached its checkpoint"
-            time.sleep(0.05)
-        fixer.start()
-        while not db.scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE workshops%%' "
-                            "AND wait_event_type = 'Lock' AND wait_event = 'advisory'"):
-            assert fixer.is_alive() and time.monotonic() < deadline, "the fix did not wait for the batch"
-            time.sleep(0.05)
-    finally:
-        with gate.cursor() as cur:
-            cur.execute("SELECT pg_advisory_unlock(4711)")
-            cur.execute("DROP TRIGGER race_gate ON carbot_v2.migration_status")
-        gate.close()
-    worker.join(120)
-    fixer.join(60)
-    assert "at" in fixed and box["result"]["failed"] == [], box
-    assert box["result"]["retries"] == 0, box
+    result = copy_while_a_write_waits(db, "UPDATE workshops SET business_type = 'franchise' WHERE id = %s",
+                                      (workshop,), "advisory", "the fix")
+    assert result["retries"] == 0, result
     migrated, quarantined = appointments_of(db, workshop)
     assert migrated > 0 and quarantined == 0, (migrated, quarantined)
     finish_and_validate(db)
