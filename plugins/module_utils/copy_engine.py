@@ -68,7 +68,7 @@ import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils import db, sync
 
 try:
     from psycopg2 import sql
@@ -86,9 +86,6 @@ QUARANTINE_TABLE = "migration_quarantine"
 QUARANTINE_REASON = "_quarantine_reason"
 # Values of carbot_v2's migration_state enum (sql/v2/010_types.sql).
 STATE_PENDING, STATE_COPYING, STATE_DONE, STATE_FAILED = "pending", "copying", "copied", "failed"
-# The sync functions' advisory locks (sync.py: LOCK_BASE + index of the target in the declaration); a batch
-# takes the shared lock of a parent it quarantines children for (see the module docstring).
-SYNC_LOCK_BASE = 0x43420000
 
 
 class CopyError(Exception):
@@ -206,7 +203,6 @@ class TableSpec:
         # (column, parent table, parent key column, sync lock id): required references to row tables, whose
         # parent can enter the target while the batch quarantines its children
         self.entering_locks = []
-        order = list(parents or {})
         for ref in decl.get("references") or []:
             parent = (parents or {}).get(ref["parent"])
             if parent is None or ref["parent"] == self.name or ref["column"] not in self.columns:
@@ -216,8 +212,9 @@ class TableSpec:
                 continue
             self.parent_locks.append((ref["column"], ref["parent"], pkey[0]))
             if ref.get("required") and parent.get("kind", "row") == "row" and self.kind == "row" and self.has_reason:
+                # the advisory lock of the parent's sync function (sync.lock_id), taken shared by the batch
                 self.entering_locks.append((ref["column"], ref["parent"], pkey[0],
-                                            SYNC_LOCK_BASE + order.index(ref["parent"])))
+                                            sync.lock_id(list(parents.values()), ref["parent"])))
 
     # identifiers --------------------------------------------------------------
     def ident(self, schema, name):
@@ -574,9 +571,10 @@ def batch_statement(spec, quarantine, last_key, limit, run_id):
             reason=sql.Identifier(QUARANTINE_REASON), col=sql.Identifier(column),
             orphan=sql.Literal("orphan: %s not found" % column),
             quarantined=sql.Literal("parent quarantined: %s" % column))
-        plocks.append(sql.SQL(", {cte} AS MATERIALIZED (SELECT d.k, pg_advisory_xact_lock_shared({lock}, hashtext(d.k))"
+        plocks.append(sql.SQL(", {cte} AS MATERIALIZED (SELECT d.k, pg_advisory_xact_lock_shared({lock}, {hash})"
                               " FROM (SELECT DISTINCT x.{col}::text AS k FROM src x WHERE {because}) d)").format(
-            cte=cte, lock=sql.Literal(lock_id), col=sql.Identifier(column), because=because))
+            cte=cte, lock=sql.Literal(lock_id), hash=sync.key_hash([sql.SQL("d.k")]), col=sql.Identifier(column),
+            because=because))
         entering.append(sql.SQL(", (SELECT coalesce(array_agg(k), '{{}}') FROM {})").format(cte))
     return sql.SQL("{head}{ins}{q}{plocks} SELECT {scanned}, (SELECT count(*) FROM ins), {qcount}, {last},"
                    " {stale}, {wanted}, {locked}{entering}").format(

@@ -47,7 +47,6 @@ import random
 import time
 
 from ansible_collections.carbot.migration.plugins.module_utils import db
-from ansible_collections.carbot.migration.plugins.module_utils.copy_engine import SYNC_LOCK_BASE
 
 try:
     from psycopg2 import sql
@@ -64,7 +63,7 @@ TRIGGER_NAMES = {
 }
 FUNCTION_PREFIX = "carbot_sync_"
 # advisory lock class ids: LOCK_BASE + index of the target in TABLES
-LOCK_BASE = SYNC_LOCK_BASE  # one constant with the copy engine, which takes the same locks (shared)
+LOCK_BASE = 0x43420000
 QUARANTINE = "migration_quarantine"
 STATUS = "migration_status"
 SYNC_RUN_ID = "sync"
@@ -147,7 +146,7 @@ class Plan:
 
     # helpers ---------------------------------------------------------------------------
     def lock_id(self, target):
-        return LOCK_BASE + [t["target"] for t in self.tables].index(target)
+        return lock_id(self.tables, target)
 
     def rel(self, schema_kind, name):
         return _id({"legacy": self.legacy, "mapping": self.mapping, "target": self.target}[schema_kind], name)
@@ -192,7 +191,14 @@ def _match(alias, cols, exprs):
     return _join([sql.SQL("{}.{} = {}").format(_id(alias), _id(c), e) for c, e in zip(cols, exprs)], " AND ")
 
 
-def _hash(exprs):
+def lock_id(tables, target):
+    """The advisory lock class of ``target``'s sync function: LOCK_BASE + its index in the declaration.
+    The copy engine takes the same locks (shared) through this and :func:`key_hash`."""
+    return LOCK_BASE + [t["target"] for t in tables].index(target)
+
+
+def key_hash(exprs):
+    """The advisory lock key of one row's key (expressions), as every sync function computes it."""
     return sql.SQL("hashtext({})").format(_key_text(exprs))
 
 
@@ -276,7 +282,7 @@ def row_sync_function(plan, t):
         ptype = plan.key_types[ref["parent"]][0]
         declare.append(sql.SQL("v_old_{i} {ty}; v_new_{i} {ty};").format(i=sql.SQL(str(i)), ty=sql.SQL(ptype)))
     body = [
-        sql.SQL("PERFORM pg_advisory_xact_lock({}, {});").format(sql.Literal(plan.lock_id(name)), _hash(keys)),
+        sql.SQL("PERFORM pg_advisory_xact_lock({}, {});").format(sql.Literal(plan.lock_id(name)), key_hash(keys)),
         sql.SQL("SELECT {cols}, v._quarantine_reason INTO v_r FROM {view} v WHERE {match};").format(
             cols=_join(sql.SQL("v.{}").format(_id(c)) for c in cols), view=plan.rel("mapping", t["view"]),
             match=_match("v", vkey, keys)),
@@ -378,7 +384,7 @@ def derived_sync_function(plan, t):
         sql.SQL(" AND NOT EXISTS (SELECT 1 FROM {rel} c WHERE c.{col} = {k})").format(
             rel=plan.rel("target", child["target"]), col=_id(ref["column"]), k=keys[0]) for child, ref in refs)
     body = [
-        sql.SQL("PERFORM pg_advisory_xact_lock({}, {});").format(sql.Literal(plan.lock_id(name)), _hash(keys)),
+        sql.SQL("PERFORM pg_advisory_xact_lock({}, {});").format(sql.Literal(plan.lock_id(name)), key_hash(keys)),
         sql.SQL("SELECT {cols} INTO v_r FROM {view} v WHERE {m} AND v._quarantine_reason IS NULL;").format(
             cols=_join(sql.SQL("v.{}").format(_id(c)) for c in cols), view=plan.rel("mapping", t["view"]),
             m=_match("v", t["view_key"], keys)),
