@@ -548,16 +548,16 @@ def batch_statement(spec, quarantine, last_key, limit, run_id):
     else:
         q, qcount = sql.SQL(""), sql.SQL("0")
     # the parents the copied rows point at, locked against DELETE until commit (see the module docstring)
-    # (wanted: distinct parent keys the rows name; locked: those found and locked)
+    # (wanted: the distinct parent keys the rows name, read once; locked: those found and locked)
     plocks, wanted, locked = [], [], []
     for i, (column, parent, pkey) in enumerate(spec.parent_locks):
-        cte = sql.Identifier("parent_%d" % i)
-        plocks.append(sql.SQL(", {cte} AS MATERIALIZED (SELECT 1 FROM {prel} p WHERE p.{pkey} IN"
-                              " (SELECT x.{col} FROM src x {where_ok}) FOR KEY SHARE OF p)").format(
-            cte=cte, prel=spec.ident(spec.target, parent), pkey=sql.Identifier(pkey),
+        keys, cte = sql.Identifier("parent_keys_%d" % i), sql.Identifier("parent_%d" % i)
+        plocks.append(sql.SQL(", {keys} AS MATERIALIZED (SELECT DISTINCT x.{col} AS k FROM src x {where_ok})"
+                              ", {cte} AS MATERIALIZED (SELECT 1 FROM {prel} p WHERE p.{pkey} IN"
+                              " (SELECT k FROM {keys}) FOR KEY SHARE OF p)").format(
+            keys=keys, cte=cte, prel=spec.ident(spec.target, parent), pkey=sql.Identifier(pkey),
             col=sql.Identifier(column), where_ok=_to_target(spec, "x")))
-        wanted.append(sql.SQL("(SELECT count(DISTINCT x.{col}) FROM src x {where_ok})").format(
-            col=sql.Identifier(column), where_ok=_to_target(spec, "x")))
+        wanted.append(sql.SQL("(SELECT count(k) FROM {})").format(keys))
         locked.append(sql.SQL("(SELECT count(*) FROM {})").format(cte))
     wanted = sql.SQL(" + ").join(wanted) if wanted else sql.SQL("0")
     locked = sql.SQL(" + ").join(locked) if locked else sql.SQL("0")
