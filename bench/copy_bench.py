@@ -16,34 +16,28 @@ and prints the ratios next to the targets of the issue: (b)/(a) <= 1.3, (b)/(c) 
 import argparse
 import json
 import os
-import pathlib
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / ".collections"))
-
-import psycopg2  # noqa: E402
-from ansible_collections.carbot.migration.plugins.module_utils import (  # noqa: E402
-    copy_engine,
-    legacy_data,
-    mapping,
-    validation,
+# benchlib first: it puts the collection on sys.path
+from benchlib import (
+    LEGACY,
+    MAPPING,
+    PASSWORD,
+    TARGET,
+    apply_mapping,
+    connect,
+    create_legacy_database,
+    generate,
 )
-from ansible_collections.carbot.migration.plugins.module_utils.local_cluster import LocalCluster  # noqa: E402
-from psycopg2 import sql  # noqa: E402
 
-PASSWORD = "carbot-bench"  # loopback-only throwaway cluster
-TARGET, MAPPING, LEGACY = "carbot_v2", "carbot_migration", "public"
+# isort: split
 
-
-def connect(port, dbname="carbot", autocommit=True):
-    conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", password=PASSWORD, dbname=dbname)
-    conn.autocommit = autocommit
-    return conn
+from ansible_collections.carbot.migration.plugins.module_utils import copy_engine, legacy_data, mapping, validation
+from ansible_collections.carbot.migration.plugins.module_utils.local_cluster import LocalCluster
+from psycopg2 import sql
 
 
 def timed(label, func):
@@ -135,21 +129,10 @@ def main():
     print("carbot.migration copy bench: scale %s, seed %s, PostgreSQL %s on port %s, %s cores"
           % (args.scale, args.seed, facts["version"], port, os.cpu_count()), flush=True)
     try:
-        admin = connect(port, "postgres")
-        admin.cursor().execute("CREATE DATABASE carbot")
-        admin.close()
-        conn = connect(port, autocommit=False)
-        with conn.cursor() as cur:
-            cur.execute((REPO / "sql" / "legacy" / "schema.sql").read_text())
-        conn.commit()
-        _took, gen = timed("generate legacy data", lambda: legacy_data.generate(
-            conn, (REPO / "sql" / "legacy" / "generate.sql").read_text(), args.seed, args.scale, LEGACY))
+        conn = create_legacy_database(port)
+        _took, gen = timed("generate legacy data", lambda: generate(conn, args.scale, args.seed))
         print("  legacy rows: %d" % sum(gen["counts"].values()))
-        mapping.apply_all(conn, str(REPO / "sql"), TARGET, MAPPING, LEGACY)
-        conn.commit()
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("VACUUM ANALYZE")
+        apply_mapping(conn)
         specs = copy_engine.resolve(conn, copy_engine.order_tables(mapping.TABLES), LEGACY, MAPPING, TARGET)
         conn.close()
 

@@ -32,53 +32,36 @@ Use a small scale for it (0.05: the generator still produces every kind of dirt)
 import argparse
 import json
 import os
-import pathlib
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / ".collections"))
+# benchlib first: it puts the collection on sys.path
+from benchlib import (
+    LEGACY,
+    MAPPING,
+    PASSWORD,
+    REPO,
+    apply_mapping,
+    connect,
+    create_legacy_database,
+    generate,
+)
 
-import psycopg2  # noqa: E402
-from ansible_collections.carbot.migration.plugins.module_utils import legacy_data, mapping  # noqa: E402
-from ansible_collections.carbot.migration.plugins.module_utils.local_cluster import LocalCluster  # noqa: E402
-from psycopg2 import sql  # noqa: E402
+# isort: split
 
-PASSWORD = "carbot-bench"  # loopback-only throwaway cluster
-TARGET, MAPPING, LEGACY = "carbot_v2", "carbot_migration", "public"
-
-
-def connect(port, dbname="carbot", autocommit=True):
-    conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", password=PASSWORD, dbname=dbname)
-    conn.autocommit = autocommit
-    return conn
+from ansible_collections.carbot.migration.plugins.module_utils import mapping
+from ansible_collections.carbot.migration.plugins.module_utils.local_cluster import LocalCluster
+from psycopg2 import sql
 
 
 def build(port, scale, seed):
-    admin = connect(port, "postgres")
-    with admin.cursor() as cur:
-        cur.execute("CREATE DATABASE carbot")
-    admin.close()
-    conn = connect(port, autocommit=False)
-    with conn.cursor() as cur:
-        cur.execute((REPO / "sql" / "legacy" / "schema.sql").read_text())
-    conn.commit()
+    conn = create_legacy_database(port)
     t0 = time.monotonic()
-    gen = legacy_data.generate(conn, (REPO / "sql" / "legacy" / "generate.sql").read_text(), seed, scale, LEGACY)
+    gen = generate(conn, scale, seed)
     print("legacy data: %d rows in %.1fs" % (sum(gen["counts"].values()), time.monotonic() - t0), flush=True)
-    conn.close()
-
-
-def apply_mapping(port, sql_dir):
-    conn = connect(port, autocommit=False)
-    mapping.apply_all(conn, sql_dir, TARGET, MAPPING, LEGACY)
-    conn.commit()
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("VACUUM ANALYZE")
     conn.close()
 
 
@@ -272,7 +255,9 @@ def main():
     try:
         if not args.port:
             build(port, args.scale, args.seed)
-        apply_mapping(port, args.sql_dir)
+        conn = connect(port, autocommit=False)
+        apply_mapping(conn, args.sql_dir)
+        conn.close()
         if args.snapshot or args.compare_to:
             conn = connect(port)
             with conn.cursor() as cur:

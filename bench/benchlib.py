@@ -1,0 +1,48 @@
+"""What the benches share: the throwaway cluster's login, the schema names, and building the legacy
+database with the mapping on it (the same steps as the rehearsal, without Ansible)."""
+
+import pathlib
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / ".collections"))
+
+import psycopg2  # noqa: E402
+from ansible_collections.carbot.migration.plugins.module_utils import legacy_data, mapping  # noqa: E402
+
+PASSWORD = "carbot-bench"  # loopback-only throwaway cluster
+TARGET, MAPPING, LEGACY = "carbot_v2", "carbot_migration", "public"
+
+
+def connect(port, dbname="carbot", autocommit=True):
+    conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", password=PASSWORD, dbname=dbname)
+    conn.autocommit = autocommit
+    return conn
+
+
+def create_legacy_database(port):
+    """The ``carbot`` database with the empty legacy schema; returns a connection to it (not autocommit)."""
+    admin = connect(port, "postgres")
+    with admin.cursor() as cur:
+        cur.execute("CREATE DATABASE carbot")
+    admin.close()
+    conn = connect(port, autocommit=False)
+    with conn.cursor() as cur:
+        cur.execute((REPO / "sql" / "legacy" / "schema.sql").read_text())
+    conn.commit()
+    return conn
+
+
+def generate(conn, scale, seed):
+    """The legacy data (sql/legacy/generate.sql); returns the generator's result (counts per table)."""
+    return legacy_data.generate(conn, (REPO / "sql" / "legacy" / "generate.sql").read_text(), seed, scale, LEGACY)
+
+
+def apply_mapping(conn, sql_dir=None):
+    """carbot_v2 and the mapping from ``sql_dir`` (default: the repository's sql/), then VACUUM ANALYZE.
+    Leaves ``conn`` in autocommit."""
+    mapping.apply_all(conn, str(sql_dir or REPO / "sql"), TARGET, MAPPING, LEGACY)
+    conn.commit()
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("VACUUM ANALYZE")
