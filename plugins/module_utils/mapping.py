@@ -24,6 +24,11 @@ Each entry of ``TABLES`` (dependency order: parents before children) is a dict:
                 references quarantine the row when the parent is missing or quarantined (and
                 ``ON DELETE CASCADE``); optional ones are set NULL (and ``ON DELETE SET NULL``), so
                 the target's delete behaviour agrees with what the view would produce.
+``set_aside``   the keys of the row's ``legacy_raw`` (the legacy values a rule could not carry into a typed
+                column) and the target columns each one stands for: ``{"email": ["email"]}``. When the
+                application writes one of those columns in carbot_v2, the set-aside original is dropped
+                (the reverse sync's ``carbot_sync_raw_<target>`` trigger), so that it never comes back
+                over the new value (docs/sync.md, "Set-aside values follow the live data").
 
 Foreign keys are created from ``references`` (``foreign_key_statements``), not from a SQL
 file: they are added after the copy, ``NOT VALID`` first and validated later, because the
@@ -76,7 +81,7 @@ def _ref(column, parent, required, on_delete=None):
 
 
 def _table(target, source, reads=(), references=(), kind="row", source_key=("id",), target_key=None,
-           depends_on=()):
+           depends_on=(), set_aside=None):
     target_key = list(target_key or source_key)
     view_key = ["_src_key"] if len(target_key if kind == "derived" else source_key) == 1 else [
         "_src_key%d" % (i + 1) for i in range(len(source_key))]
@@ -96,6 +101,7 @@ def _table(target, source, reads=(), references=(), kind="row", source_key=("id"
         "reads": all_reads,
         "depends_on": deps,
         "references": list(references),
+        "set_aside": dict(set_aside or {}),
     }
 
 
@@ -104,17 +110,22 @@ _W = _ref("workshop_id", "workshops", True)
 TABLES = [
     # Tenancy and people
     _table("organizations", "workshops", kind="derived", reads=("users",)),
-    _table("users", "users"),
+    _table("users", "users", set_aside={"email": ["email"], "email_duplicate_of": ["email"]}),
     _table("workshops", "workshops", reads=("users",),
            references=(_ref("organization_id", "organizations", True, on_delete="RESTRICT"),
-                       _ref("owner_id", "users", False))),
+                       _ref("owner_id", "users", False)),
+           set_aside={"owner_email": ["email"], "postal_code": ["postal_code"]}),
     _table("team_members", "team_members", reads=("workshops", "users"),
            references=(_W, _ref("user_id", "users", True))),
-    _table("customers", "customers", reads=("workshops",), references=(_W,)),
+    _table("customers", "customers", reads=("workshops",), references=(_W,),
+           set_aside={"name": ["title", "first_name", "last_name"], "email": ["email"],
+                      "postal_code": ["postal_code"]}),
     _table("customer_vehicles", "vehicles", reads=("customers", "workshops"),
-           references=(_ref("customer_id", "customers", True), _W)),
+           references=(_ref("customer_id", "customers", True), _W),
+           set_aside={"year": ["year"], "vin": ["vin"], "mileage_km": ["mileage_km"]}),
     # Leads and chat
-    _table("leads", "leads", reads=("workshops",), references=(_W,)),
+    _table("leads", "leads", reads=("workshops",), references=(_W,),
+           set_aside={"email": ["email"], "lead_score": ["lead_score"]}),
     _table("lead_notes", "lead_notes", reads=("leads", "workshops", "users"),
            references=(_ref("lead_id", "leads", True), _ref("user_id", "users", False))),
     _table("chat_sessions", "chat_messages", kind="derived", reads=("workshops",), references=(_W,)),
@@ -122,13 +133,16 @@ TABLES = [
            references=(_ref("session_id", "chat_sessions", True), _W, _ref("lead_id", "leads", False))),
     _table("analytics_events", "analytics_events", reads=("workshops",), references=(_W,)),
     # Workshop operations
-    _table("services", "services", reads=("workshops",), references=(_W,)),
+    _table("services", "services", reads=("workshops",), references=(_W,),
+           set_aside={"price_cents": ["price_cents"], "duration_minutes": ["duration_minutes"]}),
     _table("appointments", "appointments", reads=("workshops", "customers", "vehicles", "leads"),
            references=(_W, _ref("customer_id", "customers", False),
-                       _ref("vehicle_id", "customer_vehicles", False), _ref("lead_id", "leads", False))),
+                       _ref("vehicle_id", "customer_vehicles", False), _ref("lead_id", "leads", False)),
+           set_aside={"duration_minutes": ["duration_minutes"]}),
     _table("appointment_services", "appointment_services", source_key=("appointment_id", "service_id"),
            reads=("appointments", "services", "workshops"),
-           references=(_ref("appointment_id", "appointments", True), _ref("service_id", "services", True))),
+           references=(_ref("appointment_id", "appointments", True), _ref("service_id", "services", True)),
+           set_aside={"price_cents": ["price_cents"]}),
     _table("workshop_closures", "workshop_closures", reads=("workshops",), references=(_W,)),
     _table("reviews", "reviews", reads=("workshops", "customers"),
            references=(_W, _ref("customer_id", "customers", False))),
@@ -148,7 +162,7 @@ TABLES = [
     _table("webhooks", "webhooks", reads=("workshops",), references=(_W,)),
     # Compliance: records of history keep the ids they name, without foreign keys.
     _table("audit_logs", "audit_logs"),
-    _table("gdpr_requests", "gdpr_requests"),
+    _table("gdpr_requests", "gdpr_requests", set_aside={"requester_email": ["requester_email"]}),
     _table("consent_log", "consent_log"),
 ]
 

@@ -61,6 +61,15 @@ TRIGGER_NAMES = {
     FORWARD: ("carbot_sync_fwd", "carbot_sync_fwd_truncate"),
     REVERSE: ("carbot_sync_rev", "carbot_sync_rev_truncate"),
 }
+# BEFORE UPDATE on carbot_v2 tables with set-aside values (``set_aside`` in the declaration), reverse direction:
+# a column the application writes drops its set-aside original from legacy_raw.
+RAW_TRIGGER = "carbot_sync_rev_raw"
+# Errors of a sync that come from the data (a value no rule maps, a constraint the mapped row breaks): the
+# trigger quarantines the row ("sync failed: ...") instead of failing the application's write. Lock errors,
+# deadlocks and serialization failures are not among them: they abort the write as always (the app retries).
+DATA_ERRORS = "data_exception OR integrity_constraint_violation"
+SYNC_FAILED = "sync failed: "
+
 FUNCTION_PREFIX = "carbot_sync_"
 # advisory lock class ids: LOCK_BASE + index of the target in TABLES
 LOCK_BASE = 0x43420000
@@ -174,6 +183,10 @@ class Plan:
         projection rmap_<target> (sql/sync) to be installed; removal does not (re-applying the mapping drops
         every view of the mapping schema, and the triggers must still go)."""
         return [t["target"] for t in self.tables if t["kind"] == "row"]
+
+    def raw_tables(self):
+        """Target tables whose rows keep set-aside legacy values (``set_aside``): they get the raw trigger."""
+        return [t["target"] for t in self.tables if t["kind"] == "row" and t.get("set_aside")]
 
 
 def _params(n):
@@ -309,8 +322,12 @@ def row_sync_function(plan, t):
                             "PERFORM {fn}(v_old_{i}); END IF;").format(i=sql.SQL(str(i)), fn=fn))
     non_key = [c for c in cols if c not in tkey]
     if non_key:
-        conflict = sql.SQL("DO UPDATE SET {}").format(_join(
-            sql.SQL("{c} = EXCLUDED.{c}").format(c=_id(c)) for c in non_key))
+        # no new row version when the projection did not change (the reverse sync re-projects every row the
+        # new app writes: most of those are already what the forward mapping gives)
+        conflict = sql.SQL("DO UPDATE SET {set} WHERE ({old}) IS DISTINCT FROM ({new})").format(
+            set=_join(sql.SQL("{c} = EXCLUDED.{c}").format(c=_id(c)) for c in non_key),
+            old=_join(sql.SQL("t.{}").format(_id(c)) for c in non_key),
+            new=_join(sql.SQL("EXCLUDED.{}").format(_id(c)) for c in non_key))
     else:
         conflict = sql.SQL("DO NOTHING")
     q = plan.rel("target", QUARANTINE)
@@ -319,10 +336,12 @@ def row_sync_function(plan, t):
     always, deep = _children_entering(plan, t, keys)
     body.append(sql.SQL("IF v_have AND v_r._quarantine_reason IS NULL THEN"))
     body.extend(pre)
-    body.append(sql.SQL("INSERT INTO {rel} ({cols}) VALUES ({vals}) ON CONFLICT ({tk}) {conflict};").format(
+    body.append(sql.SQL("INSERT INTO {rel} AS t ({cols}) VALUES ({vals}) ON CONFLICT ({tk}) {conflict};").format(
         rel=plan.rel("target", name), cols=_join(_id(c) for c in cols),
         vals=_join(sql.SQL("v_r.{}").format(_id(c)) for c in cols), tk=_join(_id(c) for c in tkey), conflict=conflict))
-    body.append(sql.SQL("IF NOT v_was THEN DELETE FROM {q} WHERE {m};").format(q=q, m=qmatch))
+    # also when the row was in the target: a "sync failed" quarantine row of it is over now
+    body.append(sql.SQL("DELETE FROM {q} WHERE {m};").format(q=q, m=qmatch))
+    body.append(sql.SQL("IF NOT v_was THEN"))
     body.extend(always)
     if deep:
         body.append(sql.SQL("IF deep THEN"))
@@ -505,7 +524,36 @@ def forward_trigger_function(plan, legacy, sequences=None, reverse_active=False)
         body.append(sql.SQL("IF TG_OP = 'INSERT' THEN {} END IF;").format(
             _serial_bump(plan, None, seq["column"], seq["target_seq"])))
     body.extend(_unguard() if reverse_active else [sql.SQL("RETURN NULL;")])
-    return _function(plan.fn("trg_" + legacy), sql.SQL(""), sql.SQL("trigger"), [sql.SQL("v_ck record;")], body)
+    return _function(plan.fn("trg_" + legacy), sql.SQL(""), sql.SQL("trigger"),
+                     [sql.SQL("v_ck record;"), sql.SQL("v_msg text;")], _quarantine_on_data_error(plan, legacy, body))
+
+
+def _quarantine_on_data_error(plan, legacy, body):
+    """The trigger body in a block that turns a data error of the sync into a quarantine row per target of the
+    written legacy row (reason ``sync failed: <error>``, the legacy row as row_data) and a WARNING, so that the
+    application's write goes through (docs/sync.md, "Fail loud, not on the app"). The block is a subtransaction:
+    whatever the sync wrote before the error is undone with it, and so is the loop marker."""
+    targets = plan.row_targets_of(legacy)
+    handler = [sql.SQL("v_msg := {} || SQLERRM || ' (SQLSTATE ' || SQLSTATE || ')';").format(sql.Literal(SYNC_FAILED))]
+    for which in ("OLD", "NEW"):
+        stmts = []
+        for t in targets:
+            keys = [sql.SQL("{}.{}").format(sql.SQL(which), _id(c)) for c in t["source_key"]]
+            stmts.append(sql.SQL(
+                "INSERT INTO {q} (target_table, source_table, source_pk, reason, row_data, run_id) "
+                "VALUES ({name}, {src}, {kt}, v_msg, to_jsonb({row}), {run}) ON CONFLICT (target_table, source_pk) "
+                "DO UPDATE SET reason = EXCLUDED.reason, row_data = EXCLUDED.row_data, run_id = EXCLUDED.run_id, "
+                "quarantined_at = now();").format(
+                q=plan.rel("target", QUARANTINE), name=sql.Literal(t["target"]), src=sql.Literal(legacy),
+                kt=_key_text(keys), row=sql.SQL(which), run=sql.Literal(SYNC_RUN_ID)))
+        handler.append(sql.SQL("IF TG_OP {op} 'DELETE' THEN {stmts} END IF;").format(
+            op=sql.SQL("=" if which == "OLD" else "<>"), stmts=_join(stmts, " ")))
+    handler.append(sql.SQL(
+        "RAISE WARNING 'carbot.migration: the sync of %.% could not map the row (%); it is quarantined, the write "
+        "goes through', TG_TABLE_SCHEMA, TG_TABLE_NAME, v_msg;"))
+    handler.append(sql.SQL("RETURN NULL;"))
+    return [sql.SQL("BEGIN"), _join(body, "\n"), sql.SQL("EXCEPTION WHEN {} THEN").format(sql.SQL(DATA_ERRORS)),
+            _join(handler, "\n"), sql.SQL("END;")]
 
 
 def truncate_function(plan):
@@ -521,7 +569,18 @@ def truncate_function(plan):
 
 # ----------------------------------------------------------------------------------------- reverse
 def reverse_trigger_function(plan, target, sequences=None):
-    """carbot_sync_rev_<target>(): upsert/delete the legacy row from rmap_<target>."""
+    """carbot_sync_rev_<target>(): upsert/delete the legacy row from rmap_<target>.
+
+    It does not mark the loop setting: the legacy write fires the forward trigger, which re-projects the row (and
+    every row and derived row that depends on it) into carbot_v2 through the forward mapping, exactly as a
+    write of the old app would. So after every write of the new app ``map(legacy) = carbot_v2`` holds: a value
+    outside the forward mapping's image (' Leipzig ', an email without '@') is normalised in carbot_v2 the way
+    the migration normalises it, never left as a guaranteed mismatch. The forward trigger marks the setting while
+    it writes carbot_v2, and this trigger does nothing then. Derived parents of the row's *old* version
+    (organizations) are re-derived here: the forward function only sees the row's new version.
+    A data error writing the legacy row is reported as a WARNING and does not fail the new app's write; the
+    legacy row then differs, and the completeness check names it and repairs it (``sync_check repair``).
+    """
     t = plan.by_target[target]
     view = plan.rel("mapping", "rmap_" + target)
     lcols = [c for c in plan.legacy_cols[t["source"]]]
@@ -531,24 +590,60 @@ def reverse_trigger_function(plan, target, sequences=None):
     skey = t["source_key"]
     vkey = ["_dst_key"] if len(skey) == 1 else ["_dst_key%d" % (i + 1) for i in range(len(skey))]
     non_key = [c for c in lcols if c not in skey]
-    body = _guard(plan, REVERSE, FORWARD)
+    body = [sql.SQL("IF current_setting({s}, true) = {o} THEN RETURN NULL; END IF;").format(
+        s=sql.Literal(ORIGIN_SETTING), o=sql.Literal(FORWARD)), sql.SQL("BEGIN")]
     body.append(sql.SQL(
         "IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND ({o}) IS DISTINCT FROM ({n})) THEN "
         "DELETE FROM {src} s WHERE {m}; END IF;").format(o=_join(old), n=_join(new), src=src,
                                                          m=_match("s", skey, old)))
+    if non_key:
+        conflict = sql.SQL("DO UPDATE SET {set} WHERE ({old}) IS DISTINCT FROM ({new})").format(
+            set=_join(sql.SQL("{c} = EXCLUDED.{c}").format(c=_id(c)) for c in non_key),
+            old=_join(sql.SQL("s.{}").format(_id(c)) for c in non_key),
+            new=_join(sql.SQL("EXCLUDED.{}").format(_id(c)) for c in non_key))
+    else:
+        conflict = sql.SQL("DO NOTHING")
     body.append(sql.SQL(
         "IF TG_OP <> 'DELETE' THEN INSERT INTO {src} AS s ({cols}) SELECT {vcols} FROM {view} v WHERE {m} "
         "ON CONFLICT ({sk}) {conflict}; END IF;").format(
         src=src, cols=_join(_id(c) for c in lcols), vcols=_join(sql.SQL("v.{}").format(_id(c)) for c in lcols),
-        view=view, m=_match("v", vkey, new), sk=_join(_id(c) for c in skey),
-        conflict=sql.SQL("DO UPDATE SET {}").format(_join(sql.SQL("{c} = EXCLUDED.{c}").format(c=_id(c))
-                                                          for c in non_key)) if non_key else sql.SQL("DO NOTHING")))
+        view=view, m=_match("v", vkey, new), sk=_join(_id(c) for c in skey), conflict=conflict))
+    for ref in t["references"]:
+        parent = plan.by_target[ref["parent"]]
+        if parent["kind"] == "derived" and ref["parent"] != CHAT_SESSIONS:
+            body.append(sql.SQL("IF TG_OP <> 'INSERT' AND OLD.{c} IS NOT NULL THEN PERFORM {fn}(OLD.{c}); END IF;").format(
+                c=_id(ref["column"]), fn=plan.fn(ref["parent"])))
     for seq in (sequences or {}).get(t["source"], []):
         if seq["target"] == target:
             body.append(sql.SQL("IF TG_OP = 'INSERT' THEN {} END IF;").format(
                 _serial_bump(plan, None, seq["column"], seq["legacy_seq"])))
-    body.extend(_unguard())
+    body.append(sql.SQL(
+        "EXCEPTION WHEN {errors} THEN RAISE WARNING 'carbot.migration: the reverse sync of %.% could not write the "
+        "legacy row (%, SQLSTATE %): the write stays in carbot_v2; sync_check repair names and retries it', "
+        "TG_TABLE_SCHEMA, TG_TABLE_NAME, SQLERRM, SQLSTATE; END;").format(errors=sql.SQL(DATA_ERRORS)))
+    body.append(sql.SQL("RETURN NULL;"))
     return _function(plan.fn("rev_" + target), sql.SQL(""), sql.SQL("trigger"), [sql.SQL("")], body)
+
+
+def raw_trigger_function(plan, target):
+    """carbot_sync_rev_raw_<target>(): BEFORE UPDATE of a carbot_v2 row by the application: every column it
+    changes drops the set-aside original of that column from legacy_raw (``set_aside`` in the declaration), so
+    that the reverse projection (``COALESCE(column, legacy_raw->>key)``) never brings the old invalid value back
+    over a new one, nor over a value the application cleared. Writes of the sync itself (the loop setting is
+    marked) and writes that set legacy_raw themselves are left alone."""
+    t = plan.by_target[target]
+    body = [
+        sql.SQL("IF current_setting({s}, true) = {o} THEN RETURN NEW; END IF;").format(
+            s=sql.Literal(ORIGIN_SETTING), o=sql.Literal(FORWARD)),
+        sql.SQL("IF NEW.legacy_raw IS NULL OR NEW.legacy_raw IS DISTINCT FROM OLD.legacy_raw THEN RETURN NEW; END IF;"),
+    ]
+    for key, columns in sorted(t["set_aside"].items()):
+        body.append(sql.SQL("IF ({n}) IS DISTINCT FROM ({o}) THEN NEW.legacy_raw := NEW.legacy_raw - {k}; END IF;").format(
+            n=_join(sql.SQL("NEW.{}").format(_id(c)) for c in columns),
+            o=_join(sql.SQL("OLD.{}").format(_id(c)) for c in columns), k=sql.Literal(key)))
+    body.append(sql.SQL("NEW.legacy_raw := NULLIF(NEW.legacy_raw, '{}'::jsonb);"))
+    body.append(sql.SQL("RETURN NEW;"))
+    return _function(plan.fn("rev_raw_" + target), sql.SQL(""), sql.SQL("trigger"), [sql.SQL("")], body)
 
 
 def reverse_sql_files():
@@ -635,6 +730,8 @@ def function_statements(plan, direction, sequences=None, reverse_active=False):
             raise SyncError("reverse projections missing in %s: %s (sql/sync)" % (plan.mapping, ", ".join(missing)))
         for target in plan.reverse_tables():
             out.append(("rev_" + target, reverse_trigger_function(plan, target, sequences)))
+        for target in plan.raw_tables():
+            out.append(("rev_raw_" + target, raw_trigger_function(plan, target)))
     return out
 
 
@@ -672,19 +769,26 @@ def status(conn, legacy_schema="public", mapping_schema="carbot_migration", targ
     """Which tables carry which triggers, enabled or not: {direction: {table: {row, truncate, enabled}}}."""
     from ansible_collections.carbot.migration.plugins.module_utils import mapping
     out = {}
+    raw_tables = {t["target"] for t in mapping.TABLES if t["kind"] == "row" and t.get("set_aside")}
     for direction, schema, tables in (
             (FORWARD, legacy_schema, list(mapping.LEGACY_TABLES)),
             (REVERSE, target_schema, [t["target"] for t in mapping.TABLES if t["kind"] == "row"])):
         have = existing_triggers(conn, schema)
-        row_name, trunc_name = TRIGGER_NAMES[direction]
         out[direction] = {}
         for table in tables:
             trig = have.get(table, {})
-            out[direction][table] = {
-                "row": row_name in trig, "truncate": trunc_name in trig,
-                "enabled": bool(trig) and all(trig.values()) and row_name in trig and trunc_name in trig,
-            }
+            needed = trigger_names(direction, table in raw_tables)
+            rec = {"row": needed[0] in trig, "truncate": needed[1] in trig}
+            if direction == REVERSE and table in raw_tables:
+                rec["raw"] = RAW_TRIGGER in trig
+            rec["enabled"] = bool(trig) and all(trig.values()) and all(n in trig for n in needed)
+            out[direction][table] = rec
     return out
+
+
+def trigger_names(direction, raw=False):
+    """The triggers one table carries for ``direction``: row, truncate guard (and the raw trigger)."""
+    return TRIGGER_NAMES[direction] + ((RAW_TRIGGER,) if direction == REVERSE and raw else ())
 
 
 # ---------------------------------------------------------------------------- install / remove
@@ -739,11 +843,11 @@ class LockedStep:
 
 def plan_changes(conn, plan, direction, state):
     """What install/remove would do: {"create": [table], "drop": [table], "keep": [table]}."""
-    row_name, trunc_name = TRIGGER_NAMES[direction]
+    raw_tables = set(plan.raw_tables())
     out = {"create": [], "drop": [], "keep": []}
     for schema, table, _fn in trigger_tables(plan, direction):
         have = existing_triggers(conn, schema).get(table, {})
-        complete = row_name in have and trunc_name in have
+        complete = all(n in have for n in trigger_names(direction, table in raw_tables))
         if state == "present":
             out["keep" if complete else "create"].append(table)
         elif have:
@@ -779,14 +883,19 @@ def install(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30,
 
         result["functions"], attempts, _w, _e = step.run(create_functions)
         row_name, trunc_name = TRIGGER_NAMES[direction]
+        raw_tables = set(plan.raw_tables()) if direction == REVERSE else set()
         for schema, table, fn in trigger_tables(plan, direction):
             def create(cur, schema=schema, table=table, fn=fn):
                 cur.execute(
                     "SELECT t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n "
-                    "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s AND t.tgname IN (%s, %s)",
-                    (schema, table, row_name, trunc_name))
+                    "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s AND t.tgname IN (%s, %s, %s)",
+                    (schema, table, row_name, trunc_name, RAW_TRIGGER))
                 have = {r[0] for r in cur.fetchall()}
                 done = False
+                if table in raw_tables and RAW_TRIGGER not in have:
+                    cur.execute(sql.SQL("CREATE TRIGGER {} BEFORE UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {}()").format(
+                        _id(RAW_TRIGGER), _id(schema, table), plan.fn("rev_raw_" + table)))
+                    done = True
                 if row_name not in have:
                     cur.execute(sql.SQL("CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW "
                                         "EXECUTE FUNCTION {}()").format(_id(row_name), _id(schema, table), plan.fn(fn)))
@@ -829,7 +938,7 @@ def remove(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30, 
                 continue
 
             def drop(cur, schema=schema, table=table):
-                for name in (row_name, trunc_name):
+                for name in trigger_names(direction, raw=True):
                     cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(_id(name), _id(schema, table)))
                 return True
 
@@ -881,6 +990,9 @@ def resync_keys(conn, plan, target, keys):
     t = plan.by_target[target]
     n = 0
     with conn.cursor() as cur:
+        # the repair writes carbot_v2 as the forward trigger does: with the loop setting marked, so that the reverse
+        # triggers (after the switch) do not write the legacy rows back from what the repair just wrote
+        cur.execute("SELECT set_config(%s, %s, true)", (ORIGIN_SETTING, FORWARD))
         for key in keys:
             values = list(key) if isinstance(key, (list, tuple)) else [key]
             if t["target"] == CHAT_SESSIONS:
@@ -899,4 +1011,5 @@ def resync_keys(conn, plan, target, keys):
                 casts = _join(sql.SQL("%s::{}").format(sql.SQL(ty)) for ty in plan.key_types[target])
                 cur.execute(sql.SQL("SELECT {}({}, true)").format(plan.fn(target), casts), values)
             n += 1
+        cur.execute("SELECT set_config(%s, '', true)", (ORIGIN_SETTING,))
     return n

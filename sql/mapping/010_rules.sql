@@ -16,21 +16,27 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE WHEN kept IS NULL AND pg_catalog.btrim(raw) <> '' THEN raw END
 $$;
 
--- Trimmed text, blank -> NULL.
+-- Unicode text as the rules judge it: NFKC (fullwidth 'ａ' -> 'a', ligature 'ﬁ' -> 'fi', no-break space ->
+-- space) and without the invisible characters that make a blank value look filled or a valid one invalid
+-- (zero-width space/joiners U+200B-U+200D, word joiner U+2060, BOM U+FEFF, soft hyphen U+00AD). The same
+-- expression stands in clean_text and normalise_email (rule functions never call each other).
+-- Text: Unicode-normalised, trimmed, blank -> NULL. A city of zero-width spaces is blank.
 CREATE OR REPLACE FUNCTION clean_text(raw text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT NULLIF(pg_catalog.btrim(raw, E' \t\r\n'), '')
+    SELECT NULLIF(pg_catalog.btrim(pg_catalog.regexp_replace(pg_catalog.normalize(raw, 'NFKC'),
+                  '[\u200B-\u200D\u2060\uFEFF\u00AD]', '', 'g'), E' \t\r\n'), '')
 $$;
 
--- Email: trim + lower case; kept only when it has the shape local@domain.tld, else NULL
--- (the view puts the raw value into legacy_raw). 'MAX@WEB.DE ' -> 'max@web.de'; 'max@', 'kein' -> NULL.
+-- Email: Unicode-normalised (NFKC, invisible characters removed: 'ａda@example.de' -> 'ada@example.de'),
+-- trimmed, lower case; kept only when it has the shape local@domain.tld, else NULL (the view puts the
+-- raw value into legacy_raw). 'MAX@WEB.DE ' -> 'max@web.de'; 'max@', 'kein' -> NULL.
 CREATE OR REPLACE FUNCTION normalise_email(raw text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE
-        WHEN pg_catalog.lower(pg_catalog.btrim(raw, E' \t\r\n'))
-             ~ '^[^@[:space:]]+@[^@[:space:].]+(\.[^@[:space:].]+)+$'
-        THEN pg_catalog.lower(pg_catalog.btrim(raw, E' \t\r\n'))
-    END
+    -- one expression (no FROM: the function stays inlinable); the capture is the whole normalised value
+    SELECT (pg_catalog.regexp_match(
+        pg_catalog.lower(pg_catalog.btrim(pg_catalog.regexp_replace(pg_catalog.normalize(raw, 'NFKC'),
+            '[\u200B-\u200D\u2060\uFEFF\u00AD]', '', 'g'), E' \t\r\n')),
+        '^([^@[:space:]]+@[^@[:space:].]+(?:\.[^@[:space:].]+)+)$'))[1]
 $$;
 
 -- German postal code: trimmed, exactly 5 digits, else NULL (raw kept in legacy_raw).
@@ -66,12 +72,14 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- Vehicle year: plausible from 1886 (the first car) to the year after the row was created
--- (model years run ahead), else NULL (raw kept). Deterministic: it reads created_at, not now().
+-- (model years run ahead), else NULL (raw kept). Deterministic: it reads created_at, not now(). An infinite or
+-- unknown created_at (legacy rows with 'infinity' exist) bounds the year by 2100 only.
 CREATE OR REPLACE FUNCTION valid_vehicle_year(year integer, created_at timestamptz) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE
         WHEN year BETWEEN 1886 AND LEAST(2100,
-             COALESCE(pg_catalog.date_part('year', pg_catalog.timezone('UTC', created_at))::integer + 1, 2100))
+             CASE WHEN pg_catalog.isfinite(created_at)
+                  THEN pg_catalog.date_part('year', pg_catalog.timezone('UTC', created_at))::integer + 1 END, 2100)
         THEN year
     END
 $$;
@@ -253,7 +261,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE pg_catalog.lower(pg_catalog.btrim(v))
         WHEN 'new' THEN 'new' WHEN 'neu' THEN 'new'
         WHEN 'contacted' THEN 'contacted' WHEN 'qualified' THEN 'qualified'
-        WHEN 'converted' THEN 'converted' WHEN 'lost' THEN 'lost' WHEN 'spam' THEN 'spam' END
+        WHEN 'converted' THEN 'won' WHEN 'lost' THEN 'lost' WHEN 'spam' THEN 'spam' END
 $$;
 
 CREATE OR REPLACE FUNCTION lead_priority_map(v text) RETURNS text

@@ -27,12 +27,21 @@ CREATE OR REPLACE VIEW rmap_team_members AS
 SELECT t.id, t.workshop_id, t.user_id, t.role::text AS role, t.invited_at, t.accepted_at, t.id AS _dst_key
   FROM team_members t;
 
--- the legacy spelling of the name comes back while the parts still spell it
+-- The name: the legacy spelling while the parts still spell it; else the full name when the forward rule splits
+-- it into the same parts ('Hans Peter' + 'Müller'); else the 'Family, Given' form, which the forward rule reads
+-- exactly ('Hans' + 'Peter Müller' -> 'Peter Müller, Hans'); else the full name (the forward rule's split wins).
 CREATE OR REPLACE VIEW rmap_customers AS
 SELECT c.id, c.workshop_id,
        CASE WHEN c.legacy_raw ? 'name'
              AND split_name(c.legacy_raw ->> 'name') IS NOT DISTINCT FROM ARRAY[c.title, c.first_name, c.last_name]
-            THEN c.legacy_raw ->> 'name' ELSE c.full_name END AS name,
+            THEN c.legacy_raw ->> 'name'
+            WHEN split_name(c.full_name) IS NOT DISTINCT FROM ARRAY[c.title, c.first_name, c.last_name]
+            THEN c.full_name
+            WHEN c.last_name IS NOT NULL AND c.first_name IS NOT NULL
+             AND split_name(c.last_name || ', ' || pg_catalog.concat_ws(' ', c.title, c.first_name))
+                 IS NOT DISTINCT FROM ARRAY[c.title, c.first_name, c.last_name]
+            THEN c.last_name || ', ' || pg_catalog.concat_ws(' ', c.title, c.first_name)
+            ELSE c.full_name END AS name,
        COALESCE(c.email, c.legacy_raw ->> 'email') AS email, c.phone, c.address_line1 AS address, c.city,
        COALESCE(c.postal_code, c.legacy_raw ->> 'postal_code') AS postal_code, c.is_active AS active,
        c.gdpr_consent_given AS marketing_consent, c.created_at, c.updated_at, c.id AS _dst_key
@@ -48,7 +57,8 @@ SELECT v.id, v.customer_id, v.workshop_id, v.make, v.model,
 
 CREATE OR REPLACE VIEW rmap_leads AS
 SELECT l.id, l.workshop_id, l.client_key AS kunde_id, l.name, COALESCE(l.email, l.legacy_raw ->> 'email') AS email,
-       l.phone AS telefon, l.description AS anliegen, l.vehicle_info AS fahrzeug, l.status::text AS status,
+       l.phone AS telefon, l.description AS anliegen, l.vehicle_info AS fahrzeug,
+       CASE l.status WHEN 'won' THEN 'converted' ELSE l.status::text END AS status,
        l.priority::text AS priority, COALESCE(l.lead_score, (l.legacy_raw ->> 'lead_score')::integer) AS lead_score,
        l.chat_history AS chatverlauf, l.source::text AS source, l.consent_given, l.consent_timestamp AS consent_at,
        l.captured_at AS "timestamp", l.created_at, l.updated_at, l.id AS _dst_key

@@ -15,7 +15,7 @@ BEGIN
             ('user_role',              ARRAY['owner', 'staff', 'admin']),
             ('team_role',              ARRAY['owner', 'mechanic', 'reception', 'admin']),
             ('workshop_business_type', ARRAY['independent', 'franchise', 'dealership', 'specialist']),
-            ('lead_status',            ARRAY['new', 'contacted', 'qualified', 'converted', 'lost', 'spam']),
+            ('lead_status',            ARRAY['new', 'contacted', 'qualified', 'won', 'lost', 'spam']),
             ('lead_priority',          ARRAY['low', 'medium', 'high', 'urgent']),
             ('lead_source',            ARRAY['widget', 'whatsapp', 'email', 'phone']),
             ('chat_sender',            ARRAY['user', 'bot', 'agent']),
