@@ -61,8 +61,8 @@ QUERIES = {
         "target": (
             "SELECT count(*) AS leads, "
             "count(*) FILTER (WHERE l.status = 'new') AS new_leads, "
-            "count(*) FILTER (WHERE l.status = 'converted') AS converted, "
-            "round(100.0 * count(*) FILTER (WHERE l.status = 'converted') / NULLIF(count(*), 0), 1) "
+            "count(*) FILTER (WHERE l.status = 'won') AS converted, "
+            "round(100.0 * count(*) FILTER (WHERE l.status = 'won') / NULLIF(count(*), 0), 1) "
             "AS conversion_percent, "
             "round(avg(l.lead_score), 1) AS avg_score "
             "FROM {schema}.leads l WHERE l.workshop_id = %(workshop)s "

@@ -1013,3 +1013,83 @@ def resync_keys(conn, plan, target, keys):
             n += 1
         cur.execute("SELECT set_config(%s, '', true)", (ORIGIN_SETTING,))
     return n
+
+
+def repair(conn, plan, report, truth):
+    """Repair what validation found different, from the side that is the truth, and say what was repaired.
+
+    ``truth``: ``legacy`` (before the switch, and for a cutover again after a rollback) re-syncs every named key
+    from the legacy schema through the forward functions (:func:`resync_keys`). ``target`` (after the switch: the
+    rollback) writes the legacy rows of carbot_v2's differing and extra keys back from carbot_v2 (a no-op update of
+    the carbot_v2 row fires its reverse trigger, which writes the legacy row and re-projects it), and re-syncs
+    forward what carbot_v2 lacks (a row that is only in the legacy schema is kept, never deleted) and the derived
+    tables (they are derived from the legacy rows). Returns ``{table: [{"key", "columns", "kind", "action"}]}``.
+    """
+    checks = report["checks"]
+    out = {}
+    tables = dict(checks.get("checksums", {}).get("tables", {}))
+    for table, rec in checks.get("counts", {}).get("tables", {}).items():
+        # a count difference without a checksum to name keys (counts only): re-derive the whole table's named keys
+        if not rec.get("ok", True) and table not in tables:
+            tables[table] = {}
+    for table, rec in tables.items():
+        items = []
+        cols = rec.get("different_columns", {})
+        kinds = rec.get("different_kinds", {})
+        for label, keys in (("missing", rec.get("missing_keys", [])), ("extra", rec.get("extra_keys", [])),
+                            ("different", rec.get("different_keys", []))):
+            for key in keys:
+                items.append({"key": key, "columns": cols.get(_key_label(key), []),
+                              "kind": kinds.get(_key_label(key), "data" if label == "different" else "row " + label),
+                              "found": label})
+        for rec_failed in checks.get("counts", {}).get("tables", {}).get(table, {}).get("sync_failed", []):
+            items.append({"key": rec_failed["key"], "columns": [], "kind": rec_failed["reason"], "found": "sync failed"})
+        if not items:
+            continue
+        t = plan.by_target[table]
+        forward, backward = [], []
+        for item in items:
+            if truth == "target" and t["kind"] == "row" and item["found"] in ("extra", "different"):
+                backward.append(item)
+            else:
+                forward.append(item)
+        if backward:
+            touch_target_rows(conn, plan, table, [_key_values(i["key"]) for i in backward])
+            for i in backward:
+                i["action"] = "legacy row written from carbot_v2"
+        if forward:
+            keys = [_key_values(i["key"]) for i in forward]
+            resync_keys(conn, plan, table, keys)
+            for i in forward:
+                i["action"] = "carbot_v2 row re-synced from legacy"
+        out[table] = items
+    return out
+
+
+def touch_target_rows(conn, plan, table, keys):
+    """A no-op UPDATE of carbot_v2 rows by key: their reverse triggers write the legacy rows again (a repair
+    after the switch). The loop setting is cleared for it, so the reverse triggers run."""
+    t = plan.by_target[table]
+    tkey = t["target_key"]
+    types = [plan.target_types[table][c] for c in tkey]
+    with conn.cursor() as cur:
+        cur.execute("SELECT set_config(%s, '', true)", (ORIGIN_SETTING,))
+        stmt = sql.SQL("UPDATE {rel} t SET {k0} = t.{k0} WHERE {m}").format(
+            rel=plan.rel("target", table), k0=_id(tkey[0]),
+            m=_join([sql.SQL("t.{} = %s::{}").format(_id(c), sql.SQL(ty)) for c, ty in zip(tkey, types)], " AND "))
+        for key in keys:
+            cur.execute(stmt, list(key))
+
+
+def _key_label(key):
+    return key if isinstance(key, str) else "/".join(str(k) for k in key)
+
+
+def _key_values(key):
+    """A key as validation names it (a value, or a list for composite keys) or as the quarantine stores it
+    (``source_pk``: a text, ``{a,b}`` for composite keys) -> the list of its values."""
+    if isinstance(key, (list, tuple)):
+        return list(key)
+    if key.startswith("{") and key.endswith("}"):
+        return [v.strip('"') for v in key[1:-1].split(",")]
+    return [key]

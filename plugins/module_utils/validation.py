@@ -40,6 +40,8 @@ except ImportError:  # pragma: no cover - reported by the module
 
 CHECKS = ("counts", "checksums", "integrity", "quality", "consent", "unmapped")
 DEFAULT_CHUNK_ROWS = 10000
+# reason prefix of rows a sync trigger could not map (sync.SYNC_FAILED; not imported: validation stays below sync)
+SYNC_FAILED = "sync failed: "
 MAX_DRILL_CHUNKS = 50
 
 # Consent columns: legacy source column -> target column, per target table (shared/legacy-schema.md,
@@ -173,6 +175,17 @@ def _scalar(cur, query, args=None):
     return cur.fetchone()[0]
 
 
+METADATA_COLUMNS = ("legacy_raw",)
+
+
+def difference_kind(columns):
+    """'migration metadata only' when every differing column is the migration's own bookkeeping (the set-aside
+    legacy values), else 'data'."""
+    if columns and all(c in METADATA_COLUMNS for c in columns):
+        return "migration metadata only"
+    return "data"
+
+
 def _key_out(values):
     values = [str(v) for v in values]
     return values[0] if len(values) == 1 else values
@@ -266,6 +279,15 @@ class Validator:
             tables[spec.name] = {"source_rows": source, "target_rows": target, "quarantined": quarantined,
                                  "difference": source - target - quarantined, "ok": ok, "kind": spec.kind,
                                  "reasons": reasons}
+            failed_sync = sorted((r, n) for r, n in reasons.items() if r.startswith(SYNC_FAILED))
+            if failed_sync:
+                cur.execute(sql.SQL("SELECT source_pk, reason FROM {} WHERE target_table = %s AND reason LIKE %s "
+                                    "ORDER BY source_pk LIMIT %s").format(self.quarantine.rel),
+                            (spec.name, SYNC_FAILED + "%", self.max_keys))
+                tables[spec.name]["sync_failed"] = [{"key": k, "reason": r} for k, r in cur.fetchall()]
+                failures.append("%s: %d rows the sync could not map (quarantined; fix the legacy value or the rule, "
+                                "then sync_check repair): %s" % (spec.name, sum(n for _r, n in failed_sync), "; ".join(
+                                    "%s: %s" % (x["key"], x["reason"]) for x in tables[spec.name]["sync_failed"][:5])))
             if not ok:
                 failures.append("%s: %s %s.%s rows != %d in %s.%s + %d quarantined (difference %+d)" % (
                     spec.name, source, self.legacy if spec.kind == "row" else self.mapping,
@@ -388,8 +410,13 @@ class Validator:
                 missing.extend(sorted(k for k in w if k not in h))
                 extra.extend(sorted(k for k in h if k not in w))
                 different.extend(sorted(k for k in w if k in h and w[k] != h[k]))
-            for key in different[:3]:
-                samples.append({"key": _key_out(key), "columns": self._sample_diff(cur, spec, key)})
+            # the differing columns of every named key: data, or only the migration's own metadata (legacy_raw)
+            columns = {}
+            for key in different[:self.max_keys]:
+                diff = self._sample_diff(cur, spec, key)
+                columns[key] = sorted(diff)
+                if len(samples) < 3:
+                    samples.append({"key": _key_out(key), "columns": diff})
             ok = not bad
             tables[spec.name] = {
                 "ok": ok, "rows": rows, "chunks": len(set(want) | set(have)), "differing_chunks": len(bad),
@@ -397,6 +424,8 @@ class Validator:
                 "missing_keys": [_key_out(k) for k in missing[:self.max_keys]],
                 "extra_keys": [_key_out(k) for k in extra[:self.max_keys]],
                 "different_keys": [_key_out(k) for k in different[:self.max_keys]],
+                "different_columns": {"/".join(k): cols for k, cols in columns.items()},
+                "different_kinds": {"/".join(k): difference_kind(cols) for k, cols in columns.items()},
                 "samples": samples,
             }
             if not ok:
@@ -404,7 +433,8 @@ class Validator:
                 for label, items in (("missing in target", missing), ("extra in target", extra),
                                      ("different", different)):
                     if items:
-                        shown = ", ".join("/".join(k) for k in items[:self.max_keys])
+                        shown = ", ".join("/".join(k) + (" (%s: %s)" % (", ".join(columns[k]), difference_kind(
+                            columns[k])) if k in columns else "") for k in items[:self.max_keys])
                         more = " (+%d more)" % (len(items) - self.max_keys) if len(items) > self.max_keys else ""
                         parts.append("%d %s: %s%s" % (len(items), label, shown, more))
                 if len(bad) > MAX_DRILL_CHUNKS:

@@ -18,8 +18,9 @@ description:
     itself is synchronous (the trigger writes in the application's transaction), so there is no queue to drain.
   - B(Validation clean.) Counts and checksums (C(plugins/module_utils/validation.py)) of every table; any
     difference is named by key.
-  - With O(repair=true), keys that validation names as missing, extra or different are re-synced through the
-    same trigger functions and validated again (for writes frozen at cutover; see C(docs/sync.md)).
+  - With O(repair=true), keys that validation names as missing, extra or different are repaired from the side
+    that is the truth (O(repair_from)) through the same trigger functions, each key and column repaired is
+    reported, and validation runs again; the check fails only when differences remain (see C(docs/sync.md)).
   - Read-only unless O(repair=true); timings per step are returned.
 version_added: 1.0.0
 author: CarBot operations (@carbot)
@@ -41,6 +42,17 @@ options:
     description: Re-sync the keys validation names, then validate again.
     type: bool
     default: false
+  repair_from:
+    description:
+      - Which side is the truth for O(repair).
+      - V(legacy) (before the switch, and for a cutover again after a rollback) re-syncs the named keys from the
+        legacy schema into carbot_v2.
+      - V(target) (after the switch: the rollback) writes the legacy rows of keys that differ or are extra in
+        carbot_v2 back from carbot_v2 (through their reverse triggers), and re-syncs forward the rows carbot_v2
+        lacks (a legacy row is never deleted by a repair) and the derived tables.
+    type: str
+    choices: [legacy, target]
+    default: legacy
   max_keys:
     description: At most this many differing keys per table are named (and repaired).
     type: int
@@ -99,9 +111,19 @@ validation:
   returned: always
   type: dict
 repaired:
-  description: Keys re-synced per table (O(repair=true)).
+  description:
+    - Per table, every key repaired (O(repair=true)), with the differing C(columns), whether the difference was
+      C(data) or C(migration metadata only) (C(kind)), what validation found (C(found)) and what was done
+      (C(action)).
   returned: always
   type: dict
+  sample: {"customers": [{"key": "030c2ded-...", "columns": ["legacy_raw"], "kind": "migration metadata only",
+           "found": "different", "action": "legacy row written from carbot_v2"}]}
+repaired_summary:
+  description: One line per repaired key (table, key, columns, kind, action), as the operator reads it.
+  returned: always
+  type: list
+  elements: str
 timings:
   description: Seconds per step (triggers, pending, validation, repair, revalidation).
   returned: always
@@ -141,16 +163,17 @@ def pending_tables(conn, target_schema):
             if states.get(t) != "copied"]
 
 
-def differing_keys(report):
-    out = {}
-    for table, rec in report["checks"].get("checksums", {}).get("tables", {}).items():
-        keys = rec.get("missing_keys", []) + rec.get("extra_keys", []) + rec.get("different_keys", [])
-        if keys:
-            out[table] = keys
-    for table, rec in report["checks"].get("counts", {}).get("tables", {}).items():
-        if not rec.get("ok", True) and table not in out:
-            out[table] = []
-    return out
+def repaired_summary(repaired, limit=50):
+    """'<table> <key>: <columns> (<kind>): <action>' per repaired key, at most ``limit`` lines."""
+    lines = []
+    for table in sorted(repaired):
+        for item in repaired[table]:
+            key = item["key"] if isinstance(item["key"], str) else "/".join(item["key"])
+            lines.append("%s %s: %s (%s): %s" % (table, key, ", ".join(item["columns"]) or item["found"],
+                                                 item["kind"], item.get("action", "not repaired")))
+    if len(lines) > limit:
+        lines = lines[:limit] + ["... and %d more" % (len(lines) - limit)]
+    return lines
 
 
 def main():
@@ -159,6 +182,7 @@ def main():
         directions=dict(type="list", elements="str", choices=["forward", "reverse"], default=["forward"]),
         checks=dict(type="list", elements="str", default=["counts", "checksums"]),
         repair=dict(type="bool", default=False),
+        repair_from=dict(type="str", choices=["legacy", "target"], default="legacy"),
         max_keys=dict(type="int", default=1000),
         legacy_schema=dict(type="str", default="public"),
         target_schema=dict(type="str", default="carbot_v2"),
@@ -172,7 +196,7 @@ def main():
     p = module.params
     schemas = (p["legacy_schema"], p["mapping_schema"], p["target_schema"])
     out = dict(changed=False, triggers={}, missing_triggers=[], pending_tables=[], validation={}, repaired={},
-               timings={})
+               repaired_summary=[], timings={})
     try:
         conn = db.connect(p, application_name="carbot.migration sync_check")
         try:
@@ -194,9 +218,9 @@ def main():
             if report["failed"] and p["repair"] and not module.check_mode:
                 t0 = time.monotonic()
                 plan = sync.Plan(conn, *schemas)
-                for table, keys in differing_keys(report).items():
-                    out["repaired"][table] = sync.resync_keys(conn, plan, table, keys)
+                out["repaired"] = sync.repair(conn, plan, report, p["repair_from"])
                 conn.commit()
+                out["repaired_summary"] = repaired_summary(out["repaired"])
                 out["changed"] = any(out["repaired"].values())
                 out["timings"]["repair"] = round(time.monotonic() - t0, 3)
                 t0 = time.monotonic()
@@ -219,6 +243,14 @@ def main():
     total = sum(out["timings"].values())
     out["msg"] = ("sync complete: triggers on every table, nothing pending, validation clean (%.1fs)" % total
                   if not problems else "; ".join(problems))
+    if out["repaired_summary"]:
+        n = sum(len(v) for v in out["repaired"].values())
+        out["msg"] += "; repaired %d key%s from %s: %s" % (n, "" if n == 1 else "s", p["repair_from"],
+                                                          "; ".join(out["repaired_summary"][:10]))
+    if problems and p["repair"]:
+        out["msg"] += (". Differences remain after the repair: the named rows could not be written to the other "
+                       "schema. Look at the named columns in both schemas (sync_check without repair shows them), "
+                       "fix the value in the schema that is the truth (%s), and run this step again" % p["repair_from"])
     if problems and p["fail_on_problem"]:
         module.fail_json(**out)
     module.exit_json(**out)

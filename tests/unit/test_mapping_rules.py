@@ -77,9 +77,23 @@ def test_join_name_spells_the_name_back(rules):
     ("max @web.de", None),              # invalid: blank inside
     ("", None),
     (None, None),
+    ("\uff41da@example.de", "ada@example.de"),      # fullwidth 'ａ': NFKC
+    ("\ufb01nn@ex\u00e4mple.de", "finn@ex\u00e4mple.de"),  # ligature 'ﬁ': NFKC
+    ("max\u200b@web.de", "max@web.de"),           # zero-width space inside
+    ("\ufeffMAX@WEB.DE\u00a0", "max@web.de"),      # BOM and no-break space around
+    ("\u200b\u200b", None),                       # nothing but invisible characters
+    ("kein\u200b", None),                         # invalid stays invalid
 ])
 def test_normalise_email(rules, raw, expected):
     assert call(rules, "normalise_email(%s)", raw) == expected
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (" Leipzig ", "Leipzig"), ("\u200b\u200b\u200b", None), ("\u00a0Berlin\u200d", "Berlin"),
+    ("\uff2d\uff55\uff4e\uff43\uff48\uff45\uff4e", "Munchen"), ("", None), (None, None),
+])
+def test_clean_text_normalises_unicode_and_blanks(rules, raw, expected):
+    assert call(rules, "clean_text(%s)", raw) == expected
 
 
 def test_set_aside_keeps_rejected_values_only(rules):
@@ -129,6 +143,9 @@ def test_normalise_vin(rules, raw, expected):
     (0, datetime.datetime(2024, 5, 1, tzinfo=UTC), None),
     (1999, None, 1999),
     (None, None, None),
+    (2020, "infinity", 2020),                                   # infinite created_at: bounded by 2100 only
+    (2020, "-infinity", 2020),
+    (2101, "infinity", None),
 ])
 def test_valid_vehicle_year(rules, year, created, expected):
     assert call(rules, "valid_vehicle_year(%s, %s)", year, created) == expected
@@ -136,7 +153,7 @@ def test_valid_vehicle_year(rules, year, created, expected):
 
 # --- closed sets --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("raw, expected", [
-    ("new", "new"), ("contacted", "contacted"), ("qualified", "qualified"), ("converted", "converted"),
+    ("new", "new"), ("contacted", "contacted"), ("qualified", "qualified"), ("converted", "won"),
     ("lost", "lost"), ("spam", "spam"),                     # the plan turned these into 'new'
     ("neu", "new"), ("NEU ", "new"),                        # German legacy spelling
     (None, None),                                           # unknown stays unknown
