@@ -71,9 +71,10 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from ansible_collections.carbot.migration.plugins.module_utils import db, sync
 
 try:
+    import psycopg2
     from psycopg2 import sql
 except ImportError:  # pragma: no cover - reported by the module through db.HAS_PSYCOPG2
-    sql = None
+    psycopg2 = sql = None
 
 DEFAULT_BATCH_SIZE = 10000
 MIN_BATCH_SIZE = 500
@@ -582,6 +583,41 @@ def batch_statement(spec, quarantine, last_key, limit, run_id):
         stale=stale, wanted=wanted, locked=locked, entering=sql.SQL("").join(entering))
 
 
+def unmappable_message(conn, spec, last_key, limit, exc, max_rows=5):
+    """Which legacy rows of a failed batch the mapping cannot map: each key of the batch's range is read through
+    the view on its own (a savepoint each; only on this error path), and the first ``max_rows`` that fail are
+    named with their error. A rerun cannot help until the value or the rule is fixed, and the message says so."""
+    error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    found = []
+    if spec.kind == "row":
+        skey = spec.source_key
+        where = sql.SQL("WHERE {} > {}").format(_row(skey, "s"), _params_row(last_key)) if last_key else sql.SQL("")
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("SELECT {keys} FROM {src} s {where} ORDER BY {keys} {lim}").format(
+                keys=_cols(skey, "s"), src=spec.source_rel, where=where,
+                lim=sql.SQL("LIMIT {}").format(sql.Literal(int(limit))) if limit else sql.SQL("")),
+                list(last_key or []))
+            keys = cur.fetchall()
+            probe = sql.SQL("SELECT * FROM {view} m WHERE {match}").format(
+                view=spec.view_rel, match=sql.SQL(" AND ").join(
+                    sql.SQL("m.{} = %s").format(sql.Identifier(v)) for v in spec.view_key))
+            for key in keys:
+                cur.execute("SAVEPOINT carbot_probe")
+                try:
+                    cur.execute(probe, list(key))
+                    cur.fetchall()
+                    cur.execute("RELEASE SAVEPOINT carbot_probe")
+                except (psycopg2.DataError, psycopg2.IntegrityError) as row_exc:
+                    cur.execute("ROLLBACK TO SAVEPOINT carbot_probe")
+                    found.append("%s (%s)" % ("/".join(str(k) for k in key), str(row_exc).strip().splitlines()[0]))
+                    if len(found) >= max_rows:
+                        break
+        conn.rollback()
+    rows = ("legacy %s row(s) %s" % (spec.source, ", ".join(found))) if found else "a row of this batch"
+    return ("%s: the mapping cannot map %s: %s. A rerun fails the same way: fix the value in %s or the rule "
+            "in sql/mapping (docs/mapping.md), then rerun to resume" % (spec.name, rows, error, spec.source))
+
+
 def entered_statement(spec, keys_per_ref):
     """How many of the parents a batch quarantined children for are in the target now (a fresh snapshot)."""
     parts, args = [], []
@@ -804,7 +840,12 @@ class CopyEngine:
                         # its rerun) then take turns per batch instead of racing on the same keys.
                         row = status.read(cur, spec.name, lock=True) or {}
                         last_key = row.get("last_key")
-                        cur.execute(batch_statement(spec, quarantine_box["q"], last_key, limit, self.run_id))
+                        try:
+                            cur.execute(batch_statement(spec, quarantine_box["q"], last_key, limit, self.run_id))
+                        except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
+                            # a value the mapping cannot take: retrying would fail the same way, so name the rows
+                            c.rollback()
+                            raise CopyError(unmappable_message(c, spec, last_key, limit, exc))
                         row = cur.fetchone()
                         n_scanned, n_ins, n_q, new_last, n_stale, n_wanted, n_locked = row[:7]
                         n_entered = 0

@@ -61,8 +61,9 @@ TRIGGER_NAMES = {
     FORWARD: ("carbot_sync_fwd", "carbot_sync_fwd_truncate"),
     REVERSE: ("carbot_sync_rev", "carbot_sync_rev_truncate"),
 }
-# BEFORE UPDATE on carbot_v2 tables with set-aside values (``set_aside`` in the declaration), reverse direction:
-# a column the application writes drops its set-aside original from legacy_raw.
+# BEFORE UPDATE OF <columns> on carbot_v2 tables with set-aside values (``set_aside`` in the declaration), one per
+# set-aside key, reverse direction: a column the application writes (even to the value it had: clearing a field that
+# shows NULL because its legacy value was set aside) drops that key's original from legacy_raw.
 RAW_TRIGGER = "carbot_sync_rev_raw"
 # Errors of a sync that come from the data (a value no rule maps, a constraint the mapped row breaks): the
 # trigger quarantines the row ("sync failed: ...") instead of failing the application's write. Lock errors,
@@ -625,25 +626,27 @@ def reverse_trigger_function(plan, target, sequences=None):
     return _function(plan.fn("rev_" + target), sql.SQL(""), sql.SQL("trigger"), [sql.SQL("")], body)
 
 
-def raw_trigger_function(plan, target):
-    """carbot_sync_rev_raw_<target>(): BEFORE UPDATE of a carbot_v2 row by the application: every column it
-    changes drops the set-aside original of that column from legacy_raw (``set_aside`` in the declaration), so
-    that the reverse projection (``COALESCE(column, legacy_raw->>key)``) never brings the old invalid value back
-    over a new one, nor over a value the application cleared. Writes of the sync itself (the loop setting is
-    marked) and writes that set legacy_raw themselves are left alone."""
-    t = plan.by_target[target]
+def raw_trigger_function(plan):
+    """carbot_sync_rev_raw(key): BEFORE UPDATE OF the columns a set-aside key stands for (one trigger per key and
+    table, the key as its argument): the application wrote one of those columns, so the set-aside original of
+    that key goes from legacy_raw, and the reverse projection (``COALESCE(column, legacy_raw->>key)``) never brings
+    the old invalid value back over a new one, nor over a value the application cleared. ``UPDATE OF`` fires
+    whenever the statement sets the column, also to the value it had (the app clears an email that it sees as
+    NULL because the legacy one was set aside). Writes of the sync itself (the loop setting is marked) and writes
+    that set legacy_raw themselves are left alone."""
     body = [
         sql.SQL("IF current_setting({s}, true) = {o} THEN RETURN NEW; END IF;").format(
             s=sql.Literal(ORIGIN_SETTING), o=sql.Literal(FORWARD)),
         sql.SQL("IF NEW.legacy_raw IS NULL OR NEW.legacy_raw IS DISTINCT FROM OLD.legacy_raw THEN RETURN NEW; END IF;"),
+        sql.SQL("NEW.legacy_raw := NULLIF(NEW.legacy_raw - TG_ARGV[0], '{}'::jsonb);"),
+        sql.SQL("RETURN NEW;"),
     ]
-    for key, columns in sorted(t["set_aside"].items()):
-        body.append(sql.SQL("IF ({n}) IS DISTINCT FROM ({o}) THEN NEW.legacy_raw := NEW.legacy_raw - {k}; END IF;").format(
-            n=_join(sql.SQL("NEW.{}").format(_id(c)) for c in columns),
-            o=_join(sql.SQL("OLD.{}").format(_id(c)) for c in columns), k=sql.Literal(key)))
-    body.append(sql.SQL("NEW.legacy_raw := NULLIF(NEW.legacy_raw, '{}'::jsonb);"))
-    body.append(sql.SQL("RETURN NEW;"))
-    return _function(plan.fn("rev_raw_" + target), sql.SQL(""), sql.SQL("trigger"), [sql.SQL("")], body)
+    return _function(plan.fn("rev_raw"), sql.SQL(""), sql.SQL("trigger"), [sql.SQL("")], body)
+
+
+def raw_triggers(entry):
+    """{trigger name: (set-aside key, [columns])} of one table of the declaration."""
+    return {"%s_%s" % (RAW_TRIGGER, key): (key, cols) for key, cols in sorted(entry.get("set_aside", {}).items())}
 
 
 def reverse_sql_files():
@@ -730,8 +733,8 @@ def function_statements(plan, direction, sequences=None, reverse_active=False):
             raise SyncError("reverse projections missing in %s: %s (sql/sync)" % (plan.mapping, ", ".join(missing)))
         for target in plan.reverse_tables():
             out.append(("rev_" + target, reverse_trigger_function(plan, target, sequences)))
-        for target in plan.raw_tables():
-            out.append(("rev_raw_" + target, raw_trigger_function(plan, target)))
+        if plan.raw_tables():
+            out.append(("rev_raw", raw_trigger_function(plan)))
     return out
 
 
@@ -769,7 +772,7 @@ def status(conn, legacy_schema="public", mapping_schema="carbot_migration", targ
     """Which tables carry which triggers, enabled or not: {direction: {table: {row, truncate, enabled}}}."""
     from ansible_collections.carbot.migration.plugins.module_utils import mapping
     out = {}
-    raw_tables = {t["target"] for t in mapping.TABLES if t["kind"] == "row" and t.get("set_aside")}
+    raw = {t["target"]: tuple(raw_triggers(t)) for t in mapping.TABLES if t["kind"] == "row"}
     for direction, schema, tables in (
             (FORWARD, legacy_schema, list(mapping.LEGACY_TABLES)),
             (REVERSE, target_schema, [t["target"] for t in mapping.TABLES if t["kind"] == "row"])):
@@ -777,18 +780,18 @@ def status(conn, legacy_schema="public", mapping_schema="carbot_migration", targ
         out[direction] = {}
         for table in tables:
             trig = have.get(table, {})
-            needed = trigger_names(direction, table in raw_tables)
+            needed = trigger_names(direction, raw.get(table, ()))
             rec = {"row": needed[0] in trig, "truncate": needed[1] in trig}
-            if direction == REVERSE and table in raw_tables:
-                rec["raw"] = RAW_TRIGGER in trig
+            if direction == REVERSE and raw.get(table):
+                rec["raw"] = all(n in trig for n in raw[table])
             rec["enabled"] = bool(trig) and all(trig.values()) and all(n in trig for n in needed)
             out[direction][table] = rec
     return out
 
 
-def trigger_names(direction, raw=False):
-    """The triggers one table carries for ``direction``: row, truncate guard (and the raw trigger)."""
-    return TRIGGER_NAMES[direction] + ((RAW_TRIGGER,) if direction == REVERSE and raw else ())
+def trigger_names(direction, raw=()):
+    """The triggers one table carries for ``direction``: row, truncate guard (and its raw triggers, reverse)."""
+    return TRIGGER_NAMES[direction] + (tuple(raw) if direction == REVERSE else ())
 
 
 # ---------------------------------------------------------------------------- install / remove
@@ -843,11 +846,11 @@ class LockedStep:
 
 def plan_changes(conn, plan, direction, state):
     """What install/remove would do: {"create": [table], "drop": [table], "keep": [table]}."""
-    raw_tables = set(plan.raw_tables())
     out = {"create": [], "drop": [], "keep": []}
     for schema, table, _fn in trigger_tables(plan, direction):
         have = existing_triggers(conn, schema).get(table, {})
-        complete = all(n in have for n in trigger_names(direction, table in raw_tables))
+        raw = raw_triggers(plan.by_target[table]) if direction == REVERSE else {}
+        complete = all(n in have for n in trigger_names(direction, raw))
         if state == "present":
             out["keep" if complete else "create"].append(table)
         elif have:
@@ -883,19 +886,22 @@ def install(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30,
 
         result["functions"], attempts, _w, _e = step.run(create_functions)
         row_name, trunc_name = TRIGGER_NAMES[direction]
-        raw_tables = set(plan.raw_tables()) if direction == REVERSE else set()
         for schema, table, fn in trigger_tables(plan, direction):
             def create(cur, schema=schema, table=table, fn=fn):
+                raw = raw_triggers(plan.by_target[table]) if direction == REVERSE else {}
                 cur.execute(
                     "SELECT t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n "
-                    "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s AND t.tgname IN (%s, %s, %s)",
-                    (schema, table, row_name, trunc_name, RAW_TRIGGER))
+                    "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s AND t.tgname = ANY(%s)",
+                    (schema, table, list(trigger_names(direction, raw))))
                 have = {r[0] for r in cur.fetchall()}
                 done = False
-                if table in raw_tables and RAW_TRIGGER not in have:
-                    cur.execute(sql.SQL("CREATE TRIGGER {} BEFORE UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {}()").format(
-                        _id(RAW_TRIGGER), _id(schema, table), plan.fn("rev_raw_" + table)))
-                    done = True
+                for name, (key, columns) in raw.items():
+                    if name not in have:
+                        cur.execute(sql.SQL("CREATE TRIGGER {} BEFORE UPDATE OF {} ON {} FOR EACH ROW "
+                                            "EXECUTE FUNCTION {}({})").format(
+                            _id(name), _join(_id(c) for c in columns), _id(schema, table), plan.fn("rev_raw"),
+                            sql.Literal(key)))
+                        done = True
                 if row_name not in have:
                     cur.execute(sql.SQL("CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW "
                                         "EXECUTE FUNCTION {}()").format(_id(row_name), _id(schema, table), plan.fn(fn)))
@@ -938,7 +944,7 @@ def remove(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30, 
                 continue
 
             def drop(cur, schema=schema, table=table):
-                for name in trigger_names(direction, raw=True):
+                for name in trigger_names(direction, raw_triggers(plan.by_target[table]) if direction == REVERSE else ()):
                     cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(_id(name), _id(schema, table)))
                 return True
 
@@ -1023,7 +1029,8 @@ def repair(conn, plan, report, truth):
     rollback) writes the legacy rows of carbot_v2's differing and extra keys back from carbot_v2 (a no-op update of
     the carbot_v2 row fires its reverse trigger, which writes the legacy row and re-projects it), and re-syncs
     forward what carbot_v2 lacks (a row that is only in the legacy schema is kept, never deleted) and the derived
-    tables (they are derived from the legacy rows). Returns ``{table: [{"key", "columns", "kind", "action"}]}``.
+    tables (they are derived from the legacy rows). A difference in the set-aside legacy values alone (``migration
+    metadata only``) is re-derived from the legacy row in both cases. Returns ``{table: [{"key", "columns", "kind", "action"}]}``.
     """
     checks = report["checks"]
     out = {}
@@ -1049,7 +1056,11 @@ def repair(conn, plan, report, truth):
         t = plan.by_target[table]
         forward, backward = [], []
         for item in items:
-            if truth == "target" and t["kind"] == "row" and item["found"] in ("extra", "different"):
+            # only the set-aside legacy values differ (the data agrees): they are a copy of the legacy row, so they
+            # are re-derived from it whichever side is the truth (writing the legacy row from carbot_v2 would drop
+            # the original legacy value)
+            metadata_only = item["kind"] == "migration metadata only"
+            if truth == "target" and t["kind"] == "row" and item["found"] in ("extra", "different") and not metadata_only:
                 backward.append(item)
             else:
                 forward.append(item)
@@ -1061,7 +1072,8 @@ def repair(conn, plan, report, truth):
             keys = [_key_values(i["key"]) for i in forward]
             resync_keys(conn, plan, table, keys)
             for i in forward:
-                i["action"] = "carbot_v2 row re-synced from legacy"
+                i["action"] = ("carbot_v2 row re-synced from legacy" if i["found"] != "missing" or truth == "legacy"
+                               else "kept: the row is only in the legacy schema; re-synced into carbot_v2")
         out[table] = items
     return out
 

@@ -188,11 +188,13 @@ $$;
 -- a time that does not exist (spring forward, 02:30 on the last Sunday of March) is read with
 -- the offset before the jump (+01:00), i.e. it becomes 03:30 CEST; an ambiguous time (fall back,
 -- 02:30 on the last Sunday of October) is read as standard time (+01:00), the later instant.
--- NULL time -> NULL (the appointment keeps its date).
+-- NULL time -> NULL (the appointment keeps its date). A date a timestamp cannot hold (after 294276-12-30; legacy
+-- dates are unchecked) has no instant either: NULL, the date is kept. 'infinity' stays infinite.
 CREATE OR REPLACE FUNCTION local_to_instant(local_date date, local_time time without time zone)
 RETURNS timestamptz
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT pg_catalog.timezone('Europe/Berlin', local_date + local_time)
+    SELECT CASE WHEN NOT (pg_catalog.isfinite(local_date) AND local_date > '294276-12-30'::date)
+                THEN pg_catalog.timezone('Europe/Berlin', local_date + local_time) END
 $$;
 
 -- JSON --------------------------------------------------------------------------------------------

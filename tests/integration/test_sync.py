@@ -212,8 +212,10 @@ def test_sync_check_finds_and_repairs_what_the_triggers_missed(make_database):
     repaired = run_sync_check(db, checks=checks, repair=True)
     assert repaired.get("failed") is not True and repaired["ok"] is True, repaired
     assert repaired["changed"] is True
-    assert {t: n for t, n in repaired["repaired"].items() if n} == {"leads": 1, "customers": 1,
-                                                                   "analytics_events": 1}, repaired["repaired"]
+    assert {t: [(i["key"], i["found"], i["columns"]) for i in items] for t, items in repaired["repaired"].items()} == {
+        "leads": [(str(lead), "different", ["status"])], "customers": [(str(customer), "missing", [])],
+        "analytics_events": [(str(event), "missing", [])]}, repaired["repaired"]
+    assert "leads %s: status (data): carbot_v2 row re-synced from legacy" % lead in repaired["repaired_summary"]
     assert db.scalar("SELECT count(*) FROM carbot_v2.customers WHERE id = %s", (customer,)) == 1
     assert db.query("SELECT status::text FROM carbot_v2.leads WHERE id = %s", (lead,)) == before
     assert db.scalar("SELECT count(*) FROM carbot_v2.analytics_events WHERE id = %s", (event,)) == 1
