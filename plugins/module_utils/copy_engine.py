@@ -598,15 +598,17 @@ def unmappable_message(conn, spec, last_key, limit, exc, max_rows=5):
                 lim=sql.SQL("LIMIT {}").format(sql.Literal(int(limit))) if limit else sql.SQL("")),
                 list(last_key or []))
             keys = cur.fetchall()
-            probe = sql.SQL("SELECT * FROM {view} m WHERE {match}").format(
-                view=spec.view_rel, match=sql.SQL(" AND ").join(
+            # the row as the batch would write it (view and target constraints), always undone
+            probe = sql.SQL("INSERT INTO {target} ({cols}) SELECT {cols} FROM {view} m WHERE {match} "
+                            "AND m.{reason} IS NULL ON CONFLICT DO NOTHING").format(
+                target=spec.target_rel, cols=_cols(spec.columns), view=spec.view_rel,
+                reason=sql.Identifier(QUARANTINE_REASON), match=sql.SQL(" AND ").join(
                     sql.SQL("m.{} = %s").format(sql.Identifier(v)) for v in spec.view_key))
             for key in keys:
                 cur.execute("SAVEPOINT carbot_probe")
                 try:
                     cur.execute(probe, list(key))
-                    cur.fetchall()
-                    cur.execute("RELEASE SAVEPOINT carbot_probe")
+                    cur.execute("ROLLBACK TO SAVEPOINT carbot_probe")
                 except (psycopg2.DataError, psycopg2.IntegrityError) as row_exc:
                     cur.execute("ROLLBACK TO SAVEPOINT carbot_probe")
                     found.append("%s (%s)" % ("/".join(str(k) for k in key), str(row_exc).strip().splitlines()[0]))
