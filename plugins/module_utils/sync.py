@@ -612,7 +612,8 @@ def reverse_trigger_function(plan, target, sequences=None):
     for ref in t["references"]:
         parent = plan.by_target[ref["parent"]]
         if parent["kind"] == "derived" and ref["parent"] != CHAT_SESSIONS:
-            body.append(sql.SQL("IF TG_OP <> 'INSERT' AND OLD.{c} IS NOT NULL THEN PERFORM {fn}(OLD.{c}); END IF;").format(
+            body.append(sql.SQL(
+                "IF TG_OP <> 'INSERT' AND OLD.{c} IS NOT NULL THEN PERFORM {fn}(OLD.{c}); END IF;").format(
                 c=_id(ref["column"]), fn=plan.fn(ref["parent"])))
     for seq in (sequences or {}).get(t["source"], []):
         if seq["target"] == target:
@@ -944,7 +945,8 @@ def remove(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30, 
                 continue
 
             def drop(cur, schema=schema, table=table):
-                for name in trigger_names(direction, raw_triggers(plan.by_target[table]) if direction == REVERSE else ()):
+                raw = raw_triggers(plan.by_target[table]) if direction == REVERSE else ()
+                for name in trigger_names(direction, raw):
                     cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(_id(name), _id(schema, table)))
                 return True
 
@@ -1030,7 +1032,8 @@ def repair(conn, plan, report, truth):
     the carbot_v2 row fires its reverse trigger, which writes the legacy row and re-projects it), and re-syncs
     forward what carbot_v2 lacks (a row that is only in the legacy schema is kept, never deleted) and the derived
     tables (they are derived from the legacy rows). A difference in the set-aside legacy values alone (``migration
-    metadata only``) is re-derived from the legacy row in both cases. Returns ``{table: [{"key", "columns", "kind", "action"}]}``.
+    metadata only``) is re-derived from the legacy row in both cases.
+    Returns ``{table: [{"key", "columns", "kind", "found", "action"}]}``.
     """
     checks = report["checks"]
     out = {}
@@ -1050,7 +1053,8 @@ def repair(conn, plan, report, truth):
                               "kind": kinds.get(_key_label(key), "data" if label == "different" else "row " + label),
                               "found": label})
         for rec_failed in checks.get("counts", {}).get("tables", {}).get(table, {}).get("sync_failed", []):
-            items.append({"key": rec_failed["key"], "columns": [], "kind": rec_failed["reason"], "found": "sync failed"})
+            items.append({"key": rec_failed["key"], "columns": [], "kind": rec_failed["reason"],
+                          "found": "sync failed"})
         if not items:
             continue
         t = plan.by_target[table]
@@ -1060,7 +1064,8 @@ def repair(conn, plan, report, truth):
             # are re-derived from it whichever side is the truth (writing the legacy row from carbot_v2 would drop
             # the original legacy value)
             metadata_only = item["kind"] == "migration metadata only"
-            if truth == "target" and t["kind"] == "row" and item["found"] in ("extra", "different") and not metadata_only:
+            if (truth == "target" and t["kind"] == "row" and item["found"] in ("extra", "different")
+                    and not metadata_only):
                 backward.append(item)
             else:
                 forward.append(item)

@@ -11,7 +11,8 @@ ODD = [
     "UPDATE public.vehicles SET created_at = 'infinity' WHERE id = " + NTH.format(t="vehicles", n=0),
     "UPDATE public.vehicles SET created_at = '-infinity', updated_at = 'infinity' WHERE id = "
     + NTH.format(t="vehicles", n=1),
-    "UPDATE public.vehicles SET year = 2147483647, mileage_km = -2147483648 WHERE id = " + NTH.format(t="vehicles", n=2),
+    "UPDATE public.vehicles SET year = 2147483647, mileage_km = -2147483648 WHERE id = "
+    + NTH.format(t="vehicles", n=2),
     "UPDATE public.customers SET created_at = 'infinity', updated_at = '-infinity', email = 'ａda@example.de', "
     "city = E'\\u200b\\u200b' WHERE id = " + NTH.format(t="customers", n=0),
     "UPDATE public.customers SET email = 'ﬁnn@exämple.de', name = E'Ｊａｎ\\u200b Müller' WHERE id = "
@@ -23,10 +24,12 @@ ODD = [
     "UPDATE public.appointments SET appointment_date = '-infinity' WHERE id = " + NTH.format(t="appointments", n=2),
     "UPDATE public.chat_messages SET created_at = 'infinity', message = E'\\u200b🚗\\u0301 ﬁ' "
     "WHERE id = (SELECT min(id) FROM public.chat_messages)",
-    "UPDATE public.invoices SET issued_at = 'infinity', paid_at = '-infinity' WHERE id = " + NTH.format(t="invoices", n=0),
+    "UPDATE public.invoices SET issued_at = 'infinity', paid_at = '-infinity' WHERE id = "
+    + NTH.format(t="invoices", n=0),
     "UPDATE public.users SET last_login_at = 'infinity', created_at = '-infinity', "
     "email = E'ＡＤＭＩＮ@Example.de\\u200b' WHERE id = " + NTH.format(t="users", n=0),
-    "UPDATE public.workshops SET created_at = 'infinity', city = E'\\u200b' WHERE id = " + NTH.format(t="workshops", n=0),
+    "UPDATE public.workshops SET created_at = 'infinity', city = E'\\u200b' WHERE id = "
+    + NTH.format(t="workshops", n=0),
     "UPDATE public.gdpr_requests SET requested_at = '-infinity', completed_at = 'infinity' WHERE id = "
     + NTH.format(t="gdpr_requests", n=0),
     "UPDATE public.services SET price_cents = 2147483647, duration_minutes = -2147483648 WHERE id = "
@@ -77,7 +80,8 @@ def test_the_old_app_writes_those_rows_and_the_triggers_keep_up(odd):
              "SELECT gen_random_uuid(), customer_id, workshop_id, 'VW', 2020, 'infinity', '-infinity' "
              "FROM public.vehicles WHERE id = " + NTH.format(t="vehicles", n=0))
     db.query("UPDATE public.appointments SET notes = 'odd' WHERE id = " + NTH.format(t="appointments", n=1))
-    db.query("UPDATE public.customers SET email = E'ＺＥＲＯ\\u200d@example.de' WHERE id = " + NTH.format(t="customers", n=2))
+    db.query("UPDATE public.customers SET email = E'ＺＥＲＯ\\u200d@example.de' WHERE id = "
+             + NTH.format(t="customers", n=2))
     db.query("INSERT INTO public.chat_messages (workshop_id, kunde_id, sender, message, created_at) "
              "SELECT workshop_id, kunde_id, 'user', E'\\ufeff\\u202eevil', '-infinity' FROM public.chat_messages "
              "ORDER BY id LIMIT 1")

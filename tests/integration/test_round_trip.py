@@ -7,8 +7,6 @@ through unqualified names, inserts with default ids, fixes the bad legacy values
 written out by hand per case (legacy values after the rollback), not derived from the mapping.
 """
 
-import uuid
-
 import psycopg2
 import pytest
 from ansible_collections.carbot.migration.plugins.module_utils import mapping, sync, validation
@@ -183,7 +181,8 @@ def round_trip(cut_over):
             "VALUES (%s, 'Neu', 'Kundin', 'neu.kundin@example.de', '10115') RETURNING id", (ws,))[0][0]
     out["inserted"]["leads"] = app_exec(
         db, "INSERT INTO leads (workshop_id, client_key, name, email, status, source, lead_score) "
-            "VALUES (%s, 'rt-client', 'Neu Lead', 'neu.lead@example.de', 'won', 'widget', 70) RETURNING id", (ws,))[0][0]
+            "VALUES (%s, 'rt-client', 'Neu Lead', 'neu.lead@example.de', 'won', 'widget', 70) RETURNING id",
+        (ws,))[0][0]
     out["inserted"]["chat_messages"] = app_exec(
         db, "INSERT INTO chat_messages (session_id, workshop_id, sender, message, created_at) "
             "SELECT id, workshop_id, 'bot', 'Neue App 🚗 Grüße', now() FROM chat_sessions ORDER BY id LIMIT 1 "
@@ -223,7 +222,8 @@ def test_the_rollback_brings_the_write_back_with_its_legacy_value(round_trip, in
 def test_a_cleared_value_does_not_come_back_and_set_aside_keys_follow(round_trip):
     db, out = round_trip
     cleared = [c for c in out["cases"] if "email = NULL" in c[2]][0]
-    assert db.scalar("SELECT legacy_raw ? 'email' FROM carbot_v2.customers WHERE id = %s", (cleared[1],)) in (None, False)
+    assert db.scalar("SELECT legacy_raw ? 'email' FROM carbot_v2.customers WHERE id = %s",
+                     (cleared[1],)) in (None, False)
     fixed = [c for c in out["cases"] if "fixed@example.de'" in c[2] and c[0] == "customers"][0]
     assert db.scalar("SELECT legacy_raw FROM carbot_v2.customers WHERE id = %s", (fixed[1],)) is None or \
         "email" not in db.scalar("SELECT legacy_raw FROM carbot_v2.customers WHERE id = %s", (fixed[1],))
@@ -304,7 +304,8 @@ def test_an_unrepairable_difference_stops_with_what_to_do(make_database):
     switch(db, plan)
     a, c = [r[0] for r in db.query("SELECT id::text FROM public.workshops ORDER BY id LIMIT 2")]
     db.query("UPDATE public.workshops SET business_type = 'bogus', slug = 'clash-slug' WHERE id = %s", (c,))
-    assert db.scalar("SELECT count(*) FROM carbot_v2.migration_quarantine WHERE target_table = 'workshops' AND source_pk = %s", (c,)) == 1
+    assert db.scalar("SELECT count(*) FROM carbot_v2.migration_quarantine WHERE target_table = 'workshops' "
+                     "AND source_pk = %s", (c,)) == 1
     conn = db.connect()
     with conn.cursor() as cur:
         cur.execute("SET session_replication_role = replica")
