@@ -19,7 +19,7 @@ description:
   - B(Tables.) Each target table gets the privileges (C(has_table_privilege)) the role has on its legacy
     counterpart (the mapping declaration's driving table, else the table of the same name). A target table with
     no counterpart gets O(new_table_privileges). With O(table_privileges) set, every table gets exactly that
-    declared set instead of the comparison. Tables in O(exclude_tables) (the migration's bookkeeping: the
+    declared set instead of the comparison. Tables in O(exclude_tables) (the migration's bookkeeping; the
     quarantine holds legacy rows with secrets, the cutover state steers the rollback) get nothing, and whatever
     the role holds on them (and on their sequences) is revoked - however it got it, e.g. through the default
     privileges below when the table was created after them, as C(migration_cutover_state) is. (Default privileges

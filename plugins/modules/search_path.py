@@ -28,7 +28,7 @@ description:
     whenever the module writes it (default privileges of the schema would give the app role some). A sha256 of
     each recorded value is kept in the table's C(COMMENT), which only the owner can change; a record that does
     not match it is refused, and V(legacy) also refuses a record that names roles other than O(app_role) and
-    O(roles): nothing is changed then, and the message says why. Schemas in it that do not exist are warned about.
+    O(roles); nothing is changed then, and the message says why. Schemas in it that do not exist are warned about.
   - B(Existing sessions.) Settings apply when a session starts; sessions of the app role that started
     before the switch keep the old path. They are found in C(pg_stat_activity) (C(backend_start) earlier
     than the recorded switch) and, by default, the idle ones are terminated with C(pg_terminate_backend)
