@@ -42,6 +42,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
 import random
 import time
@@ -859,6 +860,80 @@ def plan_changes(conn, plan, direction, state):
     return out
 
 
+# The schemas an installed sync was generated for, recorded in a COMMENT on the mapping schema (the
+# functions live there, the schema outlives re-applying the mapping, and cleanup drops it with them).
+RECORD_PREFIX = "carbot.migration sync installed for: "
+_MAPPING_TRIGGERS_SQL = (
+    "SELECT n.nspname, c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_proc p ON p.oid = t.tgfoid "
+    "JOIN pg_namespace pn ON pn.oid = p.pronamespace "
+    "WHERE pn.nspname = %s AND NOT t.tgisinternal AND t.tgname LIKE 'carbot\\_sync\\_%%'")
+
+
+def recorded_schemas(cur, mapping_schema):
+    """{"target_schema", "legacy_schema"} the sync in ``mapping_schema`` was installed for, or None."""
+    cur.execute("SELECT pg_catalog.obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s",
+                (mapping_schema,))
+    row = cur.fetchone()
+    if not row or not row[0] or not row[0].startswith(RECORD_PREFIX):
+        return None
+    try:
+        record = json.loads(row[0][len(RECORD_PREFIX):])
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def check_schemas(cur, mapping_schema, target_schema, legacy_schema):
+    """Raise SyncError when the sync of ``mapping_schema`` is installed for other schemas than these.
+
+    Installed = a trigger of ours calls a function of ``mapping_schema``. What it was installed for: the
+    record (COMMENT on the mapping schema); without one (an install older than the record), the schemas
+    that carry its triggers and whether its functions name ``target_schema`` at all.
+    Returns (record found or None, number of triggers)."""
+    wanted = {"target_schema": target_schema, "legacy_schema": legacy_schema}
+    cur.execute(_MAPPING_TRIGGERS_SQL, (mapping_schema,))
+    triggers = cur.fetchall()
+    have = recorded_schemas(cur, mapping_schema)
+    if not triggers:
+        return have, 0
+    found = dict(have or {})
+    reverse = sorted({s for s, _t, name in triggers if name in TRIGGER_NAMES[REVERSE]} - {target_schema})
+    forward = sorted({s for s, _t, name in triggers if name in TRIGGER_NAMES[FORWARD]} - {legacy_schema})
+    if reverse:
+        found["target_schema"] = reverse[0]
+    if forward:
+        found["legacy_schema"] = forward[0]
+    if "target_schema" not in found:
+        cur.execute("SELECT bool_or(strpos(p.prosrc, %s) > 0) FROM pg_proc p JOIN pg_namespace n "
+                    "ON n.oid = p.pronamespace WHERE n.nspname = %s AND p.proname LIKE 'carbot\\_sync\\_%%'",
+                    (_id(target_schema).as_string(cur.connection) + ".", mapping_schema))
+        if cur.fetchone()[0] is False:
+            found["target_schema"] = "(another schema: its functions never name %s)" % target_schema
+    if any(found.get(k, wanted[k]) != wanted[k] for k in wanted):
+        raise SyncError(
+            "the sync triggers in %s are installed for target schema %s and legacy schema %s (%d triggers); "
+            "refusing to regenerate them for target schema %s and legacy schema %s: the legacy app's writes "
+            "would go there and %s would go stale. Check carbot_target_schema / carbot_legacy_schema in the "
+            "inventory. To move the sync on purpose, remove it first (sync_triggers state=absent "
+            "direction=both with the schemas it was installed for), then install it again. Nothing was changed."
+            % (mapping_schema, found.get("target_schema", target_schema), found.get("legacy_schema", legacy_schema),
+               len(triggers), target_schema, legacy_schema, found.get("target_schema", target_schema)))
+    return have, len(triggers)
+
+
+def claim_schemas(cur, plan, record=True):
+    """Refuse to re-point an installed sync (:func:`check_schemas`); with ``record``, record the schemas
+    it is installed for. Every install regenerates the functions for ``plan.target``: over the triggers of
+    an install for another schema, the legacy app's writes would silently go to the new schema."""
+    have, _n = check_schemas(cur, plan.mapping, plan.target, plan.legacy)
+    wanted = {"target_schema": plan.target, "legacy_schema": plan.legacy}
+    if record and have != wanted:
+        cur.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
+            _id(plan.mapping), sql.Literal(RECORD_PREFIX + json.dumps(wanted, sort_keys=True))))
+    return wanted
+
+
 def install(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30, on_table=None, step=None,
             sql_dir=None):
     """Create the functions (no table locks) and the triggers table by table under lock_timeout.
@@ -869,6 +944,7 @@ def install(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30,
     step = step or LockedStep(conn_params, lock_timeout_ms, max_attempts)
     result = {"functions": [], "tables": {}, "sequences": {}}
     try:
+        step.run(lambda cur: claim_schemas(cur, plan))  # never re-point an installed sync
         conn = step.connect()
         if direction == REVERSE:
             apply_reverse_views(conn, plan, sql_dir)

@@ -13,14 +13,18 @@ module: app_privileges
 short_description: Give the application role on carbot_v2 what it has on the legacy schema
 description:
   - Compares, object by object, what O(app_role) may do in O(legacy_schema) with what it may do in
-    O(target_schema), and grants what is missing. Nothing is revoked.
+    O(target_schema), and grants what is missing. Nothing is revoked, except on O(exclude_tables).
   - B(Schema) C(USAGE) on O(target_schema) (without it PostgreSQL silently skips the schema on the search_path
     and the app keeps reading the legacy tables).
   - B(Tables.) Each target table gets the privileges (C(has_table_privilege)) the role has on its legacy
     counterpart (the mapping declaration's driving table, else the table of the same name). A target table with
     no counterpart gets O(new_table_privileges). With O(table_privileges) set, every table gets exactly that
-    declared set instead of the comparison. Tables in O(exclude_tables) (the migration's bookkeeping, which holds
-    legacy rows with secrets) are left alone.
+    declared set instead of the comparison. Tables in O(exclude_tables) (the migration's bookkeeping; the
+    quarantine holds legacy rows with secrets, the cutover state steers the rollback) get nothing, and whatever
+    the role holds on them (and on their sequences) is revoked - however it got it, e.g. through the default
+    privileges below when the table was created after them, as C(migration_cutover_state) is. (Default privileges
+    cannot leave out single tables; C(carbot.migration.search_path) also revokes on the state table whenever it
+    writes it.) A privilege that stays because it comes through C(PUBLIC) or a role membership fails the task.
   - B(Sequences.) Every sequence a target column draws from (its identity sequence, or the shared legacy sequence
     after C(carbot.migration.sequences)) gets what the role has on the legacy counterpart's sequence, at least
     O(sequence_privileges) (C(nextval) needs C(USAGE)).
@@ -193,6 +197,9 @@ class Privileges:
         legacy_tables = set(cdb.tables_in(cur, legacy))
         for table in cdb.tables_in(cur, target):
             if table in p["exclude_tables"]:
+                m, g = self.excess(cur, table)
+                missing += m
+                grants += g
                 continue
             source = cdb.counterpart(table, legacy_tables)
             if p["table_privileges"]:
@@ -215,6 +222,14 @@ class Privileges:
         seen = set()
         for col in cdb.sequence_columns(cur, target):
             if col["table"] in p["exclude_tables"]:
+                seq = (col["sequence_schema"], col["sequence"])
+                having = [pr for pr in SEQUENCE_PRIVILEGES if _has(cur, "sequence", app, self.q(*seq), pr)]
+                if having and seq not in seen:
+                    seen.add(seq)
+                    missing.append({"object_type": "sequence", "object": "%s.%s" % seq, "privilege": "no " +
+                                    ", ".join(having), "why": "sequence of the migration's %s" % col["table"]})
+                    grants.append(sql.SQL("REVOKE ALL ON SEQUENCE {} FROM {}").format(sql.Identifier(*seq),
+                                                                                     sql.Identifier(app)))
                 continue
             seq = (col["sequence_schema"], col["sequence"])
             if seq in seen:
@@ -238,6 +253,23 @@ class Privileges:
 
         m, g = self.default_privileges(cur)
         return missing + m, grants + g
+
+    def excess(self, cur, table):
+        """An excluded table (the migration's bookkeeping): the app role must hold nothing on it, however it got
+        it (a GRANT ON ALL TABLES, or this schema's default privileges when the table was created after them, as
+        migration_cutover_state is). Returns (findings, [REVOKE])."""
+        app, target = self.p["app_role"], self.p["target_schema"]
+        name = self.q(target, table)
+        having = [pr for pr in TABLE_PRIVILEGES if _has(cur, "table", app, name, pr)]
+        for pr in ("SELECT", "INSERT", "UPDATE", "REFERENCES"):  # column grants count too
+            cur.execute("SELECT pg_catalog.has_any_column_privilege(%s, %s, %s)", (app, name, pr))
+            if cur.fetchone()[0] and pr not in having:
+                having.append(pr)
+        if not having:
+            return [], []
+        return ([{"object_type": "table", "object": "%s.%s" % (target, table), "privilege": "no " + ", ".join(having),
+                  "why": "the migration's bookkeeping (exclude_tables): the app role must neither read nor write it"}],
+                [sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(sql.Identifier(target, table), sql.Identifier(app))])
 
     def default_privileges(self, cur):
         p = self.p

@@ -30,6 +30,8 @@ description:
     database in O(backup_dir) are kept (files this module did not write are never touched).
   - The password goes to C(pg_dump)/C(pg_restore) through a temporary pgpass file (mode 0600, removed
     afterwards), never on the command line.
+  - B(Private files.) C(pg_dump) runs under umask 077 and every file of the backup is made 0600 (directories
+    0700) afterwards, in a O(backup_dir) made 0700 whatever its mode was.
   - Check mode says what would be dumped (database, size, tables, target path) and changes nothing.
 version_added: 1.0.0
 author: CarBot operations (@carbot)
@@ -42,7 +44,9 @@ options:
     choices: [backup, verify]
     default: backup
   backup_dir:
-    description: Directory for backups (C(carbot_backup_dir)); created (mode 0700) if missing.
+    description:
+      - Directory for backups (C(carbot_backup_dir)); created if missing, and made mode 0700 if it exists with
+        another mode (a dump holds every secret of the database). The backup, its checksum and manifest are 0600.
     type: path
     required: true
   run_id:
@@ -408,6 +412,7 @@ class Backup:
                         carbot_report={"backup": {"check_mode": True, "path": final, "database_size": db_size}})
         partial = base + ".partial"
         tools = None
+        umask = os.umask(0o077)  # pg_dump and the files written here: owner only, from the first byte
         try:
             self.prepare_dir()
             tools = Tools(self.module, server_major)
@@ -444,11 +449,14 @@ class Backup:
             }
             self.write_text(base + ".sha256", "\n".join(lines) + "\n")
             self.write_text(base + ".json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            for path in (final, base + ".sha256", base + ".json"):
+                self.make_private(path)  # whatever umask pg_dump honoured
         except BaseException:
             for leftover in (partial, final, base + ".sha256", base + ".json"):
                 remove_path(leftover)
             raise
         finally:
+            os.umask(umask)
             conn.close()
             if tools is not None:
                 tools.cleanup()
@@ -463,6 +471,7 @@ class Backup:
                                               "removed_by_retention": len(removed)}})
 
     def prepare_dir(self):
+        """backup_dir, private (0700) whether it existed or not: a dump holds every secret of the database."""
         path = self.p["backup_dir"]
         try:
             os.makedirs(path, mode=0o700, exist_ok=True)
@@ -470,6 +479,25 @@ class Backup:
             raise BackupError("cannot create backup_dir %s: %s" % (path, exc.strerror))
         if not os.access(path, os.W_OK | os.X_OK):
             raise BackupError("backup_dir %s is not writable for this user" % path)
+        try:
+            if os.stat(path).st_mode & 0o777 != 0o700:
+                os.chmod(path, 0o700)
+        except OSError as exc:
+            raise BackupError("backup_dir %s cannot be made private (mode 0700): %s; the dump would be readable by "
+                              "other local users" % (path, exc.strerror))
+
+    @staticmethod
+    def make_private(path):
+        """Files 0600 and directories 0700 (a directory-format dump is a directory of files)."""
+        if os.path.isdir(path):
+            os.chmod(path, 0o700)
+            for root, dirs, files in os.walk(path):
+                for name in dirs:
+                    os.chmod(os.path.join(root, name), 0o700)
+                for name in files:
+                    os.chmod(os.path.join(root, name), 0o600)
+        elif os.path.exists(path):
+            os.chmod(path, 0o600)
 
     @staticmethod
     def write_text(path, text):

@@ -20,7 +20,9 @@ description:
     matches and every table and view of the mapping declaration exists, nothing is executed and the module
     reports C(changed=false).
   - Refuses to apply the mapping when a legacy table is missing from O(legacy_schema) (a view would silently
-    bind a target table of the same name) or when the legacy schema holds a type named like a target enum type.
+    bind a target table of the same name), when the legacy schema holds a type named like a target enum type,
+    or when the sync triggers of O(mapping_schema) are installed for another target or legacy schema (the
+    views would then feed the live sync another schema's types; see C(carbot.migration.sync_triggers)).
   - With O(foreign_keys), adds the foreign keys of the mapping declaration (C(references) in
     C(plugins/module_utils/mapping.py)) as C(NOT VALID) and, with V(validated), validates them. Run that after the
     copy; during the copy the sync triggers may write a child row before its parent is copied.
@@ -140,7 +142,7 @@ import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.carbot.migration.plugins.module_utils import db, mapping
+from ansible_collections.carbot.migration.plugins.module_utils import db, mapping, sync
 
 try:
     from psycopg2 import sql
@@ -240,6 +242,10 @@ def main():
                 views = relations(cur, mapping_schema, ("v",))
                 previous = recorded_checksum(cur, target)
                 problems = preflight(cur, legacy, enum_types_of(sql_dir))
+                try:  # the views cast to the target's types: never re-point a live sync's mapping
+                    sync.check_schemas(cur, mapping_schema, target, legacy)
+                except sync.SyncError as exc:
+                    problems.append(str(exc))
             fks = mapping.existing_foreign_keys(conn, target) if tables else {}
             return tables, views, previous, problems, fks
         finally:

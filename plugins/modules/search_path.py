@@ -24,6 +24,11 @@ description:
     (created if absent), in the same transaction as the change. V(legacy) restores those values
     (C(RESET) where there was none) and leaves any role-level (all databases) setting untouched, so that
     after the way back every role sees exactly the path it saw before.
+  - B(A record nobody else can steer.) Every privilege on the state table is revoked from all roles but its owner
+    whenever the module writes it (default privileges of the schema would give the app role some). A sha256 of
+    each recorded value is kept in the table's C(COMMENT), which only the owner can change; a record that does
+    not match it is refused, and V(legacy) also refuses a record that names roles other than O(app_role) and
+    O(roles); nothing is changed then, and the message says why. Schemas in it that do not exist are warned about.
   - B(Existing sessions.) Settings apply when a session starts; sessions of the app role that started
     before the switch keep the old path. They are found in C(pg_stat_activity) (C(backend_start) earlier
     than the recorded switch) and, by default, the idle ones are terminated with C(pg_terminate_backend)
@@ -200,11 +205,17 @@ class Switch:
         self.roles = [self.p["app_role"]] + [r for r in self.p["roles"] if r != self.p["app_role"]]
         self.queries = []
         self.warnings = []
+        self.cur = None
 
     # ---- planning -----------------------------------------------------------------------------
     def plan(self, cur):
+        self.cur = cur
         settings = cdb.read_path_settings(cur, self.dbname)
-        record = cdb.read_state(cur, self.p["target_schema"], STATE_KEY) if self._schema_exists(cur) else None
+        try:
+            record = cdb.read_state(cur, self.p["target_schema"], STATE_KEY, verify=True) \
+                if self._schema_exists(cur) else None
+        except cdb.StateError as exc:
+            self.module.fail_json(msg="search_path %s: %s Nothing was changed." % (self.p["state"], exc))
         handled = [r for r in self.roles
                    if (settings["roles"].get(r) or {}).get("role") is not None
                    or (settings["roles"].get(r) or {}).get("role_in_database") is not None]
@@ -257,7 +268,13 @@ class Switch:
                             cdb.format_search_path(self.target_path), self.p["target_schema"], cdb.STATE_TABLE,
                             self.dbname))
             return settings, [], [], None, None
-        previous = record["previous"]
+        previous = record.get("previous")
+        problems = self._invalid_previous(previous, record)
+        if problems:
+            self.module.fail_json(
+                msg="search_path legacy: refusing the recorded way back in %s.%s: %s. Nothing was changed; set the "
+                    "values by hand after checking them." % (self.p["target_schema"], cdb.STATE_TABLE,
+                                                            "; ".join(problems)))
         statements = []
         if settings["database"] != previous["database"]:
             statements.append(cdb.set_database_path_sql(self.dbname, previous["database"]))
@@ -269,6 +286,43 @@ class Switch:
         if record.get("direction") != "legacy":
             new_record = dict(copy.deepcopy(record), direction="legacy", restored_at=None)
         return settings, list(previous["roles"]), statements, new_record, record.get("restored_at")
+
+    def _invalid_previous(self, previous, record):
+        """Why the recorded values must not be restored (empty list when they may).
+
+        The way back only touches what the switch changed: the database level, and the role-in-database level
+        of the roles it handles (O(app_role), O(roles)); each value must be a list of names. Schemas that do
+        not exist are only warned about: the path before the switch may legitimately name one (the digest
+        check of read_state is what proves the values are the ones the switch recorded)."""
+        if not isinstance(previous, dict) or set(previous) != {"database", "roles"} \
+                or not isinstance(previous["roles"], dict):
+            return ["its 'previous' entry is not what the switch records ({database, roles})"]
+        if not isinstance(record.get("search_path"), list):
+            return ["its 'search_path' entry is missing"]
+        problems = []
+        strange = sorted(r for r in previous["roles"] if r not in self.roles)
+        if strange:
+            problems.append("it names role(s) %s, which the switch does not handle (app_role and roles are %s)"
+                            % (", ".join(strange), ", ".join(self.roles)))
+        values = [("database " + self.dbname, previous["database"])] + sorted(
+            ("role " + r, v) for r, v in previous["roles"].items() if r in self.roles)
+        names = set()
+        for what, value in values:
+            if value is None:
+                continue
+            if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+                problems.append("the value for %s is not a list of schema names" % what)
+                continue
+            names.update(n for n in value if n not in ("$user", "pg_catalog", "pg_temp"))
+        if names:
+            self.cur.execute("SELECT n FROM pg_catalog.unnest(%s::text[]) n WHERE NOT EXISTS"
+                             " (SELECT 1 FROM pg_catalog.pg_namespace s WHERE s.nspname = n) ORDER BY 1",
+                             (sorted(names),))
+            missing = [r[0] for r in self.cur.fetchall()]
+            if missing:  # legitimate (a path may name a schema that is gone); the digest says it was recorded
+                self.warnings.append("the recorded search_path names schema(s) that do not exist: %s"
+                                     % ", ".join(missing))
+        return problems
 
     # ---- applying -----------------------------------------------------------------------------
     def apply(self, conn, statements, new_record):

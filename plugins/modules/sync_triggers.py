@@ -34,6 +34,11 @@ description:
     written between the copy's snapshot and the trigger can be lost, and a write to a row not copied yet
     simply creates it early.
   - Idempotent; check mode reports the tables whose triggers would be created or dropped.
+  - B(Never re-pointed.) The schemas a sync is installed for are recorded in a C(COMMENT) on O(mapping_schema).
+    Installing (also in check mode) fails, and changes nothing, when sync triggers of that mapping schema exist
+    for another O(target_schema) or O(legacy_schema) (a typo in an inventory would otherwise send the legacy
+    app's writes to another schema while the real target goes stale). To move the sync on purpose, remove it
+    with the schemas it was installed for first.
 version_added: 1.0.0
 author: CarBot operations (@carbot)
 extends_documentation_fragment:
@@ -178,6 +183,9 @@ def main():
         try:
             plan = sync.Plan(conn, p["legacy_schema"], p["mapping_schema"], p["target_schema"])
             if module.check_mode:
+                if p["state"] == "present":
+                    with conn.cursor() as cur:
+                        sync.claim_schemas(cur, plan, record=False)  # refuses a re-pointing, as install does
                 for direction in directions:
                     if direction == sync.REVERSE and p["state"] == "present":
                         plan.reverse_views = {t["target"] for t in plan.tables if t["kind"] == "row"}

@@ -324,3 +324,28 @@ def test_backup_role_success_then_the_change_and_the_later_assert(data_db, tmp_p
     assert data_db.password not in done.stdout + done.stderr
     names = listing(tmp_path / "b")
     assert len([n for n in names if n.endswith(".dump")]) == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 12, item 8: the dump holds every secret; nobody but its owner may read it
+# ----------------------------------------------------------------------------------------------
+def modes_below(path):
+    path = pathlib.Path(path)
+    return {str(p.relative_to(path)): oct(p.stat().st_mode & 0o777) for p in [path, *path.rglob("*")]}
+
+
+@pytest.mark.parametrize("fmt", ["custom", "directory"])
+def test_backup_files_are_private_in_an_existing_world_readable_directory(data_db, tmp_path, fmt):
+    target = tmp_path / "backups"
+    target.mkdir()
+    target.chmod(0o755)
+    old_umask = os.umask(0o022)  # what a login shell usually has
+    try:
+        result = run_module("db_backup", args_for(data_db, target, run_id="run-private", format=fmt))
+    finally:
+        os.umask(old_umask)
+    assert result["verified"], result.get("msg")
+    modes = modes_below(target)
+    assert modes.pop(".") == "0o700"
+    assert modes and all(mode == ("0o700" if (target / name).is_dir() else "0o600") for name, mode in modes.items()), \
+        modes
