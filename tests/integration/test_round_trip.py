@@ -65,7 +65,8 @@ def cut_over(make_database):
         cur.execute("GRANT USAGE ON SCHEMA carbot_v2 TO %s" % APP_ROLE)
         cur.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA carbot_v2 TO %s" % APP_ROLE)
         cur.execute("GRANT USAGE ON ALL SEQUENCES IN SCHEMA carbot_v2 TO %s" % APP_ROLE)
-        cur.execute("ALTER ROLE %s SET search_path TO carbot_v2" % APP_ROLE)
+        # in this database only: a role-level setting is cluster-wide and other tests' databases would see it
+        cur.execute('ALTER ROLE %s IN DATABASE "%s" SET search_path TO carbot_v2' % (APP_ROLE, db.dbname))
     # the dirt every case needs, written by the old app before the switch (whatever the generator made)
     for statement in DIRT:
         db.query(statement)
