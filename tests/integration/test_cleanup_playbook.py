@@ -75,6 +75,11 @@ def test_cleanup_after_a_cutover_to_a_quoted_schema_at_vvv(cut_over, tmp_path):
     for path in (backups, backups / "migration-archive"):
         path.chmod(0o755)  # existing, world-readable directories
 
+    checked = run_cleanup(db, tmp_path, "--check")
+    assert checked.returncode == 0, checked.stdout[-5000:] + checked.stderr[-2000:]
+    assert db.scalar("SELECT to_regnamespace('carbot_migration') IS NOT NULL")
+    assert not (backups / "migration-archive" / ARCHIVE_NAME).exists()
+
     done = run_cleanup(db, tmp_path, "-vvv")
     out = done.stdout + done.stderr
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
@@ -94,7 +99,8 @@ def test_cleanup_after_a_cutover_to_a_quoted_schema_at_vvv(cut_over, tmp_path):
     # The sync and the mapping are gone; no passfile left behind.
     assert db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'carbot\\_sync\\_%%'") == 0
     assert db.scalar("SELECT to_regnamespace('carbot_migration') IS NULL")
-    assert not list((tmp_path / "ansible-tmp").rglob("*.pgpass")) if (tmp_path / "ansible-tmp").exists() else True
+    passfiles = set(re.findall(r"PGPASSFILE=['\"]?([^'\" ]+\.pgpass)", out))
+    assert passfiles and not [p for p in passfiles if os.path.exists(p)], passfiles
 
 
 def test_cleanup_still_refuses_before_the_cutover(cut_over, tmp_path):
