@@ -541,8 +541,11 @@ def batch_statement(spec, quarantine, last_key, limit, run_id):
         last = sql.SQL("(SELECT {} FROM bound)").format(_key_text_array(vkey))
         stale = sql.SQL("0")
     where_ok = _to_target(spec)
+    # the conflict target is the primary key: a row the sync already wrote is skipped; any other unique clash (a
+    # slug) is an error that names the row, never a silent skip (and deferrable unique keys cannot be arbiters)
     ins = sql.SQL(" ins AS (INSERT INTO {target} ({cols}) SELECT {cols} FROM src {where_ok}"
-                  " ON CONFLICT DO NOTHING RETURNING 1)").format(target=spec.target_rel, cols=cols, where_ok=where_ok)
+                  " ON CONFLICT ({tkey}) DO NOTHING RETURNING 1)").format(
+        target=spec.target_rel, cols=cols, where_ok=where_ok, tkey=_cols(spec.target_key))
     if spec.has_reason:
         q = sql.SQL(", q AS ({})").format(quarantine.insert_sql(spec, "src", run_id))
         qcount = sql.SQL("(SELECT count(*) FROM q)")
@@ -600,8 +603,8 @@ def unmappable_message(conn, spec, last_key, limit, exc, max_rows=5):
             keys = cur.fetchall()
             # the row as the batch would write it (view and target constraints), always undone
             probe = sql.SQL("INSERT INTO {target} ({cols}) SELECT {cols} FROM {view} m WHERE {match} "
-                            "AND m.{reason} IS NULL ON CONFLICT DO NOTHING").format(
-                target=spec.target_rel, cols=_cols(spec.columns), view=spec.view_rel,
+                            "AND m.{reason} IS NULL ON CONFLICT ({tkey}) DO NOTHING").format(
+                target=spec.target_rel, cols=_cols(spec.columns), view=spec.view_rel, tkey=_cols(spec.target_key),
                 reason=sql.Identifier(QUARANTINE_REASON), match=sql.SQL(" AND ").join(
                     sql.SQL("m.{} = %s").format(sql.Identifier(v)) for v in spec.view_key))
             for key in keys:

@@ -16,7 +16,8 @@
 CREATE TABLE IF NOT EXISTS organizations (
     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),   -- derived rows: uuid_v3 of the owner key
     name text NOT NULL,
-    slug text NOT NULL UNIQUE,
+    -- deferred: an organization's slug moves to another one inside one sync (docs/sync.md, derived parents)
+    slug text NOT NULL CONSTRAINT organizations_slug_key UNIQUE DEFERRABLE INITIALLY DEFERRED,
     email text CHECK (email = lower(btrim(email))),
     legal_city text,
     legal_country text NOT NULL DEFAULT 'DE' CHECK (legal_country ~ '^[A-Z]{2}$'),
@@ -40,7 +41,7 @@ CREATE TABLE IF NOT EXISTS workshops (
     organization_id uuid NOT NULL,
     owner_id uuid,
     name text NOT NULL,
-    slug text UNIQUE,
+    slug text CONSTRAINT workshops_slug_key UNIQUE DEFERRABLE INITIALLY DEFERRED,  -- '-v2' twins swap
     email text CHECK (email = lower(btrim(email))),
     phone text,
     address_line1 text,

@@ -324,3 +324,29 @@ def test_an_unrepairable_difference_stops_with_what_to_do(make_database):
     assert "%s (phone, slug: data)" % a in result["msg"], result["msg"]
     assert "workshops %s: phone, slug (data): legacy row written from carbot_v2" % a in result["repaired_summary"]
     assert "Differences remain after the repair" in result["msg"]
+
+
+@pytest.mark.parametrize("side", ["new app on carbot_v2", "old app on legacy"])
+def test_a_one_workshop_organization_hands_its_slug_to_the_new_owners_organization(make_database, side):
+    """The owner email of a workshop that is alone in its organization changes: the new organization takes the
+    slug the old one holds, in the same sync (the slug is unique at commit), and the old one goes."""
+    db = make_database("slugmove")
+    plan = build_migrated(db)
+    switch(db, plan)
+    wid, old_org, slug = db.query(
+        "SELECT w.id, w.organization_id, o.slug FROM carbot_v2.workshops w JOIN carbot_v2.organizations o "
+        "ON o.id = w.organization_id WHERE o.slug = w.slug AND (SELECT count(*) FROM carbot_v2.workshops x "
+        "WHERE x.organization_id = w.organization_id) = 1 ORDER BY w.id LIMIT 1")[0]
+    conn = db.connect()
+    with conn.cursor() as cur:
+        if side.startswith("new"):
+            cur.execute("UPDATE carbot_v2.workshops SET email = 'moved.owner@example.de' WHERE id = %s", (wid,))
+        else:
+            cur.execute("UPDATE public.workshops SET owner_email = 'moved.owner@example.de' WHERE id = %s", (wid,))
+        assert not any("could not" in n for n in conn.notices), conn.notices
+    conn.close()
+    new_org = str(mapping.organization_id("moved.owner@example.de"))
+    assert str(db.scalar("SELECT organization_id FROM carbot_v2.workshops WHERE id = %s", (wid,))) == new_org
+    assert db.scalar("SELECT slug FROM carbot_v2.organizations WHERE id = %s", (new_org,)) == slug
+    assert db.scalar("SELECT count(*) FROM carbot_v2.organizations WHERE id = %s", (old_org,)) == 0
+    assert validate(db)["failed"] is False
