@@ -47,7 +47,7 @@ options:
       - Which side is the truth for O(repair).
       - V(legacy) (before the switch, and for a cutover again after a rollback) re-syncs the named keys from the
         legacy schema into carbot_v2.
-      - V(target) (after the switch: the rollback) writes the legacy rows of keys that differ or are extra in
+      - V(target) (after the switch, for the rollback) writes the legacy rows of keys that differ or are extra in
         carbot_v2 back from carbot_v2 (through their reverse triggers), and re-syncs forward the rows carbot_v2
         lacks (a legacy row is never deleted by a repair) and the derived tables.
     type: str
