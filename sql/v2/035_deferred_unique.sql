@@ -11,7 +11,8 @@ BEGIN
         SELECT con.conname, cl.relname
           FROM pg_catalog.pg_constraint con
           JOIN pg_catalog.pg_class cl ON cl.oid = con.conrelid
-         WHERE cl.relnamespace = pg_catalog.current_schema()::regnamespace
+          JOIN pg_catalog.pg_namespace n ON n.oid = cl.relnamespace
+         WHERE n.nspname = pg_catalog.current_schema()
            AND (cl.relname, con.conname) IN (('organizations', 'organizations_slug_key'),
                                              ('workshops', 'workshops_slug_key'))
            AND con.contype = 'u' AND NOT con.condeferrable
