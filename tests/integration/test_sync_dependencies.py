@@ -42,24 +42,25 @@ def view_and_target(db, column, key):
 
 
 def test_two_transactions_on_one_target_row_apply_in_commit_order(migrated):
+    """Workshop 'lock-v2' is fed by its own legacy row (name) and by its twin 'lock' (whether the slug is
+    free). The first transaction renames 'lock-v2', the second renames its twin's slug; no foreign key or
+    row lock orders them, only the sync's advisory lock on (workshops, key)."""
     db = migrated
-    workshop, owner = db.query(
-        "SELECT w.id, w.owner_id FROM carbot_v2.workshops w JOIN carbot_v2.users u ON u.id = w.owner_id "
-        "WHERE (SELECT count(*) FROM carbot_v2.workshops o WHERE o.owner_id = w.owner_id) = 1 "
-        "ORDER BY w.id LIMIT 1")[0]
+    plain = new_workshop(db, "lock")
+    suffixed = new_workshop(db, "lock-v2")
+    assert view_and_target(db, "slug", suffixed) == ("lock-v2",) * 2
     first = db.connect(autocommit=False)
     waited = {}
     try:
         with first.cursor() as cur:
-            # the app renames the workshop: the sync upserts carbot_v2.workshops[workshop], not committed yet
-            cur.execute("UPDATE workshops SET name = 'Umbenannt im ersten' WHERE id = %s", (workshop,))
+            # the app renames the v2 workshop: the sync upserts carbot_v2.workshops[suffixed], not committed yet
+            cur.execute("UPDATE workshops SET name = 'Umbenannt im ersten' WHERE id = %s", (suffixed,))
 
         def second():
             conn = db.connect(autocommit=False)
             with conn.cursor() as cur:
-                # another app transaction: the owner becomes unknown to the mapping (quarantined), so the
-                # workshop's owner_id must turn NULL: the sync re-projects the same workshop row
-                cur.execute("UPDATE users SET role = 'superuser' WHERE id = %s", (owner,))
+                # another app transaction frees the slug 'lock': the sync re-projects the same workshop row
+                cur.execute("UPDATE workshops SET slug = 'lock-frei' WHERE id = %s", (plain,))
             conn.commit()
             conn.close()
             waited["done"] = True
@@ -69,22 +70,23 @@ def test_two_transactions_on_one_target_row_apply_in_commit_order(migrated):
         deadline = time.monotonic() + 30
         while not waited.get("event"):
             rows = db.query("SELECT wait_event FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                            "AND query LIKE 'UPDATE users SET role%%'")
+                            "AND query LIKE 'UPDATE workshops SET slug%%'")
             if rows:
                 waited["event"] = rows[0][0]
             assert time.monotonic() < deadline and "done" not in waited, \
                 "the second transaction never waited for the first: they do not share a row to prove anything"
             time.sleep(0.02)
+        time.sleep(0.2)  # let the second transaction go as far as it can before the first commits
         first.commit()
     finally:
         first.close()
     thread.join(30)
     assert waited.get("done"), "the second transaction did not finish"
-    name = view_and_target(db, "name", workshop)
-    owner_id = view_and_target(db, "owner_id", workshop)
-    assert name == ("Umbenannt im ersten",) * 2 and owner_id == (None, None), (
-        "carbot_v2.workshops %s holds name %r, owner_id %r where the view says %r, %r (the second transaction "
-        "waited on a %s lock)" % (workshop, name[1], owner_id[1], name[0], owner_id[0], waited.get("event")))
+    name = view_and_target(db, "name", suffixed)
+    slug = view_and_target(db, "slug", suffixed)
+    assert name == ("Umbenannt im ersten",) * 2 and slug == ("lock",) * 2, (
+        "carbot_v2.workshops %s holds name %r, slug %r where the view says %r, %r (the second transaction "
+        "waited on lock event %s)" % (suffixed, name[1], slug[1], name[0], slug[0], waited.get("event")))
     assert_workshops_valid(db)
 
 
