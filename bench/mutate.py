@@ -38,7 +38,8 @@ SYNC = ["tests/integration/test_sync.py", "tests/integration/test_sync_dependenc
 VALIDATION = ["tests/integration/test_validation.py", "tests/integration/test_validation_coverage.py"]
 MAPPING_SQL = ["tests/unit/test_mapping_rules.py", "tests/integration/test_oracle.py",
                "tests/integration/test_schema_mapping.py"]
-DECLARATION = ["tests/unit/test_mapping_rules.py", "tests/integration/test_schema_mapping.py"] + SYNC
+DECLARATION = ["tests/unit/test_mapping_rules.py", "tests/integration/test_declaration_references.py",
+               "tests/integration/test_schema_mapping.py"] + SYNC
 
 CE, SY, VA, MA = ("plugins/module_utils/copy_engine.py", "plugins/module_utils/sync.py",
                   "plugins/module_utils/validation.py", "plugins/module_utils/mapping.py")

@@ -133,3 +133,30 @@ def test_deleting_a_twin_frees_the_slug_of_its_v2_workshop(migrated):
     assert view == "twin-delete", view
     assert target == view, "after its twin's delete carbot_v2 keeps slug %r where the view says %r" % (target, view)
     assert_workshops_valid(db)
+
+
+def test_a_user_leaving_and_entering_the_quarantine_takes_its_memberships_along(migrated):
+    """team_members.user_id is a required reference (docs/mapping.md): the sync moves a user's memberships to the
+    quarantine with the user and brings them back with it (found through the declaration's references)."""
+    db = migrated
+    user, members = db.query(
+        "SELECT m.user_id, count(*) FROM carbot_v2.team_members m JOIN users u ON u.id = m.user_id "
+        "WHERE u.role = 'staff' GROUP BY m.user_id ORDER BY count(*) DESC, m.user_id LIMIT 1")[0]
+    db.query("UPDATE users SET role = 'superuser' WHERE id = %s", (user,))
+    assert db.scalar("SELECT count(*) FROM carbot_v2.team_members WHERE user_id = %s", (user,)) == 0
+    moved = db.scalar("SELECT count(*) FROM carbot_v2.migration_quarantine WHERE target_table = 'team_members' "
+                      "AND row_data->>'user_id' = %s AND reason = 'parent quarantined: user_id'", (str(user),))
+    assert moved == members, (moved, members)
+    db.query("UPDATE users SET role = 'staff' WHERE id = %s", (user,))
+    back = db.scalar("SELECT count(*) FROM carbot_v2.team_members WHERE user_id = %s", (user,))
+    left = db.scalar("SELECT count(*) FROM carbot_v2.migration_quarantine WHERE target_table = 'team_members' "
+                     "AND row_data->>'user_id' = %s", (str(user),))
+    assert (back, left) == (members, 0), (
+        "user %s re-entered carbot_v2 but %d of its %d team memberships are back and %d still quarantined"
+        % (user, back, members, left))
+    conn = db.connect(autocommit=False)
+    try:
+        report = validation.Validator(conn, selected=["users", "team_members"]).run(checks=("counts", "checksums"))
+    finally:
+        conn.close()
+    assert report["failed"] is False, report["msg"]
