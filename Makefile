@@ -17,7 +17,7 @@ export ANSIBLE_FORCE_COLOR ?= 1
 
 MOLECULE_SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help setup system-deps rehearsal rehearsal-clean test lint yamllint ansible-lint ruff sanity pytest molecule clean
+.PHONY: help setup system-deps rehearsal rehearsal-clean test lint yamllint ansible-lint ruff sanity pytest molecule mutation clean
 
 help: ## show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ molecule: ## every Molecule scenario, one after another
 	  echo "=== molecule test -s $$s"; \
 	  $(BIN)/molecule test -s $$s || exit 1; \
 	done
+
+mutation: setup ## mutation check: small bugs put into the core one at a time, must each fail the tests (not part of `make test`; ~15 min)
+	$(BIN)/python bench/mutate.py --json bench/results/mutation.json
 
 clean: ## remove the virtualenv and local state
 	-$(MAKE) rehearsal-clean

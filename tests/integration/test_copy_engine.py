@@ -315,18 +315,21 @@ def test_kill_9_mid_table_and_resume(make_database, tmp_path):
         "target_schema": TARGET, "tables": TABLES, "batch_size": 150, "adaptive": False, "workers": 2}))
     proc = subprocess.Popen([sys.executable, str(runner), str(cfg)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.time() + 60
-    seen = 0
-    while time.time() < deadline and proc.poll() is None:
-        rows = crashed.query("SELECT coalesce(rows_copied, 0) FROM tg.migration_status "
-                             "WHERE target_table = 'events' AND state = 'copying'")
-        seen = rows[0][0] if rows else 0
-        if seen > 3000:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the copy ended before it could be killed: %s" % proc.communicate()[1]
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    try:
+        deadline = time.time() + 60
+        seen = 0
+        while time.time() < deadline and proc.poll() is None:
+            rows = crashed.query("SELECT coalesce(rows_copied, 0) FROM tg.migration_status "
+                                 "WHERE target_table = 'events' AND state = 'copying'")
+            seen = rows[0][0] if rows else 0
+            if seen > 3000:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the copy ended before it could be killed: %s" % proc.communicate()[1]
+    finally:
+        if proc.poll() is None:  # also when the polling above failed: no copy left running into later tests
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
     assert proc.returncode == -signal.SIGKILL
     at_kill = crashed.scalar("SELECT count(*) FROM tg.events")
     assert 0 < at_kill < 60000, at_kill
@@ -388,8 +391,8 @@ def test_real_mapping_copy_resume_and_validate(make_database, tmp_path):
     from ansible_collections.carbot.migration.plugins.module_utils import legacy_data, mapping, validation
 
     generator = REPO / "sql" / "legacy" / "generate.sql"
-    if not generator.exists() or not list((REPO / "sql" / "mapping").glob("*.sql")):
-        pytest.skip("the legacy generator or the mapping is not there yet")
+    assert generator.is_file(), "the legacy generator %s is missing" % generator
+    assert list((REPO / "sql" / "mapping").glob("*.sql")), "sql/mapping has no SQL files"
     db = make_database("real")
     conn = db.connect(autocommit=False)
     with conn.cursor() as cur:

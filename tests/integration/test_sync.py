@@ -55,9 +55,6 @@ def assert_valid(db):
 
 @pytest.fixture(scope="module")
 def migrated(make_database):
-    generator = REPO / "sql" / "legacy" / "generate.sql"
-    if not generator.exists():
-        pytest.skip("the legacy generator is not there yet")
     db = make_database("sync")
     build_migrated(db)
     assert_valid(db)
