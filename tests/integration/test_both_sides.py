@@ -48,7 +48,7 @@ def _writes(db, side, keys, stats, seed, journal):
         for i in range(ROUNDS):
             table, key = rng.choice(keys)
             op = rng.random()
-            for attempt in range(10):
+            for _attempt in range(10):
                 try:
                     cur.execute("BEGIN")
                     if table == "customers" and op < 0.7:

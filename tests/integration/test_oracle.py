@@ -227,11 +227,10 @@ def test_every_rule_of_the_doc_has_a_case():
         assert reason in reasons, "quarantine reason without an oracle case: %s" % reason
 
 
-def test_pending_cases_are_few_and_named():
-    pending = [c for c in CASES if c.get("pending")]
-    assert {c["pending"] for c in pending} == {"lead status won", "email NFKC normalisation",
-                                               "vehicle year with infinite created_at"}
-    assert len(pending) <= 6
+def test_no_case_is_pending():
+    """Every rule the cases describe is in the mapping now (a new rule's cases may be marked pending while it is
+    being brought in; none is left)."""
+    assert [c["id"] for c in CASES if c.get("pending")] == []
 
 
 # ----------------------------------------------------------- second implementations (Hypothesis)
