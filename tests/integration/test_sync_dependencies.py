@@ -11,7 +11,6 @@ import threading
 import time
 import uuid
 
-import psycopg2
 import pytest
 from ansible_collections.carbot.migration.plugins.module_utils import validation
 from test_sync import build_migrated
