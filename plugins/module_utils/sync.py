@@ -71,6 +71,10 @@ RAW_TRIGGER = "carbot_sync_rev_raw"
 # deadlocks and serialization failures are not among them: they abort the write as always (the app retries).
 DATA_ERRORS = "data_exception OR integrity_constraint_violation"
 SYNC_FAILED = "sync failed: "
+# The change log (mapping schema): every key a sync function writes, with its transaction id. The final sync check
+# inside the write freeze compares only the keys logged since the full validation that ran before it (O(changes),
+# not O(rows)); sync_check prunes what a clean full validation has covered.
+CHANGE_LOG = "carbot_sync_changes"
 
 FUNCTION_PREFIX = "carbot_sync_"
 # advisory lock class ids: LOCK_BASE + index of the target in TABLES
@@ -298,6 +302,7 @@ def row_sync_function(plan, t):
         declare.append(sql.SQL("v_old_{i} {ty}; v_new_{i} {ty};").format(i=sql.SQL(str(i)), ty=sql.SQL(ptype)))
     body = [
         sql.SQL("PERFORM pg_advisory_xact_lock({}, {});").format(sql.Literal(plan.lock_id(name)), key_hash(keys)),
+        _log_change(plan, name, _key_text(keys)),
         sql.SQL("SELECT {cols}, v._quarantine_reason INTO v_r FROM {view} v WHERE {match};").format(
             cols=_join(sql.SQL("v.{}").format(_id(c)) for c in cols), view=plan.rel("mapping", t["view"]),
             match=_match("v", vkey, keys)),
@@ -379,6 +384,19 @@ def row_sync_function(plan, t):
     return _function(plan.fn(name), sql.SQL("{}, deep boolean").format(args), sql.SQL("void"), declare, body)
 
 
+def _log_change(plan, target, key_text):
+    """The statement that logs one key a sync function writes (see CHANGE_LOG)."""
+    return sql.SQL("INSERT INTO {log} (target_table, key) VALUES ({t}, {k});").format(
+        log=plan.rel("mapping", CHANGE_LOG), t=sql.Literal(target), k=key_text)
+
+
+def ensure_change_log(cur, plan):
+    """The change log table in the mapping schema (dropped with it at cleanup); the app role has no rights on it,
+    the sync functions write it as the migration role (SECURITY DEFINER)."""
+    cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (txid xid8 NOT NULL DEFAULT pg_current_xact_id(), "
+                        "target_table text NOT NULL, key text NOT NULL)").format(plan.rel("mapping", CHANGE_LOG)))
+
+
 def _function(fn, args, returns, declare, body):
     # force_generic_plan: the statements read nested projection views by primary key; a custom plan would
     # be planned on every call (the planner keeps preferring it), ~2x the cost of the whole sync.
@@ -406,6 +424,7 @@ def derived_sync_function(plan, t):
             rel=plan.rel("target", child["target"]), col=_id(ref["column"]), k=keys[0]) for child, ref in refs)
     body = [
         sql.SQL("PERFORM pg_advisory_xact_lock({}, {});").format(sql.Literal(plan.lock_id(name)), key_hash(keys)),
+        _log_change(plan, name, _key_text(keys)),
         sql.SQL("SELECT {cols} INTO v_r FROM {view} v WHERE {m} AND v._quarantine_reason IS NULL;").format(
             cols=_join(sql.SQL("v.{}").format(_id(c)) for c in cols), view=plan.rel("mapping", t["view"]),
             m=_match("v", t["view_key"], keys)),
@@ -440,6 +459,7 @@ def chat_sessions_function(plan):
         sql.SQL("v_id := {}(p_w, p_k);").format(_id(plan.mapping, "chat_session_uuid")),
         sql.SQL("PERFORM pg_advisory_xact_lock({}, hashtext(v_id::text));").format(
             sql.Literal(plan.lock_id(CHAT_SESSIONS))),
+        _log_change(plan, CHAT_SESSIONS, sql.SQL("v_id::text")),
         sql.SQL(
             "IF p_incremental THEN "
             "UPDATE {rel} t SET started_at = LEAST(t.started_at, p_at),"
@@ -953,6 +973,7 @@ def install(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30,
         reverse_active = bool(existing_triggers(conn, plan.target, TRIGGER_NAMES[REVERSE]))
         conn.commit()
         statements = function_statements(plan, direction, sequences, reverse_active)
+        step.run(lambda cur: ensure_change_log(cur, plan))
         if direction == FORWARD:
             step.run(lambda cur: ensure_quarantine_index(cur, plan))
 
@@ -1114,6 +1135,9 @@ def repair(conn, plan, report, truth):
     checks = report["checks"]
     out = {}
     tables = dict(checks.get("checksums", {}).get("tables", {}))
+    for table, rec in checks.get("changes", {}).get("tables", {}).items():
+        if not rec.get("ok", True):
+            tables[table] = rec
     for table, rec in checks.get("counts", {}).get("tables", {}).items():
         # a count difference without a checksum to name keys (counts only): re-derive the whole table's named keys
         if not rec.get("ok", True) and table not in tables:
@@ -1186,3 +1210,15 @@ def _key_values(key):
     if key.startswith("{") and key.endswith("}"):
         return [v.strip('"') for v in key[1:-1].split(",")]
     return [key]
+
+
+def prune_change_log(conn, plan, snapshot):
+    """Delete the logged changes a full validation has covered: those of transactions visible in its snapshot
+    (``pg_current_snapshot()`` of the validation's REPEATABLE READ transaction). Returns the rows deleted."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", (_id(plan.mapping, CHANGE_LOG).as_string(conn),))
+        if cur.fetchone()[0] is None:
+            return 0
+        cur.execute(sql.SQL("DELETE FROM {} WHERE pg_visible_in_snapshot(txid, %s::pg_snapshot)").format(
+            plan.rel("mapping", CHANGE_LOG)), (snapshot,))
+        return cur.rowcount

@@ -19,6 +19,10 @@ Checks (each returns ``{"ok": bool, "failures": [str], ...details}``):
                 is not true).
 ``unmapped``    legacy values the mapping does not know (the mapping's ``unmapped_values`` view,
                 docs/mapping.md) and legacy tables no mapping entry reads.
+``changes``     only the keys the sync triggers wrote since the last full validation (the sync's change log,
+                pruned by sync_check after a clean full validation): each one as the mapping says (in the
+                target with the same values, quarantined, or in neither). O(changes), not O(rows): the final
+                sync check inside the write freeze (docs/sync.md).
 
 Every sample of row values that leaves this module goes through :func:`mask`.
 """
@@ -38,7 +42,9 @@ try:
 except ImportError:  # pragma: no cover - reported by the module
     sql = None
 
-CHECKS = ("counts", "checksums", "integrity", "quality", "consent", "unmapped")
+CHECKS = ("counts", "checksums", "integrity", "quality", "consent", "unmapped", "changes")
+# the sync's change log in the mapping schema (sync.CHANGE_LOG; not imported: validation stays below sync)
+CHANGE_LOG = "carbot_sync_changes"
 DEFAULT_CHUNK_ROWS = 10000
 # reason prefix of rows a sync trigger could not map (sync.SYNC_FAILED; not imported: validation stays below sync)
 SYNC_FAILED = "sync failed: "
@@ -244,7 +250,11 @@ class Validator:
                 raise ValueError("unknown check %r (known: %s)" % (name, ", ".join(CHECKS)))
             t0 = time.monotonic()
             with self.conn.cursor() as cur:
+                # the check's snapshot (REPEATABLE READ: the first statement fixes it): what it covered
+                cur.execute("SELECT pg_current_snapshot()::text")
+                snapshot = cur.fetchone()[0]
                 results[name] = getattr(self, "check_" + name)(cur)
+                results[name]["snapshot"] = snapshot
             self.conn.rollback()
             elapsed[name] = round(time.monotonic() - t0, 3)
         failed = [n for n in checks if not results[n]["ok"]]
@@ -441,6 +451,88 @@ class Validator:
                     parts.append("%d differing chunks, first %d inspected" % (len(bad), MAX_DRILL_CHUNKS))
                 failures.append("%s: %s" % (spec.name, "; ".join(parts) or "%d chunks differ" % len(bad)))
         return {"ok": not failures, "failures": failures, "tables": tables}
+
+    # ---------------------------------------------------------------------- changes
+    def _key_parts(self, cur, spec, text_expr):
+        """Typed key expressions from a key's text (the change log's and the quarantine's form)."""
+        types = [dict((c[0], c[1]) for c in copy_engine.table_columns(cur, self.target, spec.name)).get(k, "text")
+                 for k in spec.target_key]
+        if len(types) == 1:
+            return [sql.SQL("({})::{}").format(text_expr, sql.SQL(types[0]))]
+        return [sql.SQL("(({})::text[])[{}]::{}").format(text_expr, sql.Literal(i + 1), sql.SQL(t))
+                for i, t in enumerate(types)]
+
+    def check_changes(self, cur):
+        log = sql.Identifier(self.mapping, CHANGE_LOG)
+        cur.execute("SELECT to_regclass(%s)", (log.as_string(cur),))
+        if cur.fetchone()[0] is None:
+            return {"ok": False, "failures": ["no change log %s.%s: install the sync triggers first"
+                                              % (self.mapping, CHANGE_LOG)], "tables": {}, "keys_checked": 0}
+        tables, failures, checked = {}, [], 0
+        for spec in self.specs:
+            parts = self._key_parts(cur, spec, sql.SQL("k.key"))
+            tmatch = sql.SQL(" AND ").join(sql.SQL("t.{} = {}").format(sql.Identifier(c), e)
+                                           for c, e in zip(spec.target_key, parts))
+            if spec.name == "chat_sessions":
+                # the view is an aggregate per conversation: looked up by the session's conversation
+                vmatch = sql.SQL("m.workshop_id = t.workshop_id AND m.client_key = t.client_key")
+            else:
+                vmatch = sql.SQL(" AND ").join(sql.SQL("m.{} = {}").format(sql.Identifier(v), e)
+                                               for v, e in zip(spec.view_key, parts))
+            cols = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
+            reason = sql.SQL("m.{}").format(sql.Identifier(copy_engine.QUARANTINE_REASON)) if spec.has_reason \
+                else sql.SQL("NULL::text")
+            cur.execute(sql.SQL(
+                "SELECT k.key, v.found, v.reason, v.h, t.h, q.reason FROM (SELECT DISTINCT key FROM {log} "
+                "WHERE target_table = %s) k "
+                "LEFT JOIN LATERAL (SELECT md5(ROW({tcols})::text) AS h, t.* FROM {target} t WHERE {tmatch}) t ON true "
+                "LEFT JOIN LATERAL (SELECT true AS found, {reason} AS reason, md5(ROW({mcols})::text) AS h "
+                "FROM {view} m WHERE {vmatch}) v ON true "
+                "LEFT JOIN {q} q ON q.target_table = %s AND q.source_pk = k.key").format(
+                log=log, target=spec.target_rel, view=spec.view_rel, q=self.quarantine.rel, tmatch=tmatch,
+                vmatch=vmatch, reason=reason,
+                tcols=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in spec.columns),
+                mcols=sql.SQL(", ").join(sql.SQL("m.{}").format(sql.Identifier(c)) for c in spec.columns)),
+                (spec.name, spec.name))
+            rows = cur.fetchall()
+            checked += len(rows)
+            missing, extra, different, stuck = [], [], [], []
+            for key, found, why, want, have, qreason in rows:
+                if qreason and qreason.startswith(SYNC_FAILED):
+                    stuck.append("%s (%s)" % (key, qreason))
+                elif found and why is None:
+                    if have is None:
+                        missing.append(key)
+                    elif want != have:
+                        different.append(key)
+                elif have is not None and (spec.name != "chat_sessions" or not found):
+                    extra.append(key)
+            named = {}
+            for key in different[:self.max_keys]:
+                values = [str(v) for v in self._key_values(key)]
+                named[key] = sorted(self._sample_diff(cur, spec, values))
+            ok = not (missing or extra or different or stuck)
+            tables[spec.name] = {"ok": ok, "keys": len(rows), "missing_keys": missing[:self.max_keys],
+                                 "extra_keys": extra[:self.max_keys], "different_keys": different[:self.max_keys],
+                                 "different_columns": named,
+                                 "different_kinds": {k: difference_kind(c) for k, c in named.items()},
+                                 "sync_failed": stuck[:self.max_keys]}
+            if not ok:
+                parts = []
+                for label, items in (("missing in target", missing), ("extra in target", extra),
+                                     ("different", different), ("could not be synced", stuck)):
+                    if items:
+                        parts.append("%d %s: %s" % (len(items), label, ", ".join(
+                            k + (" (%s: %s)" % (", ".join(named[k]), difference_kind(named[k])) if k in named else "")
+                            for k in items[:10])))
+                failures.append("%s: %s" % (spec.name, "; ".join(parts)))
+        return {"ok": not failures, "failures": failures, "tables": tables, "keys_checked": checked}
+
+    @staticmethod
+    def _key_values(key):
+        if key.startswith("{") and key.endswith("}"):
+            return [v.strip('"') for v in key[1:-1].split(",")]
+        return [key]
 
     # -------------------------------------------------------------------- integrity
     def check_integrity(self, cur):

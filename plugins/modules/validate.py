@@ -37,7 +37,7 @@ options:
     description: The checks to run, in this order.
     type: list
     elements: str
-    choices: [counts, checksums, integrity, quality, consent, unmapped]
+    choices: [counts, checksums, integrity, quality, consent, unmapped, changes]
     default: [counts, checksums, integrity, quality, consent, unmapped]
   target_schema:
     description: Schema of the enterprise tables (C(carbot_target_schema)).
@@ -159,13 +159,14 @@ except ImportError as exc:  # pragma: no cover
     HAS_VALIDATION = False
     VALIDATION_IMPORT_ERROR = exc
 
-CHECKS = ["counts", "checksums", "integrity", "quality", "consent", "unmapped"]
+CHECKS = ["counts", "checksums", "integrity", "quality", "consent", "unmapped", "changes"]
 
 
 def main():
     spec = db.postgres_argument_spec()
     spec.update(
-        checks=dict(type="list", elements="str", choices=CHECKS, default=list(CHECKS)),
+        # changes: only for the final sync check (the sync's change log), not a default
+        checks=dict(type="list", elements="str", choices=CHECKS, default=[c for c in CHECKS if c != "changes"]),
         target_schema=dict(type="str", default="carbot_v2"),
         mapping_schema=dict(type="str", default="carbot_migration"),
         legacy_schema=dict(type="str", default="public"),
