@@ -66,6 +66,8 @@ TRIGGER_NAMES = {
 # set-aside key, reverse direction: a column the application writes (even to the value it had: clearing a field that
 # shows NULL because its legacy value was set aside) drops that key's original from legacy_raw.
 RAW_TRIGGER = "carbot_sync_rev_raw"
+# Statement-level forward triggers (leaf tables, Plan.statement_tables): one per event, transition tables need that.
+STATEMENT_TRIGGERS = {"INSERT": "carbot_sync_fwd", "UPDATE": "carbot_sync_fwd_upd", "DELETE": "carbot_sync_fwd_del"}
 # Errors of a sync that come from the data (a value no rule maps, a constraint the mapped row breaks): the
 # trigger quarantines the row ("sync failed: ...") instead of failing the application's write. Lock errors,
 # deadlocks and serialization failures are not among them: they abort the write as always (the app retries).
@@ -190,9 +192,35 @@ class Plan:
         every view of the mapping schema, and the triggers must still go)."""
         return [t["target"] for t in self.tables if t["kind"] == "row"]
 
+    def statement_tables(self):
+        """Legacy tables synced per statement, set-based (see :func:`statement_tables`)."""
+        return statement_tables(self.tables, self.legacy_tables)
+
     def raw_tables(self):
         """Target tables whose rows keep set-aside legacy values (``set_aside``): they get the raw trigger."""
         return [t["target"] for t in self.tables if t["kind"] == "row" and t.get("set_aside")]
+
+
+def statement_tables(tables, legacy_tables):
+    """Legacy tables synced per statement, set-based (:func:`statement_trigger_function`): the one target each
+    drives is a ``row`` table without children in the declaration, without derived parents, without extra
+    dependencies, and no other projection reads the legacy table. A multi-row write then costs one lock, view
+    read, upsert and quarantine statement for all its rows instead of one function call per row."""
+    out = []
+    for legacy in legacy_tables:
+        targets = [t for t in tables if t["kind"] == "row" and t["source"] == legacy]
+        if len(targets) != 1 or legacy in EXTRA_DEPENDENCIES or targets[0]["target"] == "chat_messages":
+            continue
+        t = targets[0]
+        by_target = {x["target"]: x for x in tables}
+        if any(ref["parent"] == t["target"] for x in tables for ref in x["references"]):
+            continue  # it has children
+        if any(by_target[r["parent"]]["kind"] == "derived" for r in t["references"]):
+            continue
+        if any(legacy in x["reads"] for x in tables if x["source"] != legacy):
+            continue
+        out.append(legacy)
+    return out
 
 
 def _params(n):
@@ -550,6 +578,104 @@ def forward_trigger_function(plan, legacy, sequences=None, reverse_active=False)
                      [sql.SQL("v_ck record;"), sql.SQL("v_msg text;")], _quarantine_on_data_error(plan, legacy, body))
 
 
+def statement_trigger_function(plan, legacy, sequences=None, reverse_active=False):
+    """carbot_sync_stmt_<legacy>(): the statement-level trigger of a leaf legacy table (Plan.statement_tables).
+
+    The rows of the statement (transition tables ``nt``/``ot``) are synced in one set-based step per target, with
+    the same guarantees as the per-row function: the advisory lock of every key first (in key order: two
+    statements never wait for each other crosswise), then one statement with a fresh snapshot that upserts what
+    the view maps, deletes from the target what it no longer maps, quarantines what it quarantines and drops
+    quarantine rows that are over, and logs every key. A data error falls back to the per-key function, key by
+    key, each in its own block that quarantines only the key that fails (``sync failed: ...``).
+    """
+    body = _guard(plan, FORWARD, REVERSE) if reverse_active else []
+    (t,) = plan.row_targets_of(legacy)
+    name, skey, vkey, tkey = t["target"], t["source_key"], t["view_key"], t["target_key"]
+    cols = plan.columns[name]
+    non_key = [c for c in cols if c not in tkey]
+    q = plan.rel("target", QUARANTINE)
+
+    def kcols(alias):
+        return _join(sql.SQL("{}.{}").format(_id(alias), _id(c)) for c in skey)
+
+    def ktext(alias):
+        return _key_text([sql.SQL("{}.{}").format(_id(alias), _id(c)) for c in skey])
+
+    def step(keys_sql):
+        k_match_v = _join([sql.SQL("v.{} = k.{}").format(_id(vc), _id(sc)) for vc, sc in zip(vkey, skey)], " AND ")
+        conflict = sql.SQL("DO UPDATE SET {set} WHERE ({old}) IS DISTINCT FROM ({new})").format(
+            set=_join(sql.SQL("{c} = EXCLUDED.{c}").format(c=_id(c)) for c in non_key),
+            old=_join(sql.SQL("t.{}").format(_id(c)) for c in non_key),
+            new=_join(sql.SQL("EXCLUDED.{}").format(_id(c)) for c in non_key)) if non_key else sql.SQL("DO NOTHING")
+        return [
+            sql.SQL("PERFORM pg_advisory_xact_lock({lock}, {h}) FROM (SELECT DISTINCT {kc} FROM ({ks}) k0 "
+                    "ORDER BY {kc}) k;").format(
+                lock=sql.Literal(plan.lock_id(name)), h=key_hash([sql.SQL("k.{}").format(_id(c)) for c in skey]),
+                kc=_join(_id(c) for c in skey), ks=keys_sql),
+            sql.SQL(
+                "WITH k AS (SELECT DISTINCT {kc} FROM ({ks}) k0), "
+                "lg AS (INSERT INTO {log} (target_table, key) SELECT {name}, {kt} FROM k), "
+                "v AS MATERIALIZED (SELECT {vcols}, v._quarantine_reason FROM {view} v JOIN k ON {kmv}), "
+                "up AS (INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM v WHERE v._quarantine_reason IS NULL "
+                "ON CONFLICT ({tk}) {conflict}), "
+                "gone AS (DELETE FROM {target} t USING k WHERE {tkm} AND NOT EXISTS (SELECT 1 FROM v WHERE "
+                "{vkm} AND v._quarantine_reason IS NULL)), "
+                "qi AS (INSERT INTO {q} (target_table, source_table, source_pk, reason, row_data, run_id) "
+                "SELECT {name}, {src}, {vt}, v._quarantine_reason, to_jsonb(s), {run} FROM v JOIN {srel} s ON {svm} "
+                "WHERE v._quarantine_reason IS NOT NULL ON CONFLICT (target_table, source_pk) DO UPDATE SET "
+                "reason = EXCLUDED.reason, row_data = EXCLUDED.row_data, run_id = EXCLUDED.run_id, "
+                "quarantined_at = now()), "
+                "qd AS (DELETE FROM {q} qq USING k WHERE qq.target_table = {name} AND qq.source_pk = {kt} "
+                "AND NOT EXISTS (SELECT 1 FROM v WHERE {vkm} AND v._quarantine_reason IS NOT NULL)) "
+                "SELECT 1 INTO v_one;").format(
+                kc=_join(_id(c) for c in skey), ks=keys_sql, log=plan.rel("mapping", CHANGE_LOG),
+                name=sql.Literal(name), kt=ktext("k"), view=plan.rel("mapping", t["view"]),
+                vcols=_join(sql.SQL("v.{}").format(_id(c)) for c in dict.fromkeys(list(cols) + list(vkey))),
+                kmv=k_match_v, target=plan.rel("target", name), cols=_join(_id(c) for c in cols),
+                tk=_join(_id(c) for c in tkey), conflict=conflict,
+                tkm=_join([sql.SQL("t.{} = k.{}").format(_id(tc), _id(sc)) for tc, sc in zip(tkey, skey)], " AND "),
+                vkm=k_match_v, q=q, src=sql.Literal(legacy),
+                vt=_key_text([sql.SQL("v.{}").format(_id(c)) for c in vkey]), run=sql.Literal(SYNC_RUN_ID),
+                srel=plan.rel("legacy", legacy),
+                svm=_join([sql.SQL("s.{} = v.{}").format(_id(sc), _id(vc)) for sc, vc in zip(skey, vkey)], " AND ")),
+        ]
+
+    def fallback(keys_sql):
+        rec = [sql.SQL("v_ck.{}").format(_id(c)) for c in skey]
+        return sql.SQL(
+            "FOR v_ck IN SELECT DISTINCT {kc} FROM ({ks}) k0 ORDER BY {kc} LOOP BEGIN {call} "
+            "EXCEPTION WHEN {errors} THEN "
+            "INSERT INTO {q} (target_table, source_table, source_pk, reason, row_data, run_id) "
+            "VALUES ({name}, {src}, {kt}, {pre} || SQLERRM || ' (SQLSTATE ' || SQLSTATE || ')', "
+            "coalesce((SELECT to_jsonb(s) FROM {srel} s WHERE {sm}), jsonb_build_object('key', {kt})), {run}) "
+            "ON CONFLICT (target_table, source_pk) DO UPDATE SET reason = EXCLUDED.reason, "
+            "row_data = EXCLUDED.row_data, run_id = EXCLUDED.run_id, quarantined_at = now(); "
+            "RAISE WARNING 'carbot.migration: the sync of %.% could not map a row (%); it is quarantined, the "
+            "write goes through', TG_TABLE_SCHEMA, TG_TABLE_NAME, SQLERRM; END; END LOOP;").format(
+            kc=_join(_id(c) for c in skey), ks=keys_sql, call=_call_sync(plan, t, rec, "true"),
+            errors=sql.SQL(DATA_ERRORS), q=q, name=sql.Literal(name), src=sql.Literal(legacy), kt=_key_text(rec),
+            pre=sql.Literal(SYNC_FAILED), srel=plan.rel("legacy", legacy), sm=_match("s", skey, rec),
+            run=sql.Literal(SYNC_RUN_ID))
+
+    keysets = [("INSERT", sql.SQL("SELECT {} FROM nt").format(_join(_id(c) for c in skey))),
+               ("UPDATE", sql.SQL("SELECT {kc} FROM nt UNION SELECT {kc} FROM ot").format(
+                   kc=_join(_id(c) for c in skey))),
+               ("DELETE", sql.SQL("SELECT {} FROM ot").format(_join(_id(c) for c in skey)))]
+    for op, keys_sql in keysets:
+        stmts = step(keys_sql)
+        if reverse_active and op == "INSERT":
+            for seq in (sequences or {}).get(legacy, []):
+                stmts.append(sql.SQL(
+                    "PERFORM setval({seq}::regclass, x.m) FROM (SELECT max({c}) AS m FROM nt) x "
+                    "WHERE x.m > coalesce(pg_sequence_last_value({seq}::regclass), 0);").format(
+                    seq=sql.Literal(seq["target_seq"]), c=_id(seq["column"])))
+        body.append(sql.SQL("IF TG_OP = {op} THEN BEGIN {stmts} EXCEPTION WHEN {errors} THEN {fb} END; END IF;").format(
+            op=sql.Literal(op), stmts=_join(stmts, " "), errors=sql.SQL(DATA_ERRORS), fb=fallback(keys_sql)))
+    body.extend(_unguard() if reverse_active else [sql.SQL("RETURN NULL;")])
+    return _function(plan.fn("stmt_" + legacy), sql.SQL(""), sql.SQL("trigger"),
+                     [sql.SQL("v_ck record;"), sql.SQL("v_one integer;")], body)
+
+
 def _quarantine_on_data_error(plan, legacy, body):
     """The trigger body in a block that turns a data error of the sync into a quarantine row per target of the
     written legacy row (reason ``sync failed: <error>``, the legacy row as row_data) and a WARNING, so that the
@@ -736,7 +862,9 @@ def function_statements(plan, direction, sequences=None, reverse_active=False):
     forward trigger functions with the loop marker and the sequence bumps)."""
     out = [("no_truncate", truncate_function(plan))]
     if direction == REVERSE:
-        out += [("trg_" + legacy, forward_trigger_function(plan, legacy, sequences, True))
+        statement = set(plan.statement_tables())
+        out += [("stmt_" + legacy, statement_trigger_function(plan, legacy, sequences, True)) if legacy in statement
+                else ("trg_" + legacy, forward_trigger_function(plan, legacy, sequences, True))
                 for legacy in plan.forward_tables()]
     if direction == FORWARD:
         for t in plan.tables:
@@ -747,8 +875,12 @@ def function_statements(plan, direction, sequences=None, reverse_active=False):
         for t in plan.tables:
             if t["kind"] == "row":
                 out.append((t["target"], row_sync_function(plan, t)))
+        statement = set(plan.statement_tables())
         for legacy in plan.forward_tables():
-            out.append(("trg_" + legacy, forward_trigger_function(plan, legacy, sequences, reverse_active)))
+            if legacy in statement:
+                out.append(("stmt_" + legacy, statement_trigger_function(plan, legacy, sequences, reverse_active)))
+            else:
+                out.append(("trg_" + legacy, forward_trigger_function(plan, legacy, sequences, reverse_active)))
     else:
         missing = [t for t in plan.reverse_tables() if t not in plan.reverse_views]
         if missing:
@@ -763,7 +895,9 @@ def function_statements(plan, direction, sequences=None, reverse_active=False):
 def trigger_tables(plan, direction):
     """[(schema, table, trigger function name)] that carry the triggers of ``direction``."""
     if direction == FORWARD:
-        return [(plan.legacy, legacy, "trg_" + legacy) for legacy in plan.forward_tables()]
+        statement = set(plan.statement_tables())
+        return [(plan.legacy, legacy, ("stmt_" if legacy in statement else "trg_") + legacy)
+                for legacy in plan.forward_tables()]
     return [(plan.target, target, "rev_" + target) for target in plan.reverse_tables()]
 
 
@@ -795,6 +929,7 @@ def status(conn, legacy_schema="public", mapping_schema="carbot_migration", targ
     from ansible_collections.carbot.migration.plugins.module_utils import mapping
     out = {}
     raw = {t["target"]: tuple(raw_triggers(t)) for t in mapping.TABLES if t["kind"] == "row"}
+    statement = set(statement_tables(mapping.TABLES, mapping.LEGACY_TABLES))
     for direction, schema, tables in (
             (FORWARD, legacy_schema, list(mapping.LEGACY_TABLES)),
             (REVERSE, target_schema, [t["target"] for t in mapping.TABLES if t["kind"] == "row"])):
@@ -802,7 +937,7 @@ def status(conn, legacy_schema="public", mapping_schema="carbot_migration", targ
         out[direction] = {}
         for table in tables:
             trig = have.get(table, {})
-            needed = trigger_names(direction, raw.get(table, ()))
+            needed = trigger_names(direction, raw.get(table, ()), table in statement)
             rec = {"row": needed[0] in trig, "truncate": needed[1] in trig}
             if direction == REVERSE and raw.get(table):
                 rec["raw"] = all(n in trig for n in raw[table])
@@ -811,9 +946,13 @@ def status(conn, legacy_schema="public", mapping_schema="carbot_migration", targ
     return out
 
 
-def trigger_names(direction, raw=()):
-    """The triggers one table carries for ``direction``: row, truncate guard (and its raw triggers, reverse)."""
-    return TRIGGER_NAMES[direction] + (tuple(raw) if direction == REVERSE else ())
+def trigger_names(direction, raw=(), statement=False):
+    """The triggers one table carries for ``direction``: row (for a statement-level table: its INSERT trigger),
+    truncate guard, and its raw triggers (reverse) or its UPDATE and DELETE statement triggers (forward)."""
+    extra = tuple(raw) if direction == REVERSE else ()
+    if direction == FORWARD and statement:
+        extra = (STATEMENT_TRIGGERS["UPDATE"], STATEMENT_TRIGGERS["DELETE"])
+    return TRIGGER_NAMES[direction] + extra
 
 
 # ---------------------------------------------------------------------------- install / remove
@@ -869,10 +1008,11 @@ class LockedStep:
 def plan_changes(conn, plan, direction, state):
     """What install/remove would do: {"create": [table], "drop": [table], "keep": [table]}."""
     out = {"create": [], "drop": [], "keep": []}
+    statement = set(plan.statement_tables()) if direction == FORWARD else set()
     for schema, table, _fn in trigger_tables(plan, direction):
         have = existing_triggers(conn, schema).get(table, {})
         raw = raw_triggers(plan.by_target[table]) if direction == REVERSE else {}
-        complete = all(n in have for n in trigger_names(direction, raw))
+        complete = all(n in have for n in trigger_names(direction, raw, table in statement))
         if state == "present":
             out["keep" if complete else "create"].append(table)
         elif have:
@@ -987,12 +1127,29 @@ def install(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30,
         for schema, table, fn in trigger_tables(plan, direction):
             def create(cur, schema=schema, table=table, fn=fn):
                 raw = raw_triggers(plan.by_target[table]) if direction == REVERSE else {}
+                per_statement = fn.startswith("stmt_")
                 cur.execute(
-                    "SELECT t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n "
-                    "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s AND t.tgname = ANY(%s)",
-                    (schema, table, list(trigger_names(direction, raw))))
-                have = {r[0] for r in cur.fetchall()}
+                    "SELECT t.tgname, (t.tgtype & 1) = 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s "
+                    "AND t.tgname = ANY(%s)", (schema, table, list(trigger_names(direction, raw, per_statement))))
+                found = dict(cur.fetchall())
+                have = set(found)
                 done = False
+                if per_statement and found.get(row_name):
+                    # an installation from before statement-level sync: its row trigger makes way, in this transaction
+                    cur.execute(sql.SQL("DROP TRIGGER {} ON {}").format(_id(row_name), _id(schema, table)))
+                    have.discard(row_name)
+                if per_statement:
+                    for event, name in STATEMENT_TRIGGERS.items():
+                        if name in have:
+                            continue
+                        transition = {"INSERT": "NEW TABLE AS nt", "UPDATE": "OLD TABLE AS ot NEW TABLE AS nt",
+                                      "DELETE": "OLD TABLE AS ot"}[event]
+                        cur.execute(sql.SQL("CREATE TRIGGER {} AFTER {} ON {} REFERENCING {} FOR EACH STATEMENT "
+                                            "EXECUTE FUNCTION {}()").format(
+                            _id(name), sql.SQL(event), _id(schema, table), sql.SQL(transition), plan.fn(fn)))
+                        done = True
+                    have.add(row_name)
                 for name, (key, columns) in raw.items():
                     if name not in have:
                         cur.execute(sql.SQL("CREATE TRIGGER {} BEFORE UPDATE OF {} ON {} FOR EACH ROW "
@@ -1043,7 +1200,7 @@ def remove(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30, 
 
             def drop(cur, schema=schema, table=table):
                 raw = raw_triggers(plan.by_target[table]) if direction == REVERSE else ()
-                for name in trigger_names(direction, raw):
+                for name in trigger_names(direction, raw, statement=direction == FORWARD):
                     cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(_id(name), _id(schema, table)))
                 return True
 

@@ -130,3 +130,32 @@ def test_the_copy_names_the_row_it_cannot_map(make_database):
     assert "services" in result["failed"], result
     message = str(result["tables"]["services"])
     assert key in message and "odd_no_boom" in message and "A rerun fails the same way" in message, message
+
+
+def test_a_multi_row_statement_with_one_row_the_sync_cannot_map_quarantines_only_that_row(odd):
+    """consent_log is synced per statement, set-based: 50 rows in one INSERT, one of which breaks a carbot_v2 rule
+    the mapping does not know (a CHECK added for this test). The statement's set-based step fails, the fallback
+    syncs its rows one by one: 49 arrive, the one is quarantined with the reason; the app's INSERT commits."""
+    db, _plan, _result = odd
+    db.query("ALTER TABLE carbot_v2.consent_log ADD CONSTRAINT odd_no_boom CHECK (source IS DISTINCT FROM 'BOOM') "
+             "NOT VALID")
+    try:
+        conn = db.connect()
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO public.consent_log (workshop_id, kunde_id, consent_type, granted, source, "
+                        "created_at) SELECT workshop_id, 'multi-' || g, consent_type, true, "
+                        "CASE WHEN g = 17 THEN 'BOOM' ELSE 'bulk' END, now() "
+                        "FROM (SELECT workshop_id, consent_type FROM public.consent_log c "
+                        "WHERE EXISTS (SELECT 1 FROM carbot_v2.workshops w WHERE w.id = c.workshop_id) "
+                        "ORDER BY id LIMIT 1) c, generate_series(1, 50) g RETURNING id, kunde_id")
+            ids = dict((k, i) for i, k in cur.fetchall())
+        conn.close()
+        assert db.scalar("SELECT count(*) FROM carbot_v2.consent_log WHERE client_key LIKE 'multi-%%'") == 49
+        reason = db.scalar("SELECT reason FROM carbot_v2.migration_quarantine WHERE target_table = 'consent_log' "
+                           "AND source_pk = %s", (str(ids["multi-17"]),))
+        assert reason.startswith("sync failed: ") and "odd_no_boom" in reason, reason
+        db.query("UPDATE public.consent_log SET source = 'fixed' WHERE id = %s", (ids["multi-17"],))
+        assert db.scalar("SELECT count(*) FROM carbot_v2.consent_log WHERE client_key LIKE 'multi-%%'") == 50
+        assert validate(db)["failed"] is False
+    finally:
+        db.query("ALTER TABLE carbot_v2.consent_log DROP CONSTRAINT odd_no_boom")
