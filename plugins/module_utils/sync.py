@@ -615,7 +615,9 @@ def statement_trigger_function(plan, legacy, sequences=None, reverse_active=Fals
             sql.SQL(
                 "WITH k AS (SELECT DISTINCT {kc} FROM ({ks}) k0), "
                 "lg AS (INSERT INTO {log} (target_table, key) SELECT {name}, {kt} FROM k), "
-                "v AS MATERIALIZED (SELECT {vcols}, v._quarantine_reason FROM {view} v JOIN k ON {kmv}), "
+                # a primary-key lookup of the view per key (the plan is generic: a join could scan the whole view)
+                "v AS MATERIALIZED (SELECT v.* FROM k CROSS JOIN LATERAL (SELECT {vcols}, v._quarantine_reason "
+                "FROM {view} v WHERE {kmv}) v), "
                 "up AS (INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM v WHERE v._quarantine_reason IS NULL "
                 "ON CONFLICT ({tk}) {conflict}), "
                 "gone AS (DELETE FROM {target} t USING k WHERE {tkm} AND NOT EXISTS (SELECT 1 FROM v WHERE "
