@@ -26,7 +26,12 @@ sys.path.insert(0, os.path.join(REPO, ".collections"))
 
 import psycopg2  # noqa: E402
 from ansible_collections.carbot.migration.plugins.module_utils import (  # noqa: E402
-    copy_engine, legacy_data, local_cluster, mapping, sync)
+    copy_engine,
+    legacy_data,
+    local_cluster,
+    mapping,
+    sync,
+)
 
 PASSWORD = "carbot-bench"  # loopback-only throwaway cluster
 
