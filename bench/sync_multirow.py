@@ -4,8 +4,9 @@
     .venv/bin/python bench/sync_multirow.py [--scale 0.2] [--rows 200] [--repeat 15]
 
 Three identical databases on a throwaway cluster: without the forward sync, with it (carbot_v2 copied), and with it
-but every table on the per-row trigger (what the statement-level sync replaced). For each kind of write, a transaction runs the statement(s) and rolls back (the state never drifts), alternating
-between the two databases; the medians are compared:
+but every table on the per-row trigger (what the statement-level sync replaced). For each kind of write, a
+transaction runs the statement(s) and rolls back (the state never drifts), alternating between the databases;
+the medians are compared:
 
 * ``insert N analytics events, one statement``: a leaf table, synced per statement, set-based;
 * ``update N notifications, one statement``, ``delete N consent records, one statement``: the same;
