@@ -33,9 +33,23 @@ def create_legacy_database(port):
     return conn
 
 
-def generate(conn, scale, seed):
-    """The legacy data (sql/legacy/generate.sql); returns the generator's result (counts per table)."""
-    return legacy_data.generate(conn, (REPO / "sql" / "legacy" / "generate.sql").read_text(), seed, scale, LEGACY)
+def generate(conn, scale, seed, shape=None):
+    """The legacy data (sql/legacy/generate.sql) at ``scale`` and the optional tenant ``shape``; returns the
+    generator's result (counts per table)."""
+    return legacy_data.generate(conn, (REPO / "sql" / "legacy" / "generate.sql").read_text(), seed, scale, LEGACY,
+                                shape)
+
+
+def add_shape_arguments(parser):
+    """--workshops, --customers-per-workshop, --leads-per-workshop, --messages-per-conversation."""
+    group = parser.add_argument_group("tenant shape (default: the mix of --scale)")
+    for key in legacy_data.SHAPE_KEYS:
+        group.add_argument("--" + key.replace("_", "-"), type=int, default=None, dest=key)
+
+
+def shape_of(args):
+    """The shape given on the command line ({} for the default mix)."""
+    return {k: getattr(args, k) for k in legacy_data.SHAPE_KEYS if getattr(args, k) is not None}
 
 
 def apply_mapping(conn, sql_dir=None):

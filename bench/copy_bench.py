@@ -2,6 +2,10 @@
 """Copy and validation speed, measured (not asserted) on a throwaway cluster.
 
     .venv/bin/python bench/copy_bench.py [--scale 1.0] [--seed 42] [--workers N] [--keep]
+        [--workshops N] [--customers-per-workshop N] [--leads-per-workshop N] [--messages-per-conversation N]
+
+The tenant shape options change how the rows group (e.g. a few workshops with many customers); unset, the
+generator's default mix of --scale.
 
 At the given scale (legacy_data generator) it times:
   (a) plain, unbatched ``INSERT INTO <target>.t SELECT <cols> FROM <mapping>.map_t WHERE _quarantine_reason
@@ -27,10 +31,12 @@ from benchlib import (
     MAPPING,
     PASSWORD,
     TARGET,
+    add_shape_arguments,
     apply_mapping,
     connect,
     create_legacy_database,
     generate,
+    shape_of,
 )
 
 # isort: split
@@ -119,18 +125,21 @@ def main():
     parser.add_argument("--workers", type=int, default=None, help="copy workers (default: one per core)")
     parser.add_argument("--keep", action="store_true", help="leave the cluster running (prints its port)")
     parser.add_argument("--json", help="also write the figures to this file")
+    add_shape_arguments(parser)
     args = parser.parse_args()
+    shape = shape_of(args)
 
     base = tempfile.mkdtemp(prefix="carbot-bench-")
     cluster = LocalCluster(os.path.join(base, "pg"))
     cluster.ensure_started(PASSWORD)
     facts = cluster.facts()
     port = facts["port"]
-    print("carbot.migration copy bench: scale %s, seed %s, PostgreSQL %s on port %s, %s cores"
-          % (args.scale, args.seed, facts["version"], port, os.cpu_count()), flush=True)
+    print("carbot.migration copy bench: scale %s, seed %s, shape %s, PostgreSQL %s on port %s, %s cores, load %s"
+          % (args.scale, args.seed, shape or "default mix", facts["version"], port, os.cpu_count(),
+             " ".join("%.1f" % x for x in os.getloadavg())), flush=True)
     try:
         conn = create_legacy_database(port)
-        _took, gen = timed("generate legacy data", lambda: generate(conn, args.scale, args.seed))
+        _took, gen = timed("generate legacy data", lambda: generate(conn, args.scale, args.seed, shape))
         print("  legacy rows: %d" % sum(gen["counts"].values()))
         apply_mapping(conn)
         specs = copy_engine.resolve(conn, copy_engine.order_tables(mapping.TABLES), LEGACY, MAPPING, TARGET)
@@ -148,10 +157,14 @@ def main():
         engine = copy_engine.CopyEngine(params, workers=args.workers)
         t_copy, result = timed("engine full copy (%d workers)" % engine.workers, engine.run)
         assert not result["failed"], result
-        slow = sorted(result["tables"].items(), key=lambda kv: -kv[1].get("elapsed", 0))[:5]
+        # every table, slowest first: rows, seconds and rows/s in the engine (tables run in parallel, so a
+        # table's time includes waiting for the cores its neighbours use), and plain INSERT...SELECT beside it
+        slow = sorted(result["tables"].items(), key=lambda kv: -kv[1].get("elapsed", 0))
         for name, r in slow:
-            print("      %-22s %9d rows %7.2fs  (plain %6.2fs)" % (name, r["scanned"], r["elapsed"],
-                                                                  per_table[name][1]))
+            plain_rows, plain_s = per_table[name]
+            print("      %-22s %9d rows %7.2fs %9.0f rows/s  (plain %6.2fs %9.0f rows/s)"
+                  % (name, r["scanned"], r["elapsed"], r["rows_per_second"], plain_s,
+                     plain_rows / plain_s if plain_s else 0.0))
 
         print("(c) pg_dump | pg_restore of the legacy tables", flush=True)
         t_dump, _ = timed("pg_dump -Fc | pg_restore into a scratch database", lambda: dump_restore(port,
@@ -181,7 +194,11 @@ def main():
             print("  %-34s %5.2f  (<= %.1f)  %s" % (label, value, target, "ok" if value <= target else "OVER"))
         if args.json:
             with open(args.json, "w") as handle:
-                json.dump({"scale": args.scale, "seconds": {"plain": t_plain, "copy": t_copy, "dump_restore": t_dump,
+                json.dump({"scale": args.scale, "shape": shape, "load": os.getloadavg(),
+                           "tables": {n: {"rows": r["scanned"], "seconds": r["elapsed"],
+                                          "rows_per_second": r["rows_per_second"]}
+                                      for n, r in result["tables"].items()},
+                           "seconds": {"plain": t_plain, "copy": t_copy, "dump_restore": t_dump,
                                                             "checksum": t_sum, "validation": t_val},
                            "ratios": {k: v[0] for k, v in ratios.items()}}, handle, indent=2)
     finally:

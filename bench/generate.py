@@ -32,7 +32,11 @@ def main():
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--checksums", action="store_true", help="also time the content checksums")
     parser.add_argument("--keep", action="store_true", help="leave the cluster running and print how to reach it")
+    group = parser.add_argument_group("tenant shape (default: the mix of --scale)")
+    for key in legacy_data.SHAPE_KEYS:
+        group.add_argument("--" + key.replace("_", "-"), type=int, default=None, dest=key)
     args = parser.parse_args()
+    shape = {k: getattr(args, k) for k in legacy_data.SHAPE_KEYS if getattr(args, k) is not None}
 
     base = tempfile.mkdtemp(prefix="carbot-bench-")
     cluster = LocalCluster(os.path.join(base, "pg"))
@@ -47,8 +51,8 @@ def main():
         with conn.cursor() as cur:
             cur.execute((REPO / "sql/legacy/schema.sql").read_text(encoding="utf-8"))
         generator = (REPO / "sql/legacy/generate.sql").read_text(encoding="utf-8")
-        expected = legacy_data.expected_volumes(args.scale)
-        result = legacy_data.generate(conn, generator, args.seed, args.scale, "public")
+        expected = legacy_data.expected_volumes(args.scale, shape)
+        result = legacy_data.generate(conn, generator, args.seed, args.scale, "public", shape)
         counts = result["counts"]
         with conn.cursor() as cur:
             cur.execute("SELECT pg_size_pretty(pg_database_size(current_database()))")

@@ -57,8 +57,27 @@ def _round(value):
     return int(Decimal(value).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def expected_volumes(scale):
-    """Target row count per legacy table for ``scale`` (1.0 = upper production estimates).
+# The optional tenant shape (sql/legacy/generate.sql): name -> the generator's setting.
+SHAPE_KEYS = ("workshops", "customers_per_workshop", "leads_per_workshop", "messages_per_conversation")
+
+
+def check_shape(shape):
+    """The shape without its unset keys, every value a positive int; ValueError otherwise."""
+    out = {}
+    for key, value in (shape or {}).items():
+        if key not in SHAPE_KEYS:
+            raise ValueError("unknown shape key %r (known: %s)" % (key, ", ".join(SHAPE_KEYS)))
+        if value is None:
+            continue
+        if int(value) != value or int(value) <= 0:
+            raise ValueError("shape %s must be a positive integer, got %r" % (key, value))
+        out[key] = int(value)
+    return out
+
+
+def expected_volumes(scale, shape=None):
+    """Target row count per legacy table for ``scale`` (1.0 = upper production estimates) and the optional
+    tenant ``shape`` (workshops, customers_per_workshop, leads_per_workshop, messages_per_conversation).
 
     Exact for every table except those in ``APPROXIMATE`` (appointment_services ~1.5 per
     appointment, subscriptions 1-2 per workshop), where it is the expected value.
@@ -66,12 +85,17 @@ def expected_volumes(scale):
     s = Decimal(str(scale))
     if s <= 0:
         raise ValueError("scale must be > 0, got %r" % (scale,))
-    workshops = max(8, _round(500 * s))
+    shape = check_shape(shape)
+    workshops = shape.get("workshops") or max(8, _round(500 * s))
     gone = max(1, _round(workshops * Decimal("0.01")))  # deleted workshops whose child rows remain
     per_ws = workshops + gone
     out = {}
     for table, (base, floor) in _BASE.items():
         out[table] = _round(base * s) if floor is None else max(floor, _round(base * s))
+    if "customers_per_workshop" in shape:
+        out["customers"] = workshops * shape["customers_per_workshop"]
+    if "leads_per_workshop" in shape:
+        out["leads"] = workshops * shape["leads_per_workshop"]
     out["users"] = max(out["users"], 2 * workshops + 4)
     out["team_members"] = max(out["team_members"], workshops + 4)
     out["workshops"] = workshops
@@ -176,8 +200,9 @@ def generator_digest(sql_text):
     return hashlib.sha256(sql_text.encode("utf-8")).hexdigest()
 
 
-def generate(conn, sql_text, seed, scale, schema):
-    """Run the generator in ``schema`` with ``seed``/``scale`` in one transaction and commit.
+def generate(conn, sql_text, seed, scale, schema, shape=None):
+    """Run the generator in ``schema`` with ``seed``/``scale`` (and the optional tenant ``shape``, see
+    expected_volumes) in one transaction and commit.
 
     Returns ``{"counts": {table: rows}, "elapsed_seconds": float}`` (elapsed covers the
     generator only, not the counting). An open transaction of ``conn`` is committed first.
@@ -186,12 +211,15 @@ def generate(conn, sql_text, seed, scale, schema):
     scale_text = format(Decimal(str(scale)).normalize(), "f")
     if Decimal(scale_text) <= 0:
         raise ValueError("scale must be > 0, got %r" % (scale,))
+    shape = check_shape(shape)
     was_autocommit = _begin_own_transaction(conn)
     try:
         with conn.cursor() as cur:
             cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
             cur.execute("SELECT set_config('carbot.seed', %s, true), set_config('carbot.scale', %s, true)",
                         (str(seed), scale_text))
+            for key in SHAPE_KEYS:  # unset keys as '' (the default mix), so a session setting never leaks in
+                cur.execute("SELECT set_config(%s, %s, true)", ("carbot." + key, str(shape.get(key, ""))))
             started = time.monotonic()
             cur.execute(sql_text)
             conn.commit()

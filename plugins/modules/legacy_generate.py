@@ -39,6 +39,24 @@ options:
         500,000 chat messages, 1,000,000 analytics events, ...); small floors keep tiny scales coherent.
     type: float
     default: 0.1
+  shape:
+    description:
+      - The tenant shape, for benches (bench/README.md). Unset keys keep the default mix of O(scale); every other
+        volume still follows O(scale). A different shape is different data (the module regenerates).
+    type: dict
+    suboptions:
+      workshops:
+        description: Number of workshops instead of 500 x O(scale).
+        type: int
+      customers_per_workshop:
+        description: Customers per workshop on average (customers = workshops x this).
+        type: int
+      leads_per_workshop:
+        description: Leads per workshop on average (leads = workshops x this).
+        type: int
+      messages_per_conversation:
+        description: Average chat messages per conversation (default 8, conversations of 2 to 14 messages).
+        type: int
   seed:
     description: Seed of every generated value (0 to 9e12).
     type: int
@@ -173,7 +191,7 @@ def apply_schema(conn, schema, schema_sql):
     conn.commit()
 
 
-def decide(marker, counts, seed, scale, digest, force):
+def decide(marker, counts, seed, scale, digest, force, shape=None):
     """(action, reason) from what the tables hold now."""
     total = sum(counts.values())
     if force:
@@ -184,7 +202,7 @@ def decide(marker, counts, seed, scale, digest, force):
         return "fail", ("the legacy tables hold %d rows that this module did not generate (no record on %s.workshops);"
                         " refusing to TRUNCATE them. Use force=true only if they are synthetic." % (total, "<schema>"))
     same = (marker.get("seed") == seed and float(marker.get("scale", -1)) == float(scale)
-            and marker.get("generator_sha256") == digest)
+            and marker.get("generator_sha256") == digest and (marker.get("shape") or {}) == (shape or {}))
     if same:
         return "none", "data generated with seed %s, scale %s by this generator is already there" % (seed, scale)
     return "regenerate", "the data was generated with seed %s, scale %s%s" % (
@@ -201,6 +219,9 @@ def main():
         schema_sql=dict(type="path"),
         generator_sql=dict(type="path", required=True),
         force=dict(type="bool", default=False),
+        shape=dict(type="dict", options=dict(
+            workshops=dict(type="int"), customers_per_workshop=dict(type="int"),
+            leads_per_workshop=dict(type="int"), messages_per_conversation=dict(type="int"))),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if not HAS_PSYCOPG2:
@@ -212,6 +233,10 @@ def main():
         module.fail_json(msg="scale must be greater than 0, got %s" % scale)
     if not 0 <= seed <= 9000000000000:
         module.fail_json(msg="seed must be between 0 and 9e12, got %s" % seed)
+    try:
+        shape = legacy_data.check_shape(params["shape"])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
     generator = read_text(module, params["generator_sql"], "generator")
     schema_text = read_text(module, params["schema_sql"], "legacy schema") if params["schema_sql"] else None
     digest = legacy_data.generator_digest(generator)
@@ -243,7 +268,7 @@ def main():
             marker = legacy_data.read_marker(conn, schema)
         conn.commit()
 
-        action, reason = decide(marker, counts, seed, scale, digest, params["force"])
+        action, reason = decide(marker, counts, seed, scale, digest, params["force"], shape)
         result.update(action=action, reason=reason, marker=marker or {})
         if action == "fail":
             module.fail_json(msg=reason.replace("<schema>", schema), counts=counts, **{
@@ -257,13 +282,15 @@ def main():
                                           "set_config('carbot.scale', '%s'); <generator_sql %s>"
                                           % (schema, seed, scale, params["generator_sql"]))
         if module.check_mode:
-            result["counts"] = legacy_data.expected_volumes(scale)
+            result["counts"] = legacy_data.expected_volumes(scale, shape)
             module.exit_json(**result)
 
-        generated = legacy_data.generate(conn, generator, seed, scale, schema)
+        generated = legacy_data.generate(conn, generator, seed, scale, schema, shape)
         checksum = legacy_data.combined_checksum(legacy_data.content_checksums(conn, schema))
         marker = {"seed": seed, "scale": scale, "generator_sha256": digest,
                   "counts": generated["counts"], "checksum": checksum}
+        if shape:  # the default mix keeps the record it always had
+            marker["shape"] = shape
         legacy_data.write_marker(conn, schema, marker)
         result["executed_queries"].append("COMMENT ON TABLE %s.workshops IS '%s...'"
                                           % (schema, legacy_data.MARKER_PREFIX))

@@ -3,6 +3,14 @@
 -- Parameters (custom settings, set with set_config before running this file):
 --   carbot.seed   integer 0 .. 9e12  same seed + same scale => byte-identical data
 --   carbot.scale  numeric > 0        1.0 = the upper production estimates (see volumes below)
+-- Optional tenant shape (unset or '' = the default mix below; bench/README.md, "data shape"):
+--   carbot.workshops                  integer > 0  workshops instead of round(500 * scale)
+--   carbot.customers_per_workshop     integer > 0  customers = workshops * this (on average: the workshops
+--                                                  of child rows stay skewed towards low numbers)
+--   carbot.leads_per_workshop         integer > 0  leads = workshops * this
+--   carbot.messages_per_conversation  integer > 0  average chat messages per conversation (default 8:
+--                                                  conversations of 2..14 messages; m gives max(1, m-6)..2m-max(1, m-6))
+-- Every other volume still follows the scale (chat_messages included: the shape sets how they group).
 -- Runs with search_path set to the legacy schema (no schema is named here). TRUNCATEs the 25
 -- tables first, then fills them set-based (generate_series + INSERT ... SELECT, no row loops),
 -- then moves the bigserial sequences past max(id) so that later application inserts never collide.
@@ -91,6 +99,11 @@ DECLARE
     v_seed  bigint := nullif(current_setting('carbot.seed', true), '')::bigint;
     v_scale numeric := nullif(current_setting('carbot.scale', true), '')::numeric;
     w bigint; g bigint; c bigint; l bigint; cm bigint; k bigint;
+    v_ws bigint := nullif(current_setting('carbot.workshops', true), '')::bigint;
+    v_cpw bigint := nullif(current_setting('carbot.customers_per_workshop', true), '')::bigint;
+    v_lpw bigint := nullif(current_setting('carbot.leads_per_workshop', true), '')::bigint;
+    v_mpc bigint := coalesce(nullif(current_setting('carbot.messages_per_conversation', true), '')::bigint, 8);
+    m_lo bigint; m_hi bigint;
     vols text;
 BEGIN
     IF v_seed IS NULL OR v_scale IS NULL THEN
@@ -99,12 +112,18 @@ BEGIN
     IF v_scale <= 0 OR v_seed < 0 OR v_seed > 9000000000000 THEN
         RAISE EXCEPTION 'carbot.scale must be > 0 and carbot.seed in 0..9e12 (got %, %)', v_scale, v_seed;
     END IF;
-    w  := greatest(8, round(500 * v_scale));
+    IF v_ws <= 0 OR v_cpw <= 0 OR v_lpw <= 0 OR v_mpc <= 0 THEN
+        RAISE EXCEPTION 'carbot.workshops, carbot.customers_per_workshop, carbot.leads_per_workshop and '
+                        'carbot.messages_per_conversation must be > 0 (got %, %, %, %)', v_ws, v_cpw, v_lpw, v_mpc;
+    END IF;
+    w  := coalesce(v_ws, greatest(8, round(500 * v_scale)));
     g  := greatest(1, round(w * 0.01));
-    c  := greatest(50, round(100000 * v_scale));
-    l  := greatest(50, round(50000 * v_scale));
+    c  := coalesce(w * v_cpw, greatest(50, round(100000 * v_scale)));
+    l  := coalesce(w * v_lpw, greatest(50, round(50000 * v_scale)));
     cm := greatest(200, round(500000 * v_scale));
-    k  := greatest(l + 1, ceil(cm * 1.1 / 8));
+    m_lo := greatest(1, v_mpc - 6);
+    m_hi := 2 * v_mpc - m_lo;
+    k  := greatest(l + 1, ceil(cm * 1.1 / v_mpc));
     vols := format($v$
         SELECT CASE t
             WHEN 'workshops' THEN %s WHEN 'gone' THEN %s WHEN 'users' THEN %s WHEN 'team_members' THEN %s
@@ -113,14 +132,14 @@ BEGIN
             WHEN 'appointments' THEN %s WHEN 'workshop_closures' THEN %s WHEN 'reviews' THEN %s
             WHEN 'invoices' THEN %s WHEN 'notifications' THEN %s WHEN 'api_keys' THEN %s
             WHEN 'webhooks' THEN %s WHEN 'audit_logs' THEN %s WHEN 'gdpr_requests' THEN %s
-            WHEN 'consent_log' THEN %s END::bigint $v$,
+            WHEN 'consent_log' THEN %s WHEN 'msg_lo' THEN %s WHEN 'msg_hi' THEN %s END::bigint $v$,
         w, g, greatest(round(1500 * v_scale), 2 * w + 4), greatest(round(1200 * v_scale), w + 4),
         c, round(c * 1.2), l, greatest(20, round(30000 * v_scale)),
         cm, k, greatest(200, round(1000000 * v_scale)),
         greatest(50, round(30000 * v_scale)), greatest(10, round(2000 * v_scale)), greatest(20, round(8000 * v_scale)),
         greatest(20, round(10000 * v_scale)), greatest(20, round(50000 * v_scale)), greatest(4, round(300 * v_scale)),
         greatest(4, round(200 * v_scale)), greatest(50, round(200000 * v_scale)), greatest(4, round(100 * v_scale)),
-        greatest(50, round(60000 * v_scale)));
+        greatest(50, round(60000 * v_scale)), m_lo, m_hi);
     EXECUTE format('CREATE OR REPLACE FUNCTION pg_temp.vol(t text) RETURNS bigint LANGUAGE sql IMMUTABLE AS %L',
                    vols);
     -- uniform [0,1) from (seed, row number, field salt)
@@ -434,7 +453,7 @@ FROM (SELECT k, pg_temp.ws(k, 800, 0.003, 1) AS ws,
              substr(pg_temp.h('kunde', k), 1, 8) || '-' || substr(pg_temp.h('kunde', k), 9, 4) || '-'
                  || substr(pg_temp.h('kunde', k), 13, 12) AS kid,
              1761955200 - 3600 - floor(pg_temp.r(k, 801) * 730 * 86400)::bigint AS t0,
-             pg_temp.ri(k, 802, 2, 14) AS nmsg
+             pg_temp.ri(k, 802, pg_temp.vol('msg_lo'), pg_temp.vol('msg_hi')) AS nmsg
       FROM generate_series(1, pg_temp.vol('conversations')) k) s;
 CREATE UNIQUE INDEX ON _conv (k);
 ANALYZE _conv;

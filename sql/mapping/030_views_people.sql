@@ -15,9 +15,10 @@
 -- is removed by the planner (the parent is unique on the key), so a parent check costs only the
 -- parent's own checks, never its unused columns. "Not found" is `p._src_key IS NULL` (_src_key is
 -- the parent's primary key, never NULL in a match).
--- Rule functions written in plpgsql (split_name) are called in a LATERAL subquery with OFFSET 0:
--- evaluated once per row (a pulled-up subquery would be copied into every expression that uses
--- its result) and dropped when none of its results is used.
+-- Normalisations whose result a view reads twice (the value and, in legacy_raw, the set-aside original)
+-- and the name split are computed in one LATERAL subquery with OFFSET 0 per row: evaluated once per
+-- row (a pulled-up subquery would be copied into every expression that uses its result, and the rule
+-- functions are inlined expressions, so each copy would compute the normalisation again).
 
 -- The owner of every legacy workshop, and so its organization. Owner key, first that exists:
 --   1. the workshop's owner_email, normalised (trim + lower case; case differs between rows);
@@ -98,6 +99,8 @@ SELECT w.id,
        w.id AS _src_key,
        unknown_value('workshops.business_type', w.business_type, business_type_map(w.business_type), true)
            AS _quarantine_reason
+  -- (the normalisations are computed twice here: 500 rows, and a lateral subquery would sit in every
+  -- child's parent check)
   FROM workshops w;
 
 -- Derived: one organization per owner (workshop_owners), from its migrated workshops.
@@ -153,11 +156,11 @@ SELECT c.id,
        n.parts[1] AS title,
        n.parts[2] AS first_name,
        n.parts[3] AS last_name,
-       normalise_email(c.email) AS email,
+       n.email,
        c.phone,
        c.address AS address_line1,
        clean_text(c.city) AS city,
-       normalise_postal_code(c.postal_code) AS postal_code,
+       n.postal_code,
        c.active AS is_active,
        c.marketing_consent AS gdpr_consent_given,
        c.created_at,
@@ -167,13 +170,16 @@ SELECT c.id,
            'name', CASE WHEN pg_catalog.btrim(c.name) <> ''
                          AND join_name(n.parts[1], n.parts[2], n.parts[3]) IS DISTINCT FROM c.name
                         THEN c.name END,
-           'email', set_aside(c.email, normalise_email(c.email)),
-           'postal_code', set_aside(c.postal_code, normalise_postal_code(c.postal_code)))), '{}'::jsonb) AS legacy_raw,
+           'email', set_aside(c.email, n.email),
+           'postal_code', set_aside(c.postal_code, n.postal_code))), '{}'::jsonb) AS legacy_raw,
        c.id AS _src_key,
        CASE WHEN pw._src_key IS NULL THEN 'orphan: workshop_id not found'
             WHEN pw._quarantine_reason IS NOT NULL THEN 'parent quarantined: workshop_id' END AS _quarantine_reason
   FROM customers c
- CROSS JOIN LATERAL (SELECT split_name(c.name) AS parts OFFSET 0) n
+ -- the plpgsql split_name only for the names split_name_fast leaves to it (comma, title or particle)
+ CROSS JOIN LATERAL (SELECT COALESCE(split_name_fast(c.name), split_name(c.name)) AS parts,
+                            normalise_email(c.email) AS email,
+                            normalise_postal_code(c.postal_code) AS postal_code OFFSET 0) n
   LEFT JOIN map_workshops pw ON pw._src_key = c.workshop_id;
 
 CREATE OR REPLACE VIEW map_customer_vehicles AS
@@ -182,16 +188,16 @@ SELECT v.id,
        v.workshop_id,
        v.make,
        v.model,
-       valid_vehicle_year(v.year, v.created_at) AS year,
+       n.year,
        normalise_plate(v.license_plate) AS license_plate,
-       normalise_vin(v.vin) AS vin,
+       n.vin,
        CASE WHEN v.mileage_km >= 0 THEN v.mileage_km END AS mileage_km,
        v.fuel_type,
        v.created_at,
        v.updated_at,
        NULLIF(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-           'year', CASE WHEN valid_vehicle_year(v.year, v.created_at) IS NULL THEN v.year END,
-           'vin', set_aside(v.vin, normalise_vin(v.vin)),
+           'year', CASE WHEN n.year IS NULL THEN v.year END,
+           'vin', set_aside(v.vin, n.vin),
            'mileage_km', CASE WHEN v.mileage_km < 0 THEN v.mileage_km END)), '{}'::jsonb) AS legacy_raw,
        v.id AS _src_key,
        COALESCE(
@@ -201,5 +207,6 @@ SELECT v.id,
                 WHEN pw._quarantine_reason IS NOT NULL THEN 'parent quarantined: workshop_id' END
        ) AS _quarantine_reason
   FROM vehicles v
+ CROSS JOIN LATERAL (SELECT valid_vehicle_year(v.year, v.created_at) AS year, normalise_vin(v.vin) AS vin OFFSET 0) n
   LEFT JOIN map_customers pc ON pc._src_key = v.customer_id
   LEFT JOIN map_workshops pw ON pw._src_key = v.workshop_id;

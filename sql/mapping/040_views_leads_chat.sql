@@ -6,7 +6,7 @@ SELECT l.id,
        l.workshop_id,
        l.kunde_id AS client_key,
        l.name,
-       normalise_email(l.email) AS email,
+       n.email,
        l.telefon AS phone,
        lead_subject(l.anliegen) AS subject,
        l.anliegen AS description,
@@ -22,7 +22,7 @@ SELECT l.id,
        l.created_at,
        l.updated_at,
        NULLIF(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-           'email', set_aside(l.email, normalise_email(l.email)),
+           'email', set_aside(l.email, n.email),
            'lead_score', CASE WHEN l.lead_score NOT BETWEEN 0 AND 100 THEN l.lead_score END)), '{}'::jsonb)
            AS legacy_raw,
        l.id AS _src_key,
@@ -34,6 +34,7 @@ SELECT l.id,
            unknown_value('leads.source', l.source, lead_source_map(l.source), false)
        ) AS _quarantine_reason
   FROM leads l
+ CROSS JOIN LATERAL (SELECT normalise_email(l.email) AS email OFFSET 0) n
   LEFT JOIN map_workshops pw ON pw._src_key = l.workshop_id;
 
 CREATE OR REPLACE VIEW map_lead_notes AS

@@ -19,20 +19,21 @@ SELECT a.id,
 CREATE OR REPLACE VIEW map_gdpr_requests AS
 SELECT g.id,
        g.workshop_id,
-       normalise_email(g.requester_email) AS requester_email,
+       n.requester_email,
        gdpr_request_type_map(g.request_type)::gdpr_request_type AS request_type,
        gdpr_request_status_map(g.status)::gdpr_request_status AS status,
        g.requested_at,
        g.completed_at,
        NULLIF(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-           'requester_email', set_aside(g.requester_email, normalise_email(g.requester_email)))), '{}'::jsonb)
+           'requester_email', set_aside(g.requester_email, n.requester_email))), '{}'::jsonb)
            AS legacy_raw,
        g.id AS _src_key,
        COALESCE(
            unknown_value('gdpr_requests.request_type', g.request_type, gdpr_request_type_map(g.request_type), false),
            unknown_value('gdpr_requests.status', g.status, gdpr_request_status_map(g.status), false)
        ) AS _quarantine_reason
-  FROM gdpr_requests g;
+  FROM gdpr_requests g
+ CROSS JOIN LATERAL (SELECT normalise_email(g.requester_email) AS requester_email OFFSET 0) n;
 
 CREATE OR REPLACE VIEW map_consent_log AS
 SELECT c.id,
