@@ -28,7 +28,8 @@ Reverse (carbot_v2 -> legacy, after the switch)
 
 Loops: each direction's trigger function marks the transaction-local setting ``carbot.sync_origin``
 while it writes, and the other direction's triggers do nothing while it is set. Identity/bigserial
-sequences are kept ahead of the ids written by the other side (see ``sequence`` below).
+sequences are kept ahead of the ids written by the other side (``serial_columns``, ``align_sequences`` and the
+bumps in the trigger functions below; the cutover shares them: the ``sequences`` module).
 
 Installation takes ``SHARE ROW EXCLUSIVE`` per table (``CREATE TRIGGER``) or ``ACCESS EXCLUSIVE``
 (``DROP TRIGGER``); while waiting for it every app write to that table queues behind it. So each table

@@ -52,7 +52,7 @@ DEFAULT_CHUNK_ROWS = 10000
 SYNC_FAILED = "sync failed: "
 MAX_DRILL_CHUNKS = 50
 
-# Consent columns: legacy source column -> target column, per target table (shared/legacy-schema.md,
+# Consent columns: legacy source column -> target column, per target table (sql/legacy/schema.sql,
 # sql/v2/020_tables.sql). NULL (never asked / unknown) is not consent.
 CONSENT_COLUMNS = [
     {"target": "customers", "legacy_column": "marketing_consent", "target_column": "gdpr_consent_given"},

@@ -81,7 +81,7 @@ notes:
     for much larger scales.
 seealso:
   - name: The legacy schema
-    description: shared/legacy-schema.md, the 25 tables and their dirt.
+    description: The legacy schema (sql/legacy/schema.sql, docs/mapping.md), the 25 tables and their dirt.
     link: https://git.carbot.example/ops/carbot.migration
 """
 
