@@ -24,10 +24,13 @@ Forward (legacy -> carbot_v2, while the app writes to ``public``)
 
 Reverse (carbot_v2 -> legacy, after the switch)
     ``sql/sync/*.sql`` holds one reverse projection view ``rmap_<target>`` per row table (legacy column
-    names, ``_dst_key``); one trigger function per target table upserts/deletes the legacy row from it.
+    names, ``_dst_key``); one trigger function per target table upserts/deletes the legacy row from it, and
+    ``BEFORE UPDATE OF`` triggers per set-aside key drop the set-aside original of a column the app writes.
 
-Loops: each direction's trigger function marks the transaction-local setting ``carbot.sync_origin``
-while it writes, and the other direction's triggers do nothing while it is set. Identity/bigserial
+Loops: the forward trigger function marks the transaction-local setting ``carbot.sync_origin`` while it writes
+carbot_v2, and the reverse triggers do nothing while it is set. The reverse trigger does not mark it: its legacy
+write fires the forward trigger, which re-projects the row into carbot_v2 (``map(legacy) = carbot_v2`` after every
+write of the new app; docs/sync.md). Identity/bigserial
 sequences are kept ahead of the ids written by the other side (``serial_columns``, ``align_sequences`` and the
 bumps in the trigger functions below; the cutover shares them: the ``sequences`` module).
 
