@@ -360,15 +360,9 @@ def row_sync_function(plan, t):
         post.append(sql.SQL("IF v_old_{i} IS NOT NULL AND v_old_{i} IS DISTINCT FROM v_new_{i} THEN "
                             "PERFORM {fn}(v_old_{i}); END IF;").format(i=sql.SQL(str(i)), fn=fn))
     non_key = [c for c in cols if c not in tkey]
-    if non_key:
-        # no new row version when the projection did not change (the reverse sync re-projects every row the
-        # new app writes: most of those are already what the forward mapping gives)
-        conflict = sql.SQL("DO UPDATE SET {set} WHERE ({old}) IS DISTINCT FROM ({new})").format(
-            set=_join(sql.SQL("{c} = EXCLUDED.{c}").format(c=_id(c)) for c in non_key),
-            old=_join(sql.SQL("t.{}").format(_id(c)) for c in non_key),
-            new=_join(sql.SQL("EXCLUDED.{}").format(_id(c)) for c in non_key))
-    else:
-        conflict = sql.SQL("DO NOTHING")
+    # no new row version when the projection did not change (the reverse sync re-projects every row the new app
+    # writes: most of those are already what the forward mapping gives)
+    conflict = _on_conflict("t", non_key)
     q = plan.rel("target", QUARANTINE)
     qmatch = sql.SQL("target_table = {} AND source_pk = {}").format(sql.Literal(name), _key_text(keys))
     leaving = _children_leaving(plan, t, keys)
@@ -427,6 +421,17 @@ def ensure_change_log(cur, plan):
     the sync functions write it as the migration role (SECURITY DEFINER)."""
     cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (txid xid8 NOT NULL DEFAULT pg_current_xact_id(), "
                         "target_table text NOT NULL, key text NOT NULL)").format(plan.rel("mapping", CHANGE_LOG)))
+
+
+def _on_conflict(alias, non_key):
+    """``DO UPDATE SET <non-key> = EXCLUDED.<non-key> WHERE <changed>``: no new row version when nothing changed
+    (``DO NOTHING`` for a table that is all key)."""
+    if not non_key:
+        return sql.SQL("DO NOTHING")
+    return sql.SQL("DO UPDATE SET {set} WHERE ({old}) IS DISTINCT FROM ({new})").format(
+        set=_join(sql.SQL("{c} = EXCLUDED.{c}").format(c=_id(c)) for c in non_key),
+        old=_join(sql.SQL("{}.{}").format(_id(alias), _id(c)) for c in non_key),
+        new=_join(sql.SQL("EXCLUDED.{}").format(_id(c)) for c in non_key))
 
 
 def _function(fn, args, returns, declare, body):
@@ -607,10 +612,7 @@ def statement_trigger_function(plan, legacy, sequences=None, reverse_active=Fals
 
     def step(keys_sql):
         k_match_v = _join([sql.SQL("v.{} = k.{}").format(_id(vc), _id(sc)) for vc, sc in zip(vkey, skey)], " AND ")
-        conflict = sql.SQL("DO UPDATE SET {set} WHERE ({old}) IS DISTINCT FROM ({new})").format(
-            set=_join(sql.SQL("{c} = EXCLUDED.{c}").format(c=_id(c)) for c in non_key),
-            old=_join(sql.SQL("t.{}").format(_id(c)) for c in non_key),
-            new=_join(sql.SQL("EXCLUDED.{}").format(_id(c)) for c in non_key)) if non_key else sql.SQL("DO NOTHING")
+        conflict = _on_conflict("t", non_key)
         return [
             sql.SQL("PERFORM pg_advisory_xact_lock({lock}, {h}) FROM (SELECT DISTINCT {kc} FROM ({ks}) k0 "
                     "ORDER BY {kc}) k;").format(
@@ -750,13 +752,7 @@ def reverse_trigger_function(plan, target, sequences=None):
         "IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND ({o}) IS DISTINCT FROM ({n})) THEN "
         "DELETE FROM {src} s WHERE {m}; END IF;").format(o=_join(old), n=_join(new), src=src,
                                                          m=_match("s", skey, old)))
-    if non_key:
-        conflict = sql.SQL("DO UPDATE SET {set} WHERE ({old}) IS DISTINCT FROM ({new})").format(
-            set=_join(sql.SQL("{c} = EXCLUDED.{c}").format(c=_id(c)) for c in non_key),
-            old=_join(sql.SQL("s.{}").format(_id(c)) for c in non_key),
-            new=_join(sql.SQL("EXCLUDED.{}").format(_id(c)) for c in non_key))
-    else:
-        conflict = sql.SQL("DO NOTHING")
+    conflict = _on_conflict("s", non_key)
     body.append(sql.SQL(
         "IF TG_OP <> 'DELETE' THEN INSERT INTO {src} AS s ({cols}) SELECT {vcols} FROM {view} v WHERE {m} "
         "ON CONFLICT ({sk}) {conflict}; END IF;").format(

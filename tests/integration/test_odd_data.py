@@ -3,8 +3,8 @@ the validation and the live app's writes through the sync triggers all succeed; 
 quarantined with its reason instead of failing the app's write, and validation names it."""
 
 import pytest
-from ansible_collections.carbot.migration.plugins.module_utils import copy_engine, mapping, sync, validation
-from test_sync import build_migrated, module_params
+from ansible_collections.carbot.migration.plugins.module_utils import copy_engine, mapping, sync
+from test_sync import build_migrated, module_params, validate
 
 NTH = "(SELECT id FROM public.{t} ORDER BY id LIMIT 1 OFFSET {n})"
 ODD = [
@@ -36,13 +36,6 @@ ODD = [
     + NTH.format(t="services", n=0),
 ]
 
-
-def validate(db):
-    conn = db.connect(autocommit=False)
-    try:
-        return validation.Validator(conn).run(checks=("counts", "checksums", "integrity"))
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="module")

@@ -9,20 +9,13 @@ written out by hand per case (legacy values after the rollback), not derived fro
 
 import psycopg2
 import pytest
-from ansible_collections.carbot.migration.plugins.module_utils import mapping, sync, validation
+from ansible_collections.carbot.migration.plugins.module_utils import mapping, sync
 from conftest import run_module_process
-from test_sync import REPO, build_migrated, module_params
+from test_sync import REPO, build_migrated, module_params, validate
 
 APP_ROLE = "carbot_rt_app"
 APP_PASSWORD = "round-trip-app"  # a throwaway role on the test cluster
 
-
-def validate(db):
-    conn = db.connect(autocommit=False)
-    try:
-        return validation.Validator(conn).run(checks=("counts", "checksums", "integrity"))
-    finally:
-        conn.close()
 
 
 def app_connect(db):
