@@ -35,6 +35,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 COPY = ["tests/integration/test_copy_engine.py", "tests/integration/test_copy_conflicts.py",
         "tests/integration/test_copy_race.py"]
 SYNC = ["tests/integration/test_sync.py", "tests/integration/test_sync_dependencies.py"]
+ROUND_TRIP = ["tests/integration/test_round_trip.py"]
 VALIDATION = ["tests/integration/test_validation.py", "tests/integration/test_validation_coverage.py"]
 MAPPING_SQL = ["tests/unit/test_mapping_rules.py", "tests/integration/test_oracle.py",
                "tests/integration/test_schema_mapping.py"]
@@ -54,9 +55,9 @@ def m(name, path, old, new, tests, what):
 MUTATIONS = [
     # --- copy engine
     m("copy-do-update", CE,
-      '" ON CONFLICT DO NOTHING RETURNING 1)").format(target=spec.target_rel, cols=cols, where_ok=where_ok)',
-      '" ON CONFLICT ({tk}) DO UPDATE SET ({cols}) = ROW({ex}) RETURNING 1)").format(target=spec.target_rel, '
-      'cols=cols, where_ok=where_ok, tk=_cols(spec.target_key), ex=_cols(spec.columns, "excluded"))',
+      '" ON CONFLICT ({tkey}) DO NOTHING RETURNING 1)").format(',
+      '" ON CONFLICT ({tkey}) DO UPDATE SET ({cols}) = ROW({ex}) RETURNING 1)").format(ex=_cols(spec.columns, '
+      '"excluded"),',
       COPY, "the copy overwrites rows the sync already wrote (DO UPDATE instead of DO NOTHING)"),
     m("copy-keyset-upper-bound", CE,
       '" WHERE {vrow} <= (SELECT {skey} FROM bound) {lower_view}),"',
@@ -74,21 +75,52 @@ MUTATIONS = [
     # --- sync
     m("sync-no-advisory-lock", SY,
       '    body = [\n        sql.SQL("PERFORM pg_advisory_xact_lock({}, {});").format(sql.Literal(plan.lock_id(name)), '
-      'key_hash(keys)),\n        sql.SQL("SELECT {cols}, v._quarantine_reason INTO v_r',
-      '    body = [\n        sql.SQL("SELECT {cols}, v._quarantine_reason INTO v_r',
+      'key_hash(keys)),\n        _log_change(plan, name, _key_text(keys)),\n        sql.SQL("SELECT {cols}, '
+      'v._quarantine_reason INTO v_r',
+      '    body = [\n        _log_change(plan, name, _key_text(keys)),\n        sql.SQL("SELECT {cols}, '
+      'v._quarantine_reason INTO v_r',
       SYNC, "the row sync function no longer takes the advisory lock of its key"),
     m("sync-no-slug-dependency", SY,
       '''        ("workshops", "SELECT w.id FROM {legacy}.workshops w WHERE w.slug IN (OLD.slug || '-v2', '''
       '''NEW.slug || '-v2')"),\n''', "",
       SYNC, "a workshop's rename no longer re-projects its '-v2' twin (EXTRA_DEPENDENCIES)"),
     m("sync-upsert-does-nothing", SY,
-      'conflict = sql.SQL("DO UPDATE SET {}").format(_join(',
-      'conflict = sql.SQL("DO NOTHING").format(_join(',
+      '    conflict = _on_conflict("t", non_key)\n    q = plan.rel("target", QUARANTINE)',
+      '    conflict = sql.SQL("DO NOTHING")\n    q = plan.rel("target", QUARANTINE)',
       SYNC, "the sync inserts new rows but never updates existing ones"),
     m("sync-keeps-quarantine-row", SY,
-      'body.append(sql.SQL("IF NOT v_was THEN DELETE FROM {q} WHERE {m};").format(q=q, m=qmatch))',
-      'body.append(sql.SQL("IF false THEN DELETE FROM {q} WHERE {m};").format(q=q, m=qmatch))',
+      'body.append(sql.SQL("DELETE FROM {q} WHERE {m};").format(q=q, m=qmatch))',
+      'body.append(sql.SQL("DELETE FROM {q} WHERE false AND {m};").format(q=q, m=qmatch))',
       SYNC, "a row that leaves the quarantine stays in migration_quarantine as well"),
+    m("sync-reverse-ignores-update", SY,
+      '"IF TG_OP <> \'DELETE\' THEN INSERT INTO {src} AS s ({cols}) SELECT {vcols} FROM {view} v WHERE {m} "',
+      '"IF TG_OP = \'INSERT\' THEN INSERT INTO {src} AS s ({cols}) SELECT {vcols} FROM {view} v WHERE {m} "',
+      ROUND_TRIP, "the reverse sync writes new rows to the legacy schema but not updates"),
+    m("sync-raw-key-kept", SY,
+      '''sql.SQL("NEW.legacy_raw := NULLIF(NEW.legacy_raw - TG_ARGV[0], '{}'::jsonb);"),''',
+      '''sql.SQL("NEW.legacy_raw := NEW.legacy_raw;"),''',
+      ROUND_TRIP, "a column the new app writes keeps its set-aside original (the old invalid value comes back)"),
+    m("sync-reverse-no-reprojection", SY,
+      '''    body = [sql.SQL("IF current_setting({s}, true) = {o} THEN RETURN NULL; END IF;").format(
+        s=sql.Literal(ORIGIN_SETTING), o=sql.Literal(FORWARD)), sql.SQL("BEGIN")]''',
+      '''    body = [sql.SQL("IF current_setting({s}, true) = {o} THEN RETURN NULL; END IF;").format(
+        s=sql.Literal(ORIGIN_SETTING), o=sql.Literal(FORWARD)), sql.SQL("BEGIN"),
+        sql.SQL("PERFORM set_config({}, 'reverse', true);").format(sql.Literal(ORIGIN_SETTING))]''',
+      ROUND_TRIP, "the reverse sync marks the loop setting: its legacy write is not re-projected into carbot_v2"),
+    m("sync-no-change-log", SY,
+      '''    return sql.SQL("INSERT INTO {log} (target_table, key) VALUES ({t}, {k});").format(''',
+      '''    return sql.SQL("PERFORM 1 WHERE {t} IS NULL AND {k} IS NULL;").format(''',
+      ["tests/integration/test_change_log.py"], "the sync functions no longer log the keys they write"),
+    m("sync-statement-no-delete", SY,
+      '"gone AS (DELETE FROM {target} t USING k WHERE {tkm} AND NOT EXISTS (SELECT 1 FROM v WHERE "',
+      '"gone AS (DELETE FROM {target} t USING k WHERE false AND {tkm} AND NOT EXISTS (SELECT 1 FROM v WHERE "',
+      ["tests/integration/test_odd_data.py", "tests/integration/test_sync.py", "tests/integration/test_oracle.py",
+       "tests/integration/test_sync_load.py"],
+      "the statement-level sync never deletes a target row whose legacy row went or got quarantined"),
+    m("repair-target-goes-forward", SY,
+      '''            if (truth == "target" and t["kind"] == "row" and item["found"] in ("extra", "different")''',
+      '''            if (truth == "nobody" and t["kind"] == "row" and item["found"] in ("extra", "different")''',
+      ROUND_TRIP, "the rollback's repair re-syncs from legacy instead of writing the legacy row from carbot_v2"),
     # --- validation
     m("checksum-no-legacy-raw", VA,
       'sql.SQL("{}.{}").format(alias, sql.Identifier(c)) for c in spec.columns)',
@@ -127,16 +159,16 @@ MUTATIONS = [
       "CASE WHEN l.lead_score BETWEEN 1 AND 100 THEN l.lead_score END AS lead_score,",
       MAPPING_SQL, "lead score 0 becomes NULL"),
     m("vehicle-year-two-ahead", RULES,
-      "COALESCE(pg_catalog.date_part('year', pg_catalog.timezone('UTC', created_at))::integer + 1, 2100))",
-      "COALESCE(pg_catalog.date_part('year', pg_catalog.timezone('UTC', created_at))::integer + 2, 2100))",
+      "THEN pg_catalog.date_part('year', pg_catalog.timezone('UTC', created_at))::integer + 1 END, 2100)",
+      "THEN pg_catalog.date_part('year', pg_catalog.timezone('UTC', created_at))::integer + 2 END, 2100)",
       MAPPING_SQL, "vehicle years two years after the row's creation are kept"),
     m("email-without-tld-accepted", RULES,
-      "~ '^[^@[:space:]]+@[^@[:space:].]+(\\.[^@[:space:].]+)+$'",
-      "~ '^[^@[:space:]]+@[^@[:space:].]+(\\.[^@[:space:].]+)*$'",
+      "'^[^@[:space:]]+@[^@[:space:].]+(?:\\.[^@[:space:].]+)+$')",
+      "'^[^@[:space:]]+@[^@[:space:].]+(?:\\.[^@[:space:].]+)*$')",
       MAPPING_SQL, "'max@web' counts as a valid email"),
     m("berlin-time-as-utc", RULES,
-      "SELECT pg_catalog.timezone('Europe/Berlin', local_date + local_time)",
-      "SELECT pg_catalog.timezone('UTC', local_date + local_time)",
+      "THEN pg_catalog.timezone('Europe/Berlin', local_date + local_time) END",
+      "THEN pg_catalog.timezone('UTC', local_date + local_time) END",
       MAPPING_SQL, "appointment times are read as UTC instead of Europe/Berlin"),
     m("freie-werkstatt-unknown", RULES,
       "WHEN 'freie werkstatt' THEN 'independent'", "WHEN 'freie-werkstatt' THEN 'independent'",

@@ -34,10 +34,11 @@ $$;
 -- raw value into legacy_raw). 'MAX@WEB.DE ' -> 'max@web.de'; 'max@', 'kein' -> NULL.
 CREATE OR REPLACE FUNCTION normalise_email(raw text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    -- one expression (no FROM: the function stays inlinable). regexp_substr of a pattern without capturing
-    -- groups is the whole normalised value or NULL, found by the regex DFA alone (a capturing regexp_match
-    -- cost ~3x as much per row: the engine then dissects the match)
-    SELECT pg_catalog.regexp_substr(
+    -- one expression (no FROM: the function stays inlinable). substring(text, pattern) of a pattern without
+    -- capturing groups is the whole normalised value or NULL, found by the regex DFA alone (a capturing
+    -- regexp_match cost ~3x as much per row: the engine then dissects the match); unlike regexp_substr it
+    -- exists before PostgreSQL 15 (the legacy database may run 13 or 14)
+    SELECT pg_catalog.substring(
         pg_catalog.lower(pg_catalog.btrim(pg_catalog.regexp_replace(CASE WHEN pg_catalog.octet_length(raw) = pg_catalog.length(raw) THEN raw
                   ELSE pg_catalog.normalize(raw, 'NFKC') END,
             '[\u200B-\u200D\u2060\uFEFF\u00AD]', '', 'g'), E' \t\r\n')),
