@@ -224,3 +224,36 @@ def test_sync_check_finds_and_repairs_what_the_triggers_missed(make_database):
     assert_valid(db)
     again = run_sync_check(db, checks=checks, repair=True)
     assert again["ok"] is True and again["changed"] is False and not any(again["repaired"].values()), again
+
+
+def test_a_leaf_table_is_synced_per_statement_insert_update_quarantine_delete(migrated):
+    """reviews is a leaf table (statement-level, set-based sync): one statement each inserts, quarantines (rating 0),
+    brings back and deletes several rows; carbot_v2 and the quarantine follow every statement."""
+    db = migrated
+    assert "reviews" in sync.statement_tables(mapping.TABLES, mapping.LEGACY_TABLES)
+    assert db.scalar("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.reviews'::regclass "
+                     "AND tgname = 'carbot_sync_fwd' AND (tgtype & 1) = 0") == 1  # a statement trigger
+    ws = db.scalar("SELECT workshop_id FROM carbot_v2.customers ORDER BY id LIMIT 1")
+    ids = [r[0] for r in db.query(
+        "INSERT INTO public.reviews (id, workshop_id, rating, comment, source, created_at) "
+        "SELECT gen_random_uuid(), %s, 4, 'stmt ' || g, 'carbot', now() FROM generate_series(1, 5) g RETURNING id",
+        (ws,))]
+
+    def in_target():
+        return db.scalar("SELECT count(*) FROM carbot_v2.reviews WHERE id = ANY(%s::uuid[])", ([str(i) for i in ids],))
+
+    def quarantined():
+        return db.scalar("SELECT count(*) FROM carbot_v2.migration_quarantine WHERE target_table = 'reviews' "
+                         "AND source_pk = ANY(%s)", ([str(i) for i in ids],))
+
+    assert (in_target(), quarantined()) == (5, 0)
+    db.query("UPDATE public.reviews SET rating = 0 WHERE id = ANY(%s::uuid[])", ([str(i) for i in ids[:3]],))
+    assert (in_target(), quarantined()) == (2, 3)
+    db.query("UPDATE public.reviews SET rating = 5 WHERE id = ANY(%s::uuid[])", ([str(i) for i in ids],))
+    assert (in_target(), quarantined()) == (5, 0)
+    assert db.scalar("SELECT min(rating) FROM carbot_v2.reviews WHERE id = ANY(%s::uuid[])",
+                     ([str(i) for i in ids],)) == 5
+    db.query("UPDATE public.reviews SET rating = 0 WHERE id = %s", (ids[0],))
+    db.query("DELETE FROM public.reviews WHERE id = ANY(%s::uuid[])", ([str(i) for i in ids],))
+    assert (in_target(), quarantined()) == (0, 0)
+    assert_valid(db)
