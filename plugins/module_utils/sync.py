@@ -423,11 +423,15 @@ def ensure_change_log(cur, plan):
                         "target_table text NOT NULL, key text NOT NULL)").format(plan.rel("mapping", CHANGE_LOG)))
 
 
-def _on_conflict(alias, non_key):
+def _on_conflict(alias, non_key, only_changed=True):
     """``DO UPDATE SET <non-key> = EXCLUDED.<non-key> WHERE <changed>``: no new row version when nothing changed
-    (``DO NOTHING`` for a table that is all key)."""
+    (``DO NOTHING`` for a table that is all key). ``only_changed=False``: always a new row version (the reverse
+    sync: its legacy write must fire the forward trigger, see :func:`reverse_trigger_function`)."""
     if not non_key:
         return sql.SQL("DO NOTHING")
+    if not only_changed:
+        return sql.SQL("DO UPDATE SET {}").format(
+            _join(sql.SQL("{c} = EXCLUDED.{c}").format(c=_id(c)) for c in non_key))
     return sql.SQL("DO UPDATE SET {set} WHERE ({old}) IS DISTINCT FROM ({new})").format(
         set=_join(sql.SQL("{c} = EXCLUDED.{c}").format(c=_id(c)) for c in non_key),
         old=_join(sql.SQL("{}.{}").format(_id(alias), _id(c)) for c in non_key),
@@ -752,7 +756,10 @@ def reverse_trigger_function(plan, target, sequences=None):
         "IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND ({o}) IS DISTINCT FROM ({n})) THEN "
         "DELETE FROM {src} s WHERE {m}; END IF;").format(o=_join(old), n=_join(new), src=src,
                                                          m=_match("s", skey, old)))
-    conflict = _on_conflict("s", non_key)
+    # Always a new legacy row version, also when no legacy column changed: the app may have written a carbot_v2
+    # column without a legacy twin (leads.subject, appointments.scheduled_datetime, workshops.organization_id),
+    # and only the forward trigger that this write fires re-projects it (map(legacy) = carbot_v2).
+    conflict = _on_conflict("s", non_key, only_changed=False)
     body.append(sql.SQL(
         "IF TG_OP <> 'DELETE' THEN INSERT INTO {src} AS s ({cols}) SELECT {vcols} FROM {view} v WHERE {m} "
         "ON CONFLICT ({sk}) {conflict}; END IF;").format(
