@@ -321,8 +321,7 @@ def main():
         default_privileges_for=dict(type="list", elements="str"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not db.HAS_PSYCOPG2:
-        module.fail_json(msg="psycopg2 is required: %s" % db.PSYCOPG2_IMPORT_ERROR)
+    db.require_psycopg2(module)
     conn = db.connect_or_fail(module)
     try:
         priv = Privileges(module, conn)

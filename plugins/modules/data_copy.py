@@ -203,9 +203,7 @@ def progress(params, tables=None):
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    if not db.HAS_PSYCOPG2 or not HAS_ENGINE:
-        module.fail_json(msg="psycopg2 is required on the host that runs this module: %s"
-                         % (db.PSYCOPG2_IMPORT_ERROR or ENGINE_IMPORT_ERROR))
+    db.require_psycopg2(module, ENGINE_IMPORT_ERROR)
     p = module.params
     for name in ("batch_size", "workers", "max_retries"):
         if p[name] is not None and p[name] < 1:

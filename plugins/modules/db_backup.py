@@ -613,8 +613,7 @@ def main():
         bin_dir=dict(type="path"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not db.HAS_PSYCOPG2:
-        module.fail_json(msg="psycopg2 is required: %s" % db.PSYCOPG2_IMPORT_ERROR)
+    db.require_psycopg2(module)
     for name in module.params["verify_tables"]:
         if "." not in name:
             module.fail_json(msg="verify_tables entries are schema.table, got %r" % name)

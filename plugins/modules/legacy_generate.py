@@ -142,18 +142,13 @@ executed_queries:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.carbot.migration.plugins.module_utils import db
 from ansible_collections.carbot.migration.plugins.module_utils.db import (
-    HAS_PSYCOPG2,
-    PSYCOPG2_IMPORT_ERROR,
     connect,
     postgres_argument_spec,
+    sql,
 )
 from ansible_collections.carbot.migration.plugins.module_utils import legacy_data
-
-try:
-    from psycopg2 import sql
-except ImportError:  # pragma: no cover - reported through HAS_PSYCOPG2
-    sql = None
 
 
 def read_text(module, path, what):
@@ -203,8 +198,7 @@ def main():
         force=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_PSYCOPG2:
-        module.fail_json(msg="psycopg2 is required: %s" % PSYCOPG2_IMPORT_ERROR)
+    db.require_psycopg2(module)
 
     params = module.params
     schema, seed, scale = params["schema"], params["seed"], params["scale"]

@@ -184,8 +184,7 @@ def main():
         fail_on_unmet=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    if not db.HAS_PSYCOPG2:
-        module.fail_json(msg="psycopg2 is required on the host that runs this module: %s" % db.PSYCOPG2_IMPORT_ERROR)
+    db.require_psycopg2(module)
     p = module.params
     if p["runs"] < 1 or p["sample_size"] < 1:
         module.fail_json(msg="runs and sample_size must be at least 1")

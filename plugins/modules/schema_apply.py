@@ -212,8 +212,7 @@ def main():
         max_retries=dict(type="int", default=10),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not db.HAS_PSYCOPG2:
-        module.fail_json(msg="psycopg2 is required: %s" % db.PSYCOPG2_IMPORT_ERROR)
+    db.require_psycopg2(module)
     p = module.params
     target, mapping_schema, legacy = p["target_schema"], p["mapping_schema"], p["legacy_schema"]
     sql_dir = p["sql_dir"]

@@ -474,8 +474,7 @@ def main():
         verify_write_column=dict(type="str", default="id"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not db.HAS_PSYCOPG2:
-        module.fail_json(msg="psycopg2 is required: %s" % db.PSYCOPG2_IMPORT_ERROR)
+    db.require_psycopg2(module)
     switch = Switch(module)
     conn = db.connect_or_fail(module)
     try:

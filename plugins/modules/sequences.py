@@ -349,8 +349,7 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_by={"app_password": "app_role"})
-    if not db.HAS_PSYCOPG2:
-        module.fail_json(msg="psycopg2 is required: %s" % db.PSYCOPG2_IMPORT_ERROR)
+    db.require_psycopg2(module)
     conn = db.connect_or_fail(module)
     try:
         aligner = Aligner(module, conn)

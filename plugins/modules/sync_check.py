@@ -190,9 +190,7 @@ def main():
         fail_on_problem=dict(type="bool", default=True),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    if not db.HAS_PSYCOPG2 or not HAS_SYNC:
-        module.fail_json(msg="psycopg2 and the sync module_utils are required: %s"
-                         % (db.PSYCOPG2_IMPORT_ERROR or SYNC_IMPORT_ERROR))
+    db.require_psycopg2(module, SYNC_IMPORT_ERROR)
     p = module.params
     schemas = (p["legacy_schema"], p["mapping_schema"], p["target_schema"])
     out = dict(changed=False, triggers={}, missing_triggers=[], pending_tables=[], validation={}, repaired={},

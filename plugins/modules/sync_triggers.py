@@ -170,9 +170,7 @@ def main():
         max_attempts=dict(type="int", default=30),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    if not db.HAS_PSYCOPG2 or not HAS_SYNC:
-        module.fail_json(msg="psycopg2 and the sync module_utils are required: %s"
-                         % (db.PSYCOPG2_IMPORT_ERROR or SYNC_IMPORT_ERROR))
+    db.require_psycopg2(module, SYNC_IMPORT_ERROR)
     p = module.params
     directions = ["forward", "reverse"] if p["direction"] == "both" else [p["direction"]]
     if p["state"] == "absent":

@@ -177,9 +177,7 @@ def main():
         fail_on_mismatch=dict(type="bool", default=True),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    if not db.HAS_PSYCOPG2 or not HAS_VALIDATION:
-        module.fail_json(msg="psycopg2 is required on the host that runs this module: %s"
-                         % (db.PSYCOPG2_IMPORT_ERROR or VALIDATION_IMPORT_ERROR))
+    db.require_psycopg2(module, VALIDATION_IMPORT_ERROR)
     p = module.params
     for pair in p["consent_columns"] or []:
         if not {"target", "legacy_column", "target_column"} <= set(pair):
