@@ -24,7 +24,7 @@ try:
     from psycopg2 import sql  # noqa: F401  (re-exported for modules)
     HAS_PSYCOPG2 = True
     PSYCOPG2_IMPORT_ERROR = None
-except ImportError as exc:  # reported by each module through require_psycopg2()
+except ImportError:  # reported by each module through require_psycopg2()
     HAS_PSYCOPG2 = False
     PSYCOPG2_IMPORT_ERROR = traceback.format_exc()
     psycopg2 = None

@@ -625,7 +625,7 @@ def main():
                          carbot_report={"backup": {"verified": False, "error": str(exc)}})
     except db.psycopg2.Error as exc:
         module.fail_json(msg="database error during %s of %s: %s" % (
-            module.params["mode"], module.params["login_db"], str(exc).strip()), verified=False, removed=[],
+            module.params["mode"], module.params["login_db"], db.describe_error(exc)), verified=False, removed=[],
             run_id=module.params["run_id"], carbot_report={"backup": {"verified": False, "error": str(exc).strip()}})
     module.exit_json(**result)
 

@@ -198,7 +198,7 @@ def main():
     try:
         conn = db.connect(p, application_name="carbot.migration gdpr %s" % p["action"])
     except Exception as exc:  # noqa: BLE001 - reported to the operator
-        module.fail_json(msg="Could not connect: %s" % exc)
+        module.fail_json(msg="Could not connect: %s" % db.describe_error(exc))
     try:
         if p["action"] == "verify":
             conn.set_session(readonly=True)

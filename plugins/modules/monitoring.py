@@ -238,7 +238,7 @@ def main():
     try:
         conn = db.connect(p, application_name="carbot.migration monitoring")
     except Exception as exc:  # noqa: BLE001 - reported to the operator
-        module.fail_json(msg="Could not connect: %s" % exc)
+        module.fail_json(msg="Could not connect: %s" % db.describe_error(exc))
     out, report, msgs, changed = {}, {"notes": []}, [], False
     try:
         with conn.cursor() as cur:

@@ -191,7 +191,7 @@ def main():
     try:
         conn = db.connect(p, application_name="carbot.migration performance")
     except Exception as exc:  # noqa: BLE001 - reported to the operator
-        module.fail_json(msg="Could not connect: %s" % exc)
+        module.fail_json(msg="Could not connect: %s" % db.describe_error(exc))
     try:
         result = performance.run(
             conn, legacy_schema=p["legacy_schema"], target_schema=p["target_schema"], queries=p["queries"],

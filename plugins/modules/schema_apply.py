@@ -253,7 +253,7 @@ def main():
     try:
         tables, views, previous, problems, fks = retried(inspect)
     except Exception as exc:  # noqa: BLE001 - reported to the operator
-        module.fail_json(msg="cannot inspect the database: %s" % exc, **result)
+        module.fail_json(msg="cannot inspect the database: %s" % db.describe_error(exc), **result)
     result["previous_checksum"] = previous
     missing_tables = [t for t in expected_tables() if t not in tables]
     missing_views = [v for v in expected_views() if v not in views]

@@ -229,7 +229,7 @@ def main():
         finally:
             conn.close()
     except Exception as exc:  # noqa: BLE001 - reported to the operator
-        module.fail_json(msg="sync_check failed: %s: %s" % (type(exc).__name__, exc), **out)
+        module.fail_json(msg="sync_check failed: %s: %s" % (type(exc).__name__, db.describe_error(exc)), **out)
     problems = []
     if out["missing_triggers"]:
         problems.append("triggers missing or disabled: %s" % ", ".join(out["missing_triggers"]))

@@ -212,7 +212,7 @@ def main():
     except sync.SyncError as exc:
         module.fail_json(msg=str(exc), **out)
     except Exception as exc:  # noqa: BLE001 - a database error, reported to the operator
-        module.fail_json(msg="sync_triggers failed: %s: %s" % (type(exc).__name__, exc), **out)
+        module.fail_json(msg="sync_triggers failed: %s: %s" % (type(exc).__name__, db.describe_error(exc)), **out)
     out["waited_seconds"] = round(out["waited_seconds"], 3)
     retried = {t: r["attempts"] for d in out["tables"].values() for t, r in d.items() if r["attempts"] > 1}
     out["msg"] = "%s %s: %d tables changed, %d attempts%s" % (

@@ -185,7 +185,7 @@ def main():
     try:
         conn = db.connect(p, application_name="carbot.migration validate")
     except Exception as exc:  # noqa: BLE001 - reported to the operator
-        module.fail_json(msg="Could not connect: %s" % exc)
+        module.fail_json(msg="Could not connect: %s" % db.describe_error(exc))
     try:
         conn.set_session(readonly=True)
         validator = validation.Validator(
