@@ -142,6 +142,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils import messages
 
 try:
     from ansible_collections.carbot.migration.plugins.module_utils import sync, validation
@@ -224,17 +225,18 @@ def main():
                 t0 = time.monotonic()
                 report = validation.Validator(conn, *schemas, max_keys=p["max_keys"]).run(checks=tuple(p["checks"]))
                 out["timings"]["revalidation"] = round(time.monotonic() - t0, 3)
+            # the keys stay in checks (up to max_keys, for the repair and the report); the message counts them
             out["validation"] = {"checks": report["checks"], "failed_checks": report["failed_checks"],
-                                 "msg": report["msg"], "elapsed": report["elapsed"]}
+                                 "msg": messages.validation_summary(report), "elapsed": report["elapsed"]}
         finally:
             conn.close()
     except Exception as exc:  # noqa: BLE001 - reported to the operator
         module.fail_json(msg="sync_check failed: %s: %s" % (type(exc).__name__, db.describe_error(exc)), **out)
     problems = []
     if out["missing_triggers"]:
-        problems.append("triggers missing or disabled: %s" % ", ".join(out["missing_triggers"]))
+        problems.append("triggers missing or disabled: %s" % messages.examples(out["missing_triggers"], keep=5))
     if out["pending_tables"]:
-        problems.append("not copied: %s" % ", ".join(out["pending_tables"]))
+        problems.append("not copied: %s (run migrate.yml first)" % messages.examples(out["pending_tables"], keep=5))
     if out["validation"]["failed_checks"]:
         problems.append(out["validation"]["msg"])
     out["ok"] = not problems
@@ -244,7 +246,7 @@ def main():
     if out["repaired_summary"]:
         n = sum(len(v) for v in out["repaired"].values())
         out["msg"] += "; repaired %d key%s from %s: %s" % (n, "" if n == 1 else "s", p["repair_from"],
-                                                          "; ".join(out["repaired_summary"][:10]))
+                                                          messages.lines_summary(out["repaired_summary"], 3))
     if problems and p["repair"]:
         out["msg"] += (". Differences remain after the repair: the named rows could not be written to the other "
                        "schema. Look at the named columns in both schemas (sync_check without repair shows them), "

@@ -45,3 +45,37 @@ def test_prepare_with_an_unknown_host_is_tried_once_and_said_once(legacy_db, tmp
     assert "retrying" not in out, out[-3000:]
     assert len(re.findall(r"could not translate host name", out)) == 1, out[-5000:]
     assert "carbot_db_host" in out
+
+
+@pytest.fixture(scope="module")
+def prepared_not_copied(make_database):
+    """Legacy data, carbot_v2 and the mapping applied, the forward triggers installed, nothing copied."""
+    from ansible_collections.carbot.migration.plugins.module_utils import legacy_data, mapping
+    from test_assess import SEED
+
+    db = make_database("notcopied")
+    conn = db.connect(autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute((REPO / "sql" / "legacy" / "schema.sql").read_text())
+    legacy_data.generate(conn, (REPO / "sql" / "legacy" / "generate.sql").read_text(), SEED, 0.02, "public")
+    conn.autocommit = False
+    mapping.apply_all(conn, str(REPO / "sql"))
+    conn.commit()
+    conn.close()
+    return db
+
+
+@pytest.mark.slow
+def test_a_check_before_the_copy_cuts_the_key_lists(prepared_not_copied, tmp_path):
+    from test_failure_messages import last_failure, run_role
+
+    done = run_role(tmp_path, prepared_not_copied, "sync_triggers", sync_triggers_install=False,
+                    sync_triggers_check=True, sync_triggers_check_validation=["counts", "checksums"])
+    assert done.returncode != 0
+    msg = last_failure(done)
+    out = done.stdout + done.stderr
+    assert len(msg) < 3000, len(msg)
+    assert max(len(line) for line in out.splitlines()) < 4000
+    assert re.search(r"\d+ missing in target \(e\.g\. [^()]+ \(\+\d+ more\)\)", msg), msg
+    assert "not copied: " in msg and "(run migrate.yml first)" in msg
+    assert out.count(msg[:120]) == 1, out[-4000:]
