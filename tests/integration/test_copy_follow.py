@@ -46,7 +46,7 @@ def test_the_role_follows_a_real_copy_in_copy_order_and_returns_when_it_ends(pre
     assert names != sorted(names)  # copy order, not alphabetical
     # the last table: every table copied, at 100 %, quarantined rows included
     assert all(" copied " in line and line.split()[-3] == "100%" for line in tables), "\n".join(tables)
-    overall = re.findall(r"copy: ([\d,]+) / ([\d,]+) rows \(([\d.]+) %\), ([\d,]+) rows/s, ETA (\S+)", out)
+    overall = re.findall(r"copy: ([\d,]+) / ([\d,]+) rows \(([\d.]+) %\), ([\d,]+|-) rows/s, ETA (\S+)", out)
     assert overall and overall[-1][0] == overall[-1][1] and overall[-1][2] == "100.0", overall[-3:]
     quarantined = prepared.scalar("SELECT count(*) FROM carbot_v2.migration_quarantine")
     migrated = sum(prepared.scalar('SELECT count(*) FROM carbot_v2."%s"' % d["target"]) for d in mapping.TABLES)
