@@ -334,6 +334,21 @@ def main():
             result["changed"] = result["changed"] or bool(result["foreign_keys_added"]
                                                           or result["foreign_keys_validated"])
 
+    # --diff: the target's tables and foreign keys before and after (NOT VALID ones marked)
+    if module._diff:
+        before_fks = dict(fks)
+        after_fks = dict(before_fks)
+        for name in result["foreign_keys_added"]:
+            after_fks.setdefault(name, False)
+        for name in result["foreign_keys_validated"]:
+            after_fks[name] = True
+        result["diff"] = {
+            "before_header": "%s (now)" % target, "after_header": "%s (after this step)" % target,
+            "before": "".join("table %s\n" % t for t in sorted(tables)) + "".join(
+                "foreign key %s%s\n" % (n, "" if v else " NOT VALID") for n, v in sorted(before_fks.items())),
+            "after": "".join("table %s\n" % t for t in sorted(set(tables) | set(result["tables_created"]))) + "".join(
+                "foreign key %s%s\n" % (n, "" if v else " NOT VALID") for n, v in sorted(after_fks.items())),
+        }
     module.exit_json(**result)
 
 

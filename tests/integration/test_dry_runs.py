@@ -10,12 +10,14 @@ the Deployment exactly as they were.
 import json
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import sys
 import urllib.request
 
 import pytest
+from ansible_collections.carbot.migration.plugins.module_utils import mapping
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 APP_ROLE = "carbot_app_dryrun"
@@ -120,3 +122,54 @@ def test_cutover_check_diff_succeeds_and_changes_nothing(night):
     assert not changed, changed
     # it says what it would do
     assert "would" in out.lower()
+
+
+def snapshot(db):
+    return {"schemas": db.query("SELECT nspname FROM pg_namespace ORDER BY 1"),
+            "relations": db.query("SELECT relnamespace::regnamespace::text, relname, relkind FROM pg_class "
+                                  "WHERE relnamespace::regnamespace::text NOT IN ('pg_catalog', 'information_schema', "
+                                  "'pg_toast') ORDER BY 1, 2"),
+            "triggers": db.query("SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE NOT tgisinternal "
+                                 "ORDER BY 1, 2"),
+            "constraints": db.query("SELECT conrelid::regclass::text, conname, convalidated FROM pg_constraint "
+                                    "WHERE connamespace::regnamespace::text NOT IN ('pg_catalog', "
+                                    "'information_schema') ORDER BY 1, 2")}
+
+
+@pytest.mark.slow
+def test_prepare_check_on_a_fresh_database_says_what_it_would_create_and_changes_nothing(legacy_db, tmp_path):
+    night = Night(legacy_db, tmp_path)
+    before = snapshot(legacy_db)
+    done = night.play("prepare.yml", "--check", "--diff")
+    out = " ".join((done.stdout + done.stderr).split())  # YAML output folds long lines
+    assert done.returncode == 0, out[-4000:]
+    assert "does not exist" not in out
+    assert re.search(r"forward: would create %d \(customers, " % len(mapping.LEGACY_TABLES), out) or \
+        re.search(r"forward: would create %d \(" % len(mapping.LEGACY_TABLES), out), out[-3000:]
+    assert "once the schema step has applied the mapping" in out
+    assert "carbot_v2: would change" in out and "tables to create: " in out
+    assert "+ forward: customers" in out and "+ table customers" in out  # the diffs
+    assert snapshot(legacy_db) == before
+
+
+@pytest.mark.slow
+def test_check_names_the_table_whose_trigger_is_missing_and_migrate_check_says_would(legacy_db, tmp_path):
+    night = Night(legacy_db, tmp_path)
+    done = night.play("prepare.yml")
+    assert done.returncode == 0, done.stdout[-4000:]
+    trigger = legacy_db.query("SELECT tgname FROM pg_trigger WHERE tgrelid = 'public.leads'::regclass "
+                              "AND NOT tgisinternal LIMIT 1")[0][0]
+    legacy_db.query('DROP TRIGGER "%s" ON public.leads' % trigger)  # a name read from the catalog
+    before = snapshot(legacy_db)
+    done = night.play("prepare.yml", "--check", "--diff")
+    out = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 0, out[-4000:]
+    assert "forward: would create 1 (leads), drop 0" in out, out[-3000:]
+    assert "+ forward: leads" in out
+    done = night.play("migrate.yml", "--check", "--diff")
+    out = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 0, out[-4000:]
+    assert re.search(r"foreign keys to add: [1-9]\d*, to validate: [1-9]\d*", out), out[-3000:]
+    assert "foreign keys added" not in out
+    assert "+ foreign key " in out
+    assert snapshot(legacy_db) == before
