@@ -21,7 +21,8 @@ try:
     import psycopg2
     import psycopg2.errors
     import psycopg2.extras
-    from psycopg2 import sql  # noqa: F401  (re-exported for modules)
+    # sql is re-exported for the modules (from ...db import sql)
+    from psycopg2 import sql  # noqa: F401 pylint: disable=unused-import
     HAS_PSYCOPG2 = True
     PSYCOPG2_IMPORT_ERROR = None
 except ImportError:  # reported by each module through require_psycopg2()

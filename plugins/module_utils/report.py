@@ -219,7 +219,7 @@ def _svg_bars(items, title, unit="s", width=900, end_label=None):
     if not items:
         return ""
     esc = html.escape
-    total = max(end for _, _, end, _ in items) or 1.0
+    total = max(item[2] for item in items) or 1.0
     row, label_w, top = 26, 260, 30
     height = top + row * len(items) + 30
     scale = (width - label_w - 20) / total
@@ -313,8 +313,8 @@ def to_html(report):
         body.append('<h2>Validation</h2><table id="validation"><tr><th>check</th><th>result</th><th>detail</th></tr>')
         for v in report["validation"]:
             res = '<span class="ok">ok</span>' if v.get("ok") else '<span class="bad">FAILED</span>'
-            body.append("<tr><td>%s</td><td>%s</td><td>%s</td></tr>" % (esc(str(v.get("check"))), res,
-                                                                      esc(str(v.get("message", "")))))
+            body.append("<tr><td>%s</td><td>%s</td><td>%s</td></tr>" % (
+                esc(str(v.get("check"))), res, esc(str(v.get("message", "")))))
         body.append("</table>")
     if report["criteria"]:
         body.append('<h2>Success criteria</h2><table id="criteria"><tr><th>criterion</th><th>target</th>'

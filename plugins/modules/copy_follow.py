@@ -23,7 +23,7 @@ description:
   - Runs as an action plugin on the controller, as a loop (no task file including itself, which hit
     RecursionError after ~245 rounds). On a local connection it reads the job's status file and
     C(migration_status) in-process; on other connections it runs C(async_status) and
-    C(carbot.migration.data_copy) O(mode=progress) on the host each round.
+    C(carbot.migration.data_copy) C(mode=progress) on the host each round.
   - Returns the copy job's own result (see C(carbot.migration.data_copy)); fails with the job's message when
     the job failed.
 version_added: 1.1.0

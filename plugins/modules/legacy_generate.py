@@ -229,9 +229,9 @@ def main():
                                               % (schema, params["schema_sql"]))
             if module.check_mode:
                 counts = dict.fromkeys(legacy_data.LEGACY_TABLES, 0)
-                marker = None
             else:
                 apply_schema(conn, schema, schema_text)
+        marker = None
         if not missing or not module.check_mode:
             counts = legacy_data.table_counts(conn, schema)
             marker = legacy_data.read_marker(conn, schema)

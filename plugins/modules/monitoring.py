@@ -64,7 +64,7 @@ options:
     type: bool
     default: false
 notes:
-  - Supports check mode; then nothing is created or reset (RV(changed) says what would have been).
+  - Supports check mode; then nothing is created or reset (C(changed) says what would have been).
 seealso:
   - module: carbot.migration.performance
   - name: pg_stat_statements

@@ -273,8 +273,8 @@ class Switch:
         if problems:
             self.module.fail_json(
                 msg="search_path legacy: refusing the recorded way back in %s.%s: %s. Nothing was changed; set the "
-                    "values by hand after checking them." % (self.p["target_schema"], cdb.STATE_TABLE,
-                                                            "; ".join(problems)))
+                    "values by hand after checking them." % (
+                        self.p["target_schema"], cdb.STATE_TABLE, "; ".join(problems)))
         statements = []
         if settings["database"] != previous["database"]:
             statements.append(cdb.set_database_path_sql(self.dbname, previous["database"]))
@@ -350,7 +350,7 @@ class Switch:
             conn.commit()
             return stamp
 
-        stamp, _ = db.with_retries(attempt, attempts=5)
+        stamp = db.with_retries(attempt, attempts=5)[0]
         return stamp
 
     def sessions(self, conn, handled, since):

@@ -184,7 +184,7 @@ def main():
         checks=dict(type="list", elements="str", default=["counts", "checksums"]),
         repair=dict(type="bool", default=False),
         repair_from=dict(type="str", choices=["legacy", "target"], default="legacy"),
-        max_keys=dict(type="int", default=1000),
+        max_keys=dict(type="int", default=1000, no_log=False),
         legacy_schema=dict(type="str", default="public"),
         target_schema=dict(type="str", default="carbot_v2"),
         mapping_schema=dict(type="str", default="carbot_migration"),
@@ -245,8 +245,8 @@ def main():
                   if not problems else "; ".join(problems))
     if out["repaired_summary"]:
         n = sum(len(v) for v in out["repaired"].values())
-        out["msg"] += "; repaired %d key%s from %s: %s" % (n, "" if n == 1 else "s", p["repair_from"],
-                                                          messages.lines_summary(out["repaired_summary"], 3))
+        out["msg"] += "; repaired %d key%s from %s: %s" % (
+            n, "" if n == 1 else "s", p["repair_from"], messages.lines_summary(out["repaired_summary"], 3))
     if problems and p["repair"]:
         out["msg"] += (". Differences remain after the repair: the named rows could not be written to the other "
                        "schema. Look at the named columns in both schemas (sync_check without repair shows them), "

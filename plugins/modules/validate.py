@@ -171,7 +171,7 @@ def main():
         legacy_schema=dict(type="str", default="public"),
         tables=dict(type="list", elements="str", default=[]),
         chunk_rows=dict(type="int", default=10000),
-        max_keys=dict(type="int", default=20),
+        max_keys=dict(type="int", default=20, no_log=False),
         quality_max_invalid=dict(type="int", default=0),
         consent_columns=dict(type="list", elements="dict"),
         fail_on_mismatch=dict(type="bool", default=True),

@@ -13,6 +13,7 @@ import sys
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+REPORTS = pathlib.Path(os.environ["CARBOT_REPORTS_DIR"])  # set by conftest.py, outside the repository
 REAL = {"vault_carbot_db_password": "s3cret-db", "vault_carbot_api_token": "s3cret-token",
         "vault_carbot_app_db_password": "s3cret-app"}
 REAL_HOSTS = ["-e", "carbot_db_host=db1.staging.internal", "-e", "carbot_api_url=https://admin.staging.internal"]
@@ -20,7 +21,7 @@ REAL_HOSTS = ["-e", "carbot_db_host=db1.staging.internal", "-e", "carbot_api_url
 
 def run(inventory, playbook="assess.yml", *extra):
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
-               CARBOT_REPORTS_DIR=str(inventory.parent / "reports"))
+               CARBOT_REPORTS_DIR=str(REPORTS))
     cmd = [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), str(REPO / "playbooks" / playbook),
            "-i", str(inventory), "--tags", "inventory-only"] + list(extra)
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(REPO), timeout=300)

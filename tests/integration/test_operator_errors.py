@@ -2,6 +2,7 @@
 printed once, with the cause first and the fix; placeholders in staging/production are refused up front.
 """
 
+import json
 import os
 import pathlib
 import re
@@ -79,3 +80,41 @@ def test_a_check_before_the_copy_cuts_the_key_lists(prepared_not_copied, tmp_pat
     assert re.search(r"\d+ missing in target \(e\.g\. [^()]+ \(\+\d+ more\)\)", msg), msg
     assert "not copied: " in msg and "(run migrate.yml first)" in msg
     assert out.count(msg[:120]) == 1, out[-4000:]
+
+
+@pytest.mark.slow
+def test_module_defaults_group_sets_the_connection_once(legacy_db, tmp_path):
+    """meta/runtime.yml action_groups: group/carbot.migration.db gives every database module the connection."""
+    (tmp_path / "play.yml").write_text("""
+- name: The connection once, for every database module
+  hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/carbot.migration.db:
+      login_host: "{{ db_host }}"
+      login_port: "{{ db_port }}"
+      login_db: "{{ db_name }}"
+      login_user: "{{ db_user }}"
+      login_password: "{{ db_password }}"
+      ssl_mode: disable
+  tasks:
+    - name: Read the copy progress, no connection options given
+      carbot.migration.data_copy:
+        mode: progress
+      register: checked
+    - name: It connected
+      ansible.builtin.assert:
+        that: checked.progress is defined
+""")
+    variables = {"db_host": legacy_db.host, "db_port": legacy_db.port, "db_name": legacy_db.dbname,
+                 "db_user": legacy_db.user, "db_password": legacy_db.password,
+                 "ansible_python_interpreter": sys.executable}
+    (tmp_path / "vars.json").write_text(json.dumps(variables))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), CARBOT_REPORTS_DIR=str(tmp_path / "reports"),
+               ANSIBLE_FORCE_COLOR="0")
+    done = subprocess.run([str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c",
+                           "local", "-e", "@%s" % (tmp_path / "vars.json"), str(tmp_path / "play.yml")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]  # not 'missing required arguments: login_db'
+    assert legacy_db.password not in out
