@@ -118,3 +118,29 @@ def test_module_defaults_group_sets_the_connection_once(legacy_db, tmp_path):
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-3000:]  # not 'missing required arguments: login_db'
     assert legacy_db.password not in out
+
+
+@pytest.mark.slow
+def test_assess_baselines_go_to_the_users_reports_dir(legacy_db, tmp_path):
+    """Not into the collection (playbook_dir/../reports of an installed collection is its install directory)."""
+    work = tmp_path / "ops"
+    work.mkdir()
+    # an operator's own ansible.cfg, as with an installed collection: the report callback enabled, nothing else
+    (work / "ansible.cfg").write_text("[defaults]\ncollections_path = %s\nroles_path = %s\n"
+                                      "callbacks_enabled = carbot.migration.migration_report\n"
+                                      % (REPO / ".collections", REPO / "roles"))
+    env = {k: v for k, v in os.environ.items() if k != "CARBOT_REPORTS_DIR"}
+    env.update(ANSIBLE_CONFIG=str(work / "ansible.cfg"), CARBOT_DB_PORT=str(legacy_db.port), PWD=str(work),
+               ANSIBLE_FORCE_COLOR="0")
+    before = set((REPO / "reports").rglob("*")) if (REPO / "reports").exists() else set()
+    done = subprocess.run([str(pathlib.Path(sys.executable).parent / "ansible-playbook"),
+                           str(REPO / "playbooks" / "assess.yml"), "-i", str(REPO / "inventories" / "local"),
+                           "-e", "carbot_db_name=%s" % legacy_db.dbname, "-e", "carbot_db_user=%s" % legacy_db.user,
+                           "-e", "carbot_db_password=%s" % legacy_db.password, "-e", "assess_fail_on_nogo=false",
+                           "-e", "carbot_backup_dir=%s" % (tmp_path / "backups")],
+                          cwd=str(work), env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert list((work / "reports" / "baselines").glob("*.json")), done.stdout[-2000:]
+    assert list((work / "reports").glob("*-assess/report.html"))  # the callback's report, same place
+    after = set((REPO / "reports").rglob("*")) if (REPO / "reports").exists() else set()
+    assert after == before
