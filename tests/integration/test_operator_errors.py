@@ -36,6 +36,11 @@ def test_prepare_with_a_wrong_password_is_tried_once_and_said_once(legacy_db, tm
     assert len(re.findall(r"password authentication failed", out)) == 1, out[-5000:]
     assert "carbot_db_password" in out  # the fix
     assert "wrong-pw" not in out
+    # the report of the failed run says where and why at the top (the task was no_log)
+    report = json.loads(next((tmp_path / "reports").glob("*-prepare/report.json")).read_text())
+    assert "Create the target schema" in report["run"]["failed_task"]
+    assert "password authentication failed" in report["run"]["failed_reason"]
+    assert "password authentication failed" in next((tmp_path / "reports").glob("*-prepare/report.md")).read_text()
 
 
 @pytest.mark.slow
