@@ -21,11 +21,12 @@ def _key(key):
     return key if isinstance(key, str) else "/".join(str(k) for k in key)
 
 
-def examples(keys, total=None, keep=EXAMPLES):
-    """'a, b, c (+97 more)' from a list of keys (strings or tuples); ``total`` when the list was already cut."""
+def examples(keys, total=None, keep=EXAMPLES, detail=None):
+    """'a, b, c (+97 more)' from a list of keys (strings or tuples); ``total`` when the list was already cut;
+    ``detail(key)`` adds a note after a key (e.g. the differing columns)."""
     keys = list(keys or [])
     total = len(keys) if total is None else max(total, len(keys))
-    shown = ", ".join(_key(k) for k in keys[:keep])
+    shown = ", ".join(_key(k) + ((" (%s)" % detail(k)) if detail and detail(k) else "") for k in keys[:keep])
     more = total - min(len(keys), keep)
     return shown + (" (+%d more)" % more if more > 0 else "")
 
@@ -45,6 +46,16 @@ def lines_summary(lines, keep=MAX_LINES, limit=MAX_LINE_CHARS):
     return "; ".join(out)
 
 
+def _columns(rec, key):
+    """'phone, slug: data': the columns a differing key differs in, and the kind of difference."""
+    name = _key(key)
+    columns = (rec.get("different_columns") or {}).get(name)
+    if not columns:
+        return None
+    kind = (rec.get("different_kinds") or {}).get(name)
+    return "%s%s" % (", ".join(columns), (": %s" % kind) if kind else "")
+
+
 def checksum_table_summary(name, rec, keep=EXAMPLES):
     """'<table>: 1200 missing in target (e.g. 1, 2, 3 (+1197 more)), 4 different (e.g. ...)' from a checksums record."""
     parts = []
@@ -53,7 +64,8 @@ def checksum_table_summary(name, rec, keep=EXAMPLES):
                                        ("different", "different", "different_keys")):
         count = rec.get(count_key) or 0
         if count:
-            parts.append("%d %s (e.g. %s)" % (count, label, examples(rec.get(keys_key), count, keep)))
+            detail = (lambda k: _columns(rec, k)) if count_key == "different" else None
+            parts.append("%d %s (e.g. %s)" % (count, label, examples(rec.get(keys_key), count, keep, detail=detail)))
     if not parts and rec.get("differing_chunks"):
         parts.append("%d chunks differ" % rec["differing_chunks"])
     return "%s: %s" % (name, ", ".join(parts) or "differs")
