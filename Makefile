@@ -17,7 +17,7 @@ export ANSIBLE_FORCE_COLOR ?= 1
 
 MOLECULE_SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help setup system-deps rehearsal rehearsal-clean test lint yamllint ansible-lint ruff sanity pytest molecule mutation clean
+.PHONY: help setup system-deps rehearsal rehearsal-clean test lint yamllint ansible-lint ruff sanity ansible-doc pytest molecule mutation clean
 
 help: ## show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -51,7 +51,24 @@ ansible-lint:
 ruff:
 	$(BIN)/ruff check .
 
-sanity: ## ansible-doc renders every module
+SANITY_DIR := $(CURDIR)/.sanity
+SANITY_COPY := $(SANITY_DIR)/ansible_collections/carbot/migration
+GET_PIP := $(HOME)/.ansible/test/cache/get_pip_24_2.py
+
+sanity: ansible-doc ## ansible-test sanity on what the collection tarball ships (galaxy.yml build_ignore)
+	@# ansible-test needs the collection under ansible_collections/carbot/migration: the built tarball, unpacked.
+	rm -rf $(SANITY_DIR) && mkdir -p $(SANITY_DIR)/build $(SANITY_COPY)
+	$(BIN)/ansible-galaxy collection build --force --output-path $(SANITY_DIR)/build . >/dev/null
+	tar xzf $(SANITY_DIR)/build/carbot-migration-*.tar.gz -C $(SANITY_COPY)
+	@# its own git index: ansible-test lists the files to test from git (this tree ignores .sanity/)
+	cd $(SANITY_COPY) && git init -q && git add -A
+	@# No download of get-pip from ansible's CI host (only the package registries are reachable):
+	@# scripts/ansible-test-get-pip.py bootstraps pip from ensurepip instead; requirements come from the
+	@# configured package index once, then from the virtualenvs cached in ~/.ansible/test/venv.
+	@mkdir -p $(dir $(GET_PIP)) && cmp -s scripts/ansible-test-get-pip.py $(GET_PIP) || cp scripts/ansible-test-get-pip.py $(GET_PIP)
+	cd $(SANITY_COPY) && $(BIN)/ansible-test sanity --python 3.11 --color no
+
+ansible-doc: ## ansible-doc renders every module
 	@for m in plugins/modules/*.py; do \
 	  name=carbot.migration.$$(basename $$m .py); \
 	  $(BIN)/ansible-doc $$name >/dev/null || { echo "ansible-doc failed for $$name"; exit 1; }; \
@@ -72,4 +89,4 @@ mutation: setup ## mutation check: small bugs put into the core one at a time, m
 
 clean: ## remove the virtualenv and local state
 	-$(MAKE) rehearsal-clean
-	rm -rf $(VENV) .rehearsal .pytest_cache .ruff_cache
+	rm -rf $(VENV) .rehearsal .pytest_cache .ruff_cache .sanity

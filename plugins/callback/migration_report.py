@@ -41,6 +41,18 @@ from ansible.plugins.callback import CallbackBase
 from ansible_collections.carbot.migration.plugins.module_utils import report as report_lib
 
 
+def _exception_message(result):
+    """The innermost message of a failed task's error (ansible-core 2.19 keeps it also for a no_log task)."""
+    event = getattr(getattr(result, "exception", None), "event", None)
+    msgs = []
+    while event is not None:
+        if getattr(event, "msg", None):
+            msgs.append(event.msg)
+        chain = getattr(event, "chain", None)
+        event = chain.event if chain is not None and getattr(chain, "follow", True) else None
+    return msgs[-1] if msgs else None
+
+
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "aggregate"
@@ -55,6 +67,7 @@ class CallbackModule(CallbackBase):
         self.report = None
         self.current = None
         self.failed_task = None
+        self.failed_reason = None  # the message of the failure that ended the run (the last one not rescued)
 
     # -- the run ---------------------------------------------------------------
     def v2_playbook_on_start(self, playbook):
@@ -106,6 +119,15 @@ class CallbackModule(CallbackBase):
                 self.current["status"] = "failed"
             if self.failed_task is None:
                 self.failed_task = "%s (%s)" % (result._task.get_name(), self.current["name"] if self.current else "")
+            # The last failure's message: a rescued failure is followed by the one that ends the run (the cutover's
+            # summary says why and what state everything is in). A no_log task's message reaches callbacks
+            # censored: then the run's output holds it ('[ERROR]: Task failed').
+            msg = result._result.get("msg") or _exception_message(result)
+            if msg:
+                self.failed_reason = str(msg)
+            elif self.failed_reason is None:
+                self.failed_reason = ("hidden by no_log (the task passes a password): see the '[ERROR]: Task failed' "
+                                      "line of the run's output")
 
     def v2_runner_on_unreachable(self, result):
         if self.current:
@@ -128,6 +150,7 @@ class CallbackModule(CallbackBase):
         if self.failed_task:
             if failed:
                 run["failed_task"] = self.failed_task
+                run["failed_reason"] = self.failed_reason
             else:
                 # The failure was rescued (block/rescue) or ignored: the run went on and ended well.
                 run["recovered_from"] = self.failed_task
@@ -161,6 +184,7 @@ class CallbackModule(CallbackBase):
         lines = ["", "CarBot migration: %s %s in %.1f s" % (self.playbook, run["status"].upper(), run["seconds"])]
         if run.get("failed_task"):
             lines.append("  failed at: %s" % run["failed_task"])
+        # not the reason: it was printed once already, where the task failed; the report holds it
         for step in self.report["steps"]:
             lines.append("  %-60s %8.1f s  %s" % (step["name"][:60], step["seconds"], step["status"]))
         windows = report_lib.freeze_windows(self.report)

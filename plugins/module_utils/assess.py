@@ -254,7 +254,7 @@ def role_settings(cur):
         "ORDER BY 1, 2")
     out = []
     for role, database, setting in cur.fetchall():
-        name, _, value = setting.partition("=")
+        name, value = setting.partition("=")[::2]
         out.append({"role": role or None, "database": database or None, "name": name, "value": value})
     return out
 

@@ -762,7 +762,7 @@ class CopyEngine:
                         running[pool.submit(self._copy_table, by_name[name])] = name
                 if not running:
                     continue
-                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                finished = wait(list(running), return_when=FIRST_COMPLETED)[0]
                 for fut in finished:
                     name = running.pop(fut)
                     try:
@@ -838,7 +838,7 @@ class CopyEngine:
             live = {}  # rows/s and ETA so far, written with the checkpoint when the table has the columns
             self._emit(spec, STATE_COPYING, done_before, total, 0, 0.0, t0)
             while True:
-                def batch(c, limit=limit, live=live):
+                def batch(c, limit=limit, live=live):  # pylint: disable=dangerous-default-value
                     with c.cursor() as cur:
                         status = quarantine_box["s"]
                         # Read the checkpoint under a row lock: two runs (say, an orphaned async job and

@@ -13,17 +13,23 @@ __metaclass__ = type
 
 import random
 import time
+import traceback
+
+from ansible.module_utils.basic import missing_required_lib
 
 try:
     import psycopg2
     import psycopg2.errors
     import psycopg2.extras
-    from psycopg2 import sql  # noqa: F401  (re-exported for modules)
+    # sql is re-exported for the modules (from ...db import sql)
+    from psycopg2 import sql  # noqa: F401 pylint: disable=unused-import
     HAS_PSYCOPG2 = True
     PSYCOPG2_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - reported by the module
+except ImportError:  # reported by each module through require_psycopg2()
     HAS_PSYCOPG2 = False
-    PSYCOPG2_IMPORT_ERROR = exc
+    PSYCOPG2_IMPORT_ERROR = traceback.format_exc()
+    psycopg2 = None
+    sql = None
 
 APPLICATION_NAME = "carbot.migration"
 
@@ -60,6 +66,15 @@ def conn_params(params):
     return out
 
 
+def require_psycopg2(module, *other_errors):
+    """``fail_json`` with ``missing_required_lib('psycopg2')`` when psycopg2 (or a module_utils that needs it)
+    could not be imported; the traceback goes to ``exception`` (shown with -vvv)."""
+    if HAS_PSYCOPG2 and not any(other_errors):
+        return
+    module.fail_json(msg=missing_required_lib("psycopg2", url="https://pypi.org/project/psycopg2/"),
+                     exception=PSYCOPG2_IMPORT_ERROR or next(str(e) for e in other_errors if e))
+
+
 def connect(params, autocommit=False, application_name=None):
     """Open a connection with lock_timeout/statement_timeout set for the session."""
     if not HAS_PSYCOPG2:
@@ -81,11 +96,45 @@ def connect_or_fail(module, **kwargs):
         return connect(module.params, **kwargs)
     except Exception as exc:  # noqa: BLE001 - any connection error is reported to the operator
         module.fail_json(msg="cannot connect to %s as %s: %s" % (
-            module.params["login_db"], module.params["login_user"], str(exc).strip()))
+            module.params["login_db"], module.params["login_user"], describe_error(exc)))
+
+
+# Connection errors that no retry can cure: the credentials, the role, the database or the host
+# name are wrong, or pg_hba refuses the client. libpq raises them all as OperationalError without
+# an SQLSTATE, so they are told apart by libpq's (untranslated, lc_messages=C on the client) text.
+PERMANENT_CONNECT_ERRORS = (
+    ("password authentication failed", "check carbot_db_user and carbot_db_password (the vault)"),
+    ("authentication failed", "check carbot_db_user and carbot_db_password (the vault)"),
+    ("no password supplied", "set carbot_db_password (in the vault for staging/production)"),
+    ("could not translate host name", "check carbot_db_host: the name does not resolve"),
+    ("name or service not known", "check carbot_db_host: the name does not resolve"),
+    ("temporary failure in name resolution", "check carbot_db_host and the DNS of this machine"),
+    ("nodename nor servname", "check carbot_db_host: the name does not resolve"),
+    ("no pg_hba.conf entry", "the server's pg_hba.conf refuses this client, user or database"),
+    ("does not exist", "check carbot_db_name and carbot_db_user"),
+    ("invalid sslmode", "check carbot_db_sslmode"),
+    ("server does not support ssl", "set carbot_db_sslmode to disable or prefer, or enable SSL on the server"),
+    ("certificate verify failed", "check the server certificate and carbot_db_sslmode"),
+)
+
+
+def permanent_error_hint(exc):
+    """The fix for a connection error that retrying cannot cure, or None when it may be transient."""
+    if not HAS_PSYCOPG2 or not isinstance(exc, psycopg2.OperationalError) or getattr(exc, "pgcode", None):
+        return None
+    text = str(exc).lower()
+    for needle, hint in PERMANENT_CONNECT_ERRORS:
+        if needle in text:
+            return hint
+    return None
 
 
 def is_retryable(exc):
-    """Lock timeouts, deadlocks, serialization failures and dropped connections."""
+    """Lock timeouts, deadlocks, serialization failures and dropped connections.
+
+    Not authentication, name-resolution, pg_hba or missing-database errors: these are the same on
+    every attempt (see ``permanent_error_hint``).
+    """
     if not HAS_PSYCOPG2:
         return False
     retryable = (
@@ -94,7 +143,19 @@ def is_retryable(exc):
         psycopg2.errors.SerializationFailure,
         psycopg2.errors.QueryCanceled,
     )
-    return isinstance(exc, retryable) or isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
+    if isinstance(exc, retryable):
+        return True
+    if permanent_error_hint(exc):
+        return False
+    return isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
+
+
+def describe_error(exc):
+    """One line for the operator: the cause first, then the fix when it is known."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = "; ".join(lines) or type(exc).__name__
+    hint = permanent_error_hint(exc)
+    return "%s (fix: %s)" % (text, hint) if hint else text
 
 
 def backoff_delays(attempts, base=0.2, cap=10.0, rng=None):

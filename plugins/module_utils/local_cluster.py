@@ -216,11 +216,11 @@ class LocalCluster:
             kwargs["extra_groups"] = []
         env = dict(os.environ, LC_ALL="C.UTF-8", LANG="C.UTF-8")
         env.pop("PGDATA", None)
-        result = subprocess.run(argv, input=input_text, capture_output=True, text=True,
-                                cwd="/", env=env, **kwargs)
+        result = subprocess.run(argv, input=input_text, capture_output=True, text=True,  # checked below
+                                cwd="/", env=env, check=False, **kwargs)
         if check and result.returncode != 0:
-            raise ClusterError("%s failed (exit %s): %s" % (" ".join(argv), result.returncode,
-                                                             (result.stderr or result.stdout).strip()))
+            raise ClusterError("%s failed (exit %s): %s" % (
+                " ".join(argv), result.returncode, (result.stderr or result.stdout).strip()))
         return result
 
     def _prepare_dirs(self):

@@ -283,17 +283,17 @@ def column_types(conn, schema, relation):
     """``[(name, type), ...]`` of a table or view, generated columns left out, in column order."""
     with conn.cursor() as cur:
         cur.execute(_COLUMNS_SQL, (schema, relation))
-        return [(name, typ) for name, typ in cur.fetchall()]
+        return [tuple(row) for row in cur.fetchall()]
 
 
 def target_columns(conn, target_schema, table):
     """The insertable columns of a target table (generated columns left out), in column order."""
-    return [name for name, _ in column_types(conn, target_schema, table)]
+    return [column[0] for column in column_types(conn, target_schema, table)]
 
 
 def view_columns(conn, mapping_schema, view):
     """The view's target columns: all but ``_src_key*`` and ``_quarantine_reason``."""
-    return [name for name, _ in column_types(conn, mapping_schema, view) if not name.startswith("_")]
+    return [column[0] for column in column_types(conn, mapping_schema, view) if not column[0].startswith("_")]
 
 
 # --- Foreign keys -----------------------------------------------------------------------------

@@ -215,9 +215,9 @@ def measure(conn, query, side, schema, workshops, since, until, runs, warmup=1):
         before = _xact_scans(cur, schema, tables)
         for workshop in workshops:
             params = {"workshop": workshop, "since": since, "until": until}
-            for _ in range(warmup):
+            for _warmup in range(warmup):
                 explain(cur, statement, params)
-            for _ in range(runs):
+            for _run in range(runs):
                 doc = explain(cur, statement, params)
                 times.append(doc.get("Execution Time"))
                 planning.append(doc.get("Planning Time"))

@@ -136,6 +136,32 @@ def freeze_windows(report):
     return windows
 
 
+def freeze_segments(report):
+    """The events of each write freeze, from its 'maintenance on' to its 'maintenance off' (both included)."""
+    freeze = report.get("freeze") or {}
+    segments, current = [], None
+    for event in freeze.get("events") or []:
+        if event.get("label") == "maintenance on" and current is None:
+            current = [event]
+        elif current is not None:
+            current.append(event)
+            if event.get("label") == "maintenance off":
+                segments.append(current)
+                current = None
+    return segments
+
+
+def _windows_text(report):
+    """'6.4 s' for one window; '6.4 s, 7.1 s, 8.6 s (3 windows, longest 8.6 s)' for a rehearsal."""
+    windows = freeze_windows(report)
+    if not windows:
+        window = freeze_window(report)
+        return None if window is None else "%.1f s" % window
+    if len(windows) == 1:
+        return "%.1f s" % windows[0]
+    return "%s (%d windows, longest %.1f s)" % (", ".join("%.1f s" % w for w in windows), len(windows), max(windows))
+
+
 def freeze_window(report):
     """The write freeze of the run: the given figure, else the longest window (a rehearsal has several)."""
     freeze = report.get("freeze") or {}
@@ -148,6 +174,10 @@ def freeze_window(report):
 def to_markdown(report):
     run = report["run"]
     out = ["# CarBot migration report: %s" % run.get("playbook", "run"), ""]
+    if run.get("status") == "failed":
+        out.append("**FAILED at %s**: %s" % (run.get("failed_task") or "an unknown step",
+                                             run.get("failed_reason") or "no reason recorded"))
+        out.append("")
     out.append("- status: **%s**" % run.get("status", "unknown"))
     if run.get("failed_task"):
         out.append("- failed at: %s" % run["failed_task"])
@@ -156,11 +186,9 @@ def to_markdown(report):
     out.append("- inventory: %s, started %s, finished %s (%s s)" % (
         run.get("environment", "?"), _fmt_time(run.get("started")), _fmt_time(run.get("finished")),
         _fmt_num(run.get("seconds"))))
-    window = freeze_window(report)
-    if window is not None:
-        windows = freeze_windows(report)
-        extra = " (windows: %s)" % ", ".join("%.1f s" % w for w in windows) if len(windows) > 1 else ""
-        out.append("- write freeze (maintenance on to off): **%.1f s**%s" % (window, extra))
+    windows_text = _windows_text(report)
+    if windows_text is not None:
+        out.append("- write freeze (maintenance on to off): **%s**" % windows_text)
     out.append("")
     if report["steps"]:
         out += ["## Steps", "", "| step | seconds | status |", "|---|---:|---|"]
@@ -193,10 +221,78 @@ def to_markdown(report):
         out += ["| %s | %s |" % (_fmt_time(e.get("at")), e.get("label")) for e in events]
         out.append("")
     for name, value in sorted(report["sections"].items()):
-        out += ["## %s" % name, "", "```json", json.dumps(value, indent=2, sort_keys=True, default=str), "```", ""]
+        out += ["## %s" % name, ""] + _section_markdown(value) + [""]
     for note in report["notes"]:
         out.append("> %s" % note)
     return "\n".join(out).rstrip() + "\n"
+
+
+def _cell(value):
+    """A value as table cell text: scalars as they are, a short list joined, anything else as compact JSON."""
+    if isinstance(value, float):
+        return _fmt_num(value)
+    if isinstance(value, (list, tuple)) and all(not isinstance(v, (dict, list)) for v in value):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return "" if value is None else str(value)
+
+
+def _section_rows(value):
+    """(columns, rows) for a section: a dict of dicts is one row per key, a list of dicts one row per item,
+    a flat dict one row per key (key, value); nested dicts inside a flat dict become their own tables."""
+    if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+        columns = []
+        for v in value.values():
+            columns += [k for k in v if k not in columns]
+        return ["name"] + columns, [[k] + [_cell(v.get(c)) for c in columns] for k, v in value.items()]
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        columns = []
+        for v in value:
+            columns += [k for k in v if k not in columns]
+        return columns, [[_cell(v.get(c)) for c in columns] for v in value]
+    if isinstance(value, dict):
+        return ["name", "value"], [[k, _cell(v)] for k, v in value.items()]
+    if isinstance(value, list):
+        return ["value"], [[_cell(v)] for v in value]
+    return ["value"], [[_cell(value)]]
+
+
+def _section_parts(value):
+    """[(title, value)]: a flat dict's nested dicts (e.g. assessment.tables) are tables of their own."""
+    if isinstance(value, dict) and not all(isinstance(v, dict) for v in value.values()):
+        flat = {k: v for k, v in value.items() if not isinstance(v, dict)}
+        nested = [(k, v) for k, v in value.items() if isinstance(v, dict) and v]
+        return ([("", flat)] if flat else []) + nested
+    return [("", value)]
+
+
+def _section_markdown(value):
+    out = []
+    for title, part in _section_parts(value):
+        columns, rows = _section_rows(part)
+        if title:
+            out += ["### %s" % title, ""]
+        out += ["| %s |" % " | ".join(columns), "|%s" % "---|" * len(columns)]
+        out += ["| %s |" % " | ".join(str(c).replace("|", "\\|") for c in row) for row in rows]
+        out.append("")
+    return out
+
+
+def _section_html(value):
+    esc = html.escape
+    out = []
+    for title, part in _section_parts(value):
+        columns, rows = _section_rows(part)
+        if title:
+            out.append("<h3>%s</h3>" % esc(str(title)))
+        out.append('<table class="section"><tr>%s</tr>' % "".join("<th>%s</th>" % esc(str(c)) for c in columns))
+        for row in rows:
+            out.append("<tr>%s</tr>" % "".join(
+                '<td%s>%s</td>' % (' class="n"' if isinstance(c, str) and c.replace(",", "").replace(".", "", 1)
+                                   .lstrip("-").isdigit() else "", esc(str(c))) for c in row))
+        out.append("</table>")
+    return "".join(out)
 
 
 CSS = """
@@ -219,7 +315,7 @@ def _svg_bars(items, title, unit="s", width=900, end_label=None):
     if not items:
         return ""
     esc = html.escape
-    total = max(end for _, _, end, _ in items) or 1.0
+    total = max(item[2] for item in items) or 1.0
     row, label_w, top = 26, 260, 30
     height = top + row * len(items) + 30
     scale = (width - label_w - 20) / total
@@ -255,16 +351,33 @@ def _svg_bars(items, title, unit="s", width=900, end_label=None):
     return "".join(parts)
 
 
-def freeze_chart(report):
-    events = (report.get("freeze") or {}).get("events") or []
-    if len(events) < 2:
-        return ""
+def _segment_chart(events, title):
     origin = events[0]["at"]
     items = []
     for here, nxt in zip(events, events[1:]):
         items.append((here.get("label", "?"), here["at"] - origin, nxt["at"] - origin, here.get("ok", True)))
-    return _svg_bars(items, "Write-freeze timeline (seconds from maintenance on)",
-                     end_label="%s at %.1f s" % (events[-1].get("label", "end"), events[-1]["at"] - origin))
+    end = "%s at %.1f s" % (events[-1].get("label", "end"), events[-1]["at"] - origin)
+    return _svg_bars(items, title, end_label=end)
+
+
+def freeze_charts(report):
+    """One chart per write freeze, each with its own steps (a rehearsal has several windows: the time between
+    them is no step of any freeze and is not drawn)."""
+    segments = freeze_segments(report)
+    if not segments:  # no complete window (a run that failed inside it): the events as they are
+        events = (report.get("freeze") or {}).get("events") or []
+        if len(events) < 2:
+            return []
+        return [_segment_chart(events, "Write-freeze timeline (seconds from maintenance on)")]
+    many = len(segments) > 1
+    return [_segment_chart(seg, "Write freeze%s: %.1f s (seconds from maintenance on)" % (
+        " %d of %d" % (i + 1, len(segments)) if many else "", seg[-1]["at"] - seg[0]["at"]))
+        for i, seg in enumerate(segments)]
+
+
+def freeze_chart(report):
+    """Every write freeze's chart (see freeze_charts)."""
+    return "".join(freeze_charts(report))
 
 
 def steps_chart(report):
@@ -285,17 +398,20 @@ def to_html(report):
             + '<span class="muted">inventory %s &middot; %s &rarr; %s &middot; %s s</span></p>' % (
                 esc(str(run.get("environment", "?"))), esc(_fmt_time(run.get("started"))),
                 esc(_fmt_time(run.get("finished"))), esc(_fmt_num(run.get("seconds"))))]
-    if run.get("failed_task"):
+    if run.get("status") == "failed":
+        body.append('<p class="bad" id="failure">FAILED at %s: %s</p>' % (
+            esc(run.get("failed_task") or "an unknown step"), esc(run.get("failed_reason") or "no reason recorded")))
+    elif run.get("failed_task"):
         body.append('<p class="bad">Failed at: %s</p>' % esc(run["failed_task"]))
     if run.get("recovered_from"):
         body.append('<p class="muted">Recovered from a failure at: %s</p>' % esc(run["recovered_from"]))
-    window = freeze_window(report)
-    if window is not None:
-        body.append('<p>Write freeze (maintenance on &rarr; off): <strong id="freeze-window">%.1f s</strong></p>'
-                    % window)
-    chart = freeze_chart(report)
-    if chart:
-        body += ['<h2>Write-freeze timeline</h2>', chart]
+    windows_text = _windows_text(report)
+    if windows_text is not None:
+        body.append('<p>Write freeze (maintenance on &rarr; off): <strong id="freeze-window">%s</strong></p>'
+                    % esc(windows_text))
+    charts = freeze_charts(report)
+    if charts:
+        body += ['<h2>Write-freeze timeline</h2>'] + charts
     chart = steps_chart(report)
     if chart:
         body += ['<h2>Steps</h2>', chart]
@@ -313,8 +429,8 @@ def to_html(report):
         body.append('<h2>Validation</h2><table id="validation"><tr><th>check</th><th>result</th><th>detail</th></tr>')
         for v in report["validation"]:
             res = '<span class="ok">ok</span>' if v.get("ok") else '<span class="bad">FAILED</span>'
-            body.append("<tr><td>%s</td><td>%s</td><td>%s</td></tr>" % (esc(str(v.get("check"))), res,
-                                                                      esc(str(v.get("message", "")))))
+            body.append("<tr><td>%s</td><td>%s</td><td>%s</td></tr>" % (
+                esc(str(v.get("check"))), res, esc(str(v.get("message", "")))))
         body.append("</table>")
     if report["criteria"]:
         body.append('<h2>Success criteria</h2><table id="criteria"><tr><th>criterion</th><th>target</th>'
@@ -334,8 +450,7 @@ def to_html(report):
                         % (esc(s["name"]), s["seconds"], cls, esc(s["status"])))
         body.append("</table>")
     for name, value in sorted(report["sections"].items()):
-        body.append("<h2>%s</h2><pre>%s</pre>" % (esc(name), esc(json.dumps(value, indent=2, sort_keys=True,
-                                                                            default=str))))
+        body.append("<h2>%s</h2>%s" % (esc(name), _section_html(value)))
     for note in report["notes"]:
         body.append('<p class="muted">%s</p>' % esc(str(note)))
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>CarBot migration report</title>'

@@ -391,7 +391,7 @@ def row_sync_function(plan, t):
             rel=plan.rel("target", name), m=_match("t", tkey, keys)))
         body.extend(leaving)
         body.append(sql.SQL("DELETE FROM {rel} t WHERE {m};").format(rel=plan.rel("target", name),
-                                                                       m=_match("t", tkey, keys)))
+                                                                       m=_match("t", tkey, keys)))  # noqa: E127
         body.append(sql.SQL("END IF;"))
     else:
         body.append(sql.SQL("IF v_was THEN DELETE FROM {rel} t WHERE {m}; END IF;").format(
@@ -459,7 +459,7 @@ def derived_sync_function(plan, t):
     keys = _params(len(types))
     cols = plan.columns[name]
     non_key = [c for c in cols if c not in t["target_key"]]
-    refs = [(child, ref) for child, ref in plan.children(name)]
+    refs = list(plan.children(name))
     unreferenced = sql.SQL("").join(
         sql.SQL(" AND NOT EXISTS (SELECT 1 FROM {rel} c WHERE c.{col} = {k})").format(
             rel=plan.rel("target", child["target"]), col=_id(ref["column"]), k=keys[0]) for child, ref in refs)
@@ -743,7 +743,7 @@ def reverse_trigger_function(plan, target, sequences=None):
     """
     t = plan.by_target[target]
     view = plan.rel("mapping", "rmap_" + target)
-    lcols = [c for c in plan.legacy_cols[t["source"]]]
+    lcols = list(plan.legacy_cols[t["source"]])
     src = plan.rel("legacy", t["source"])
     old = [sql.SQL("OLD.{}").format(_id(c)) for c in t["target_key"]]
     new = [sql.SQL("NEW.{}").format(_id(c)) for c in t["target_key"]]
@@ -1129,7 +1129,7 @@ def install(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30,
         def create_functions(cur):
             for _name, stmt in statements:
                 cur.execute(stmt)
-            return [name for name, _ in statements]
+            return [statement[0] for statement in statements]
 
         result["functions"], attempts, _w, _e = step.run(create_functions)
         row_name, trunc_name = TRIGGER_NAMES[direction]
@@ -1185,7 +1185,7 @@ def install(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30,
         if direction == REVERSE:
             # the switch: carbot_v2's identity sequences start past every id the legacy side handed out
             result["sequences"], _a, _w, _e = step.run(lambda cur: align_sequences(cur.connection, plan, sequences,
-                                                                                    FORWARD))
+                                                                                    FORWARD))  # noqa: E127
     finally:
         step.close()
     return result
@@ -1222,7 +1222,7 @@ def remove(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30, 
             sequences = serial_columns(conn, plan)
             conn.commit()
             result["sequences"], _a, _w, _e = step.run(lambda cur: align_sequences(cur.connection, plan, sequences,
-                                                                                    REVERSE))
+                                                                                    REVERSE))  # noqa: E127
         # functions of this direction; the shared truncate guard goes when no trigger uses it any more
         prefixes = ("carbot_sync_rev_",) if direction == REVERSE else ("carbot_sync_",)
 

@@ -86,7 +86,7 @@ _SECRET_COL = re.compile(r"password|secret|hash|token|key_hash|api_key")
 
 
 def _mask_email(text):
-    local, _, domain = text.strip().partition("@")
+    local, domain = text.strip().partition("@")[::2]
     if not domain:
         return _mask_generic(text)
     host, dot, tld = domain.rpartition(".")
@@ -336,12 +336,12 @@ class Validator:
         if kind == "int":
             c = int(chunk)
             return sql.SQL("{k} BETWEEN {lo} AND {hi}").format(k=key_ident, lo=sql.Literal((c - 1) * param),
-                                                                hi=sql.Literal((c + 1) * param))
+                                                                hi=sql.Literal((c + 1) * param))  # noqa: E127
         if kind == "uuid":
             lo = (chunk + "0" * 8)[:8] + "-0000-0000-0000-000000000000"
             hi = (chunk + "f" * 8)[:8] + "-ffff-ffff-ffff-ffffffffffff"
             return sql.SQL("{k} BETWEEN {lo}::uuid AND {hi}::uuid").format(k=key_ident, lo=sql.Literal(lo),
-                                                                            hi=sql.Literal(hi))
+                                                                            hi=sql.Literal(hi))  # noqa: E127
         return sql.SQL("TRUE")
 
     def _side(self, spec, which, extra=None):
@@ -614,7 +614,7 @@ class Validator:
             figures = sql.SQL("count(*) FILTER (WHERE {c} IS TRUE), count(*) FILTER (WHERE {c} IS FALSE), "
                               "count(*) FILTER (WHERE {c} IS NULL)")
             cur.execute(sql.SQL("SELECT {} FROM {} s").format(figures.format(c=sql.SQL("s.{}").format(lc)),
-                                                             spec.source_rel))
+                                                             spec.source_rel))  # noqa: E128
             legacy = dict(zip(("true", "false", "null"), cur.fetchone()))
             # legacy figures of the rows that were migrated (not quarantined), through the view's key
             kmatch = sql.SQL(" AND ").join(sql.SQL("m.{} = s.{}").format(sql.Identifier(v), sql.Identifier(k))
@@ -625,7 +625,7 @@ class Validator:
                 figures.format(c=sql.SQL("s.{}").format(lc)), spec.source_rel, spec.view_rel, kmatch, reason))
             migrated = dict(zip(("true", "false", "null"), cur.fetchone()))
             cur.execute(sql.SQL("SELECT {} FROM {} t").format(figures.format(c=sql.SQL("t.{}").format(tc)),
-                                                             spec.target_rel))
+                                                             spec.target_rel))  # noqa: E128
             target = dict(zip(("true", "false", "null"), cur.fetchone()))
             tmatch = sql.SQL(" AND ").join(sql.SQL("s.{} = t.{}").format(sql.Identifier(k), sql.Identifier(c))
                                            for k, c in zip(spec.source_key, spec.target_key))

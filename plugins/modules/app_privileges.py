@@ -64,6 +64,7 @@ options:
     description: Privileges for a target table that has no legacy counterpart (e.g. C(organizations)).
     type: list
     elements: str
+    choices: [SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER]
     default: [SELECT, INSERT, UPDATE, DELETE]
   sequence_privileges:
     description: Privileges every sequence used by a target column gets at least.
@@ -228,8 +229,8 @@ class Privileges:
                     seen.add(seq)
                     missing.append({"object_type": "sequence", "object": "%s.%s" % seq, "privilege": "no " +
                                     ", ".join(having), "why": "sequence of the migration's %s" % col["table"]})
-                    grants.append(sql.SQL("REVOKE ALL ON SEQUENCE {} FROM {}").format(sql.Identifier(*seq),
-                                                                                     sql.Identifier(app)))
+                    grants.append(sql.SQL("REVOKE ALL ON SEQUENCE {} FROM {}").format(
+                        sql.Identifier(*seq), sql.Identifier(app)))
                 continue
             seq = (col["sequence_schema"], col["sequence"])
             if seq in seen:
@@ -288,7 +289,7 @@ class Privileges:
         for role, objtype, privilege in cur.fetchall():
             wanted.setdefault((role, objtype), set()).add(privilege)
         cur.execute(DEFAULT_ACL_SQL, (target, app))
-        have = {(role, objtype, privilege) for role, objtype, privilege in cur.fetchall()}
+        have = set(cur.fetchall())  # (role, object type, privilege)
         missing, grants = [], []
         for (role, objtype), privileges in sorted(wanted.items()):
             kind, order = DEFAULT_TYPES[objtype]
@@ -321,8 +322,7 @@ def main():
         default_privileges_for=dict(type="list", elements="str"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not db.HAS_PSYCOPG2:
-        module.fail_json(msg="psycopg2 is required: %s" % db.PSYCOPG2_IMPORT_ERROR)
+    db.require_psycopg2(module)
     conn = db.connect_or_fail(module)
     try:
         priv = Privileges(module, conn)
@@ -343,7 +343,7 @@ def main():
                     raise
             db.with_retries(attempt, attempts=8)
             with conn.cursor() as cur:
-                still, _ = priv.missing(cur)
+                still = priv.missing(cur)[0]
             conn.commit()
         else:
             still = missing

@@ -168,13 +168,12 @@ def main():
         fail_on_nogo=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    if not db.HAS_PSYCOPG2:
-        module.fail_json(msg="psycopg2 is required on the host that runs this module: %s" % db.PSYCOPG2_IMPORT_ERROR)
+    db.require_psycopg2(module)
     p = module.params
     try:
         conn = db.connect(p, application_name="carbot.migration assess")
     except Exception as exc:  # noqa: BLE001 - reported to the operator
-        module.fail_json(msg="Could not connect: %s" % exc)
+        module.fail_json(msg="Could not connect: %s" % db.describe_error(exc))
     try:
         conn.set_session(readonly=True)
         with conn.cursor() as cur:

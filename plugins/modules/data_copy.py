@@ -203,9 +203,7 @@ def progress(params, tables=None):
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    if not db.HAS_PSYCOPG2 or not HAS_ENGINE:
-        module.fail_json(msg="psycopg2 is required on the host that runs this module: %s"
-                         % (db.PSYCOPG2_IMPORT_ERROR or ENGINE_IMPORT_ERROR))
+    db.require_psycopg2(module, ENGINE_IMPORT_ERROR)
     p = module.params
     for name in ("batch_size", "workers", "max_retries"):
         if p[name] is not None and p[name] < 1:
@@ -215,7 +213,7 @@ def main():
         try:
             records, lines = progress(p, p["tables"] or None)
         except Exception as exc:  # noqa: BLE001 - reported to the operator
-            module.fail_json(msg="Could not read the copy progress: %s" % exc)
+            module.fail_json(msg="Could not read the copy progress: %s" % db.describe_error(exc))
         module.exit_json(changed=False, progress=records, progress_lines=lines,
                          finished=bool(records) and all(r["state"] in ("copied", "failed") for r in records))
 
@@ -232,7 +230,7 @@ def main():
         try:
             preview = engine.preview()
         except Exception as exc:  # noqa: BLE001 - CopyError or a database error, reported as is
-            module.fail_json(msg="Could not work out what the copy would do: %s" % exc)
+            module.fail_json(msg="Could not work out what the copy would do: %s" % db.describe_error(exc))
         would = sum(t["would_copy"] for t in preview.values())
         would_q = sum(t["would_quarantine"] for t in preview.values())
         module.exit_json(changed=(would + would_q) > 0, tables=preview, rows_copied=0, rows_quarantined=0,
@@ -245,7 +243,7 @@ def main():
     except copy_engine.CopyError as exc:
         module.fail_json(msg=str(exc))
     except Exception as exc:  # noqa: BLE001 - e.g. the database cannot be reached
-        module.fail_json(msg="The copy could not start: %s: %s" % (type(exc).__name__, exc))
+        module.fail_json(msg="The copy could not start: %s: %s" % (type(exc).__name__, db.describe_error(exc)))
     try:
         records, lines = progress(p, p["tables"] or None)
     except Exception:  # noqa: BLE001 - the copy result matters more than the progress table

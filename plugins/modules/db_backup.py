@@ -302,7 +302,7 @@ class Tools:
         return " ".join("%s='%s'" % (k, str(v).replace("\\", "\\\\").replace("'", "\\'")) for k, v in parts.items())
 
     def run(self, argv, what):
-        proc = subprocess.run(argv, env=self.env, capture_output=True, text=True)
+        proc = subprocess.run(argv, env=self.env, capture_output=True, text=True, check=False)  # checked below
         if proc.returncode != 0:
             lines = [ln for ln in (proc.stderr or proc.stdout or "").strip().splitlines() if ln.strip()]
             raise BackupError("%s failed (exit %d): %s" % (
@@ -529,7 +529,7 @@ class Backup:
         if dry:
             keep -= 1  # the backup that would be made counts
         removed = []
-        for _, path, data in complete[:max(0, len(complete) - keep)]:
+        for _stamp, path, data in complete[:max(0, len(complete) - keep)]:
             base = path[:-len(".json")]
             removed.append(os.path.join(self.p["backup_dir"], data.get("file", "")))
             if not dry:
@@ -557,7 +557,7 @@ class Backup:
             if not mine:
                 raise BackupError("no backup of run %s for database %s in %s: the cutover needs a verified backup "
                                   "from this run" % (p["run_id"], self.dbname, p["backup_dir"]))
-            _, manifest_path, manifest = mine[-1]
+            manifest_path, manifest = mine[-1][1:]
             dump_path = os.path.join(p["backup_dir"], manifest["file"])
         if p["run_id"] and manifest.get("run_id") != p["run_id"]:
             raise BackupError("%s belongs to run %s, not to run %s" % (dump_path, manifest.get("run_id"), p["run_id"]))
@@ -578,7 +578,7 @@ class Backup:
         conn.close()
         tools = Tools(self.module, server_major)
         try:
-            digest, _, toc = self.verify_archive(tools, dump_path, manifest.get("sha256"), recorded_lines)
+            digest, _lines, toc = self.verify_archive(tools, dump_path, manifest.get("sha256"), recorded_lines)
             scratch = None
             if p["verify_restore"] and not self.module.check_mode:
                 expected = manifest.get("row_counts") or {}
@@ -613,8 +613,7 @@ def main():
         bin_dir=dict(type="path"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not db.HAS_PSYCOPG2:
-        module.fail_json(msg="psycopg2 is required: %s" % db.PSYCOPG2_IMPORT_ERROR)
+    db.require_psycopg2(module)
     for name in module.params["verify_tables"]:
         if "." not in name:
             module.fail_json(msg="verify_tables entries are schema.table, got %r" % name)
@@ -626,7 +625,7 @@ def main():
                          carbot_report={"backup": {"verified": False, "error": str(exc)}})
     except db.psycopg2.Error as exc:
         module.fail_json(msg="database error during %s of %s: %s" % (
-            module.params["mode"], module.params["login_db"], str(exc).strip()), verified=False, removed=[],
+            module.params["mode"], module.params["login_db"], db.describe_error(exc)), verified=False, removed=[],
             run_id=module.params["run_id"], carbot_report={"backup": {"verified": False, "error": str(exc).strip()}})
     module.exit_json(**result)
 

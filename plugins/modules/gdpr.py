@@ -192,14 +192,13 @@ def main():
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
                            required_if=[("action", "erase", ("email", "kunde_id"), True)])
-    if not db.HAS_PSYCOPG2:
-        module.fail_json(msg="psycopg2 is required on the host that runs this module: %s" % db.PSYCOPG2_IMPORT_ERROR)
+    db.require_psycopg2(module)
     p = module.params
     legacy, target = p["legacy_schema"], p["target_schema"]
     try:
         conn = db.connect(p, application_name="carbot.migration gdpr %s" % p["action"])
     except Exception as exc:  # noqa: BLE001 - reported to the operator
-        module.fail_json(msg="Could not connect: %s" % exc)
+        module.fail_json(msg="Could not connect: %s" % db.describe_error(exc))
     try:
         if p["action"] == "verify":
             conn.set_session(readonly=True)

@@ -160,18 +160,13 @@ executed_queries:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.carbot.migration.plugins.module_utils import db
 from ansible_collections.carbot.migration.plugins.module_utils.db import (
-    HAS_PSYCOPG2,
-    PSYCOPG2_IMPORT_ERROR,
     connect,
     postgres_argument_spec,
+    sql,
 )
 from ansible_collections.carbot.migration.plugins.module_utils import legacy_data
-
-try:
-    from psycopg2 import sql
-except ImportError:  # pragma: no cover - reported through HAS_PSYCOPG2
-    sql = None
 
 
 def read_text(module, path, what):
@@ -224,8 +219,7 @@ def main():
             leads_per_workshop=dict(type="int"), messages_per_conversation=dict(type="int"))),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_PSYCOPG2:
-        module.fail_json(msg="psycopg2 is required: %s" % PSYCOPG2_IMPORT_ERROR)
+    db.require_psycopg2(module)
 
     params = module.params
     schema, seed, scale = params["schema"], params["seed"], params["scale"]
@@ -260,9 +254,9 @@ def main():
                                               % (schema, params["schema_sql"]))
             if module.check_mode:
                 counts = dict.fromkeys(legacy_data.LEGACY_TABLES, 0)
-                marker = None
             else:
                 apply_schema(conn, schema, schema_text)
+        marker = None
         if not missing or not module.check_mode:
             counts = legacy_data.table_counts(conn, schema)
             marker = legacy_data.read_marker(conn, schema)

@@ -83,10 +83,10 @@ ready:
 import json
 import os
 import signal
-import subprocess
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.carbot.migration.plugins.module_utils import daemon
 
 
 def read_pid(path):
@@ -135,16 +135,10 @@ def start(module, p):
     for path in (p["pid_file"], p["ready_file"], p["log_file"]):
         if path:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    log = open(p["log_file"], "ab") if p["log_file"] else subprocess.DEVNULL
-    env = dict(os.environ, **{k: str(v) for k, v in p["env"].items()})
     try:
-        proc = subprocess.Popen(p["argv"], cwd=p["chdir"], env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = daemon.spawn(p["argv"], cwd=p["chdir"], env=daemon.environment(p["env"]), log_file=p["log_file"])
     except OSError as exc:
         module.fail_json(msg="Could not start %s: %s" % (p["name"], exc))
-    finally:
-        if log is not subprocess.DEVNULL:
-            log.close()
     with open(p["pid_file"], "w") as handle:
         handle.write(str(proc.pid))
     deadline = time.time() + p["timeout"]

@@ -64,7 +64,7 @@ options:
     type: bool
     default: false
 notes:
-  - Supports check mode; then nothing is created or reset (RV(changed) says what would have been).
+  - Supports check mode; then nothing is created or reset (C(changed) says what would have been).
 seealso:
   - module: carbot.migration.performance
   - name: pg_stat_statements
@@ -233,13 +233,12 @@ def main():
         reset_statements=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    if not db.HAS_PSYCOPG2:
-        module.fail_json(msg="psycopg2 is required on the host that runs this module: %s" % db.PSYCOPG2_IMPORT_ERROR)
+    db.require_psycopg2(module)
     p = module.params
     try:
         conn = db.connect(p, application_name="carbot.migration monitoring")
     except Exception as exc:  # noqa: BLE001 - reported to the operator
-        module.fail_json(msg="Could not connect: %s" % exc)
+        module.fail_json(msg="Could not connect: %s" % db.describe_error(exc))
     out, report, msgs, changed = {}, {"notes": []}, [], False
     try:
         with conn.cursor() as cur:

@@ -184,15 +184,14 @@ def main():
         fail_on_unmet=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    if not db.HAS_PSYCOPG2:
-        module.fail_json(msg="psycopg2 is required on the host that runs this module: %s" % db.PSYCOPG2_IMPORT_ERROR)
+    db.require_psycopg2(module)
     p = module.params
     if p["runs"] < 1 or p["sample_size"] < 1:
         module.fail_json(msg="runs and sample_size must be at least 1")
     try:
         conn = db.connect(p, application_name="carbot.migration performance")
     except Exception as exc:  # noqa: BLE001 - reported to the operator
-        module.fail_json(msg="Could not connect: %s" % exc)
+        module.fail_json(msg="Could not connect: %s" % db.describe_error(exc))
     try:
         result = performance.run(
             conn, legacy_schema=p["legacy_schema"], target_schema=p["target_schema"], queries=p["queries"],

@@ -212,8 +212,7 @@ def main():
         max_retries=dict(type="int", default=10),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not db.HAS_PSYCOPG2:
-        module.fail_json(msg="psycopg2 is required: %s" % db.PSYCOPG2_IMPORT_ERROR)
+    db.require_psycopg2(module)
     p = module.params
     target, mapping_schema, legacy = p["target_schema"], p["mapping_schema"], p["legacy_schema"]
     sql_dir = p["sql_dir"]
@@ -254,7 +253,7 @@ def main():
     try:
         tables, views, previous, problems, fks = retried(inspect)
     except Exception as exc:  # noqa: BLE001 - reported to the operator
-        module.fail_json(msg="cannot inspect the database: %s" % exc, **result)
+        module.fail_json(msg="cannot inspect the database: %s" % db.describe_error(exc), **result)
     result["previous_checksum"] = previous
     missing_tables = [t for t in expected_tables() if t not in tables]
     missing_views = [v for v in expected_views() if v not in views]
@@ -335,6 +334,21 @@ def main():
             result["changed"] = result["changed"] or bool(result["foreign_keys_added"]
                                                           or result["foreign_keys_validated"])
 
+    # --diff: the target's tables and foreign keys before and after (NOT VALID ones marked)
+    if module._diff:
+        before_fks = dict(fks)
+        after_fks = dict(before_fks)
+        for name in result["foreign_keys_added"]:
+            after_fks.setdefault(name, False)
+        for name in result["foreign_keys_validated"]:
+            after_fks[name] = True
+        result["diff"] = {
+            "before_header": "%s (now)" % target, "after_header": "%s (after this step)" % target,
+            "before": "".join("table %s\n" % t for t in sorted(tables)) + "".join(
+                "foreign key %s%s\n" % (n, "" if v else " NOT VALID") for n, v in sorted(before_fks.items())),
+            "after": "".join("table %s\n" % t for t in sorted(set(tables) | set(result["tables_created"]))) + "".join(
+                "foreign key %s%s\n" % (n, "" if v else " NOT VALID") for n, v in sorted(after_fks.items())),
+        }
     module.exit_json(**result)
 
 

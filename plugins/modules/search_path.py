@@ -273,8 +273,8 @@ class Switch:
         if problems:
             self.module.fail_json(
                 msg="search_path legacy: refusing the recorded way back in %s.%s: %s. Nothing was changed; set the "
-                    "values by hand after checking them." % (self.p["target_schema"], cdb.STATE_TABLE,
-                                                            "; ".join(problems)))
+                    "values by hand after checking them." % (
+                        self.p["target_schema"], cdb.STATE_TABLE, "; ".join(problems)))
         statements = []
         if settings["database"] != previous["database"]:
             statements.append(cdb.set_database_path_sql(self.dbname, previous["database"]))
@@ -350,7 +350,7 @@ class Switch:
             conn.commit()
             return stamp
 
-        stamp, _ = db.with_retries(attempt, attempts=5)
+        stamp = db.with_retries(attempt, attempts=5)[0]
         return stamp
 
     def sessions(self, conn, handled, since):
@@ -474,8 +474,7 @@ def main():
         verify_write_column=dict(type="str", default="id"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not db.HAS_PSYCOPG2:
-        module.fail_json(msg="psycopg2 is required: %s" % db.PSYCOPG2_IMPORT_ERROR)
+    db.require_psycopg2(module)
     switch = Switch(module)
     conn = db.connect_or_fail(module)
     try:

@@ -228,7 +228,7 @@ class Aligner:
         writes, so by default a plain sequence of the same name, position and grants stands in for it."""
         old_schema, old_name = item["current_sequence"].split(".", 1)
         old = sql.Identifier(old_schema, old_name)
-        last, called, _ = cdb.sequence_position(cur, old_schema, old_name)
+        last, called = cdb.sequence_position(cur, old_schema, old_name)[:2]
         cur.execute("SELECT CASE WHEN x.grantee = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(x.grantee) END,"
                     " x.privilege_type FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) x"
                     " WHERE c.oid = pg_catalog.to_regclass(%s)", (cdb.qualified(self.conn, old_schema, old_name),))
@@ -244,8 +244,8 @@ class Aligner:
                 sql.SQL(privilege), old, sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee)))
         self._run(cur, sql.SQL("COMMENT ON SEQUENCE {} IS %s").format(old), (
             "carbot.migration: stand-in for the former identity sequence of %s.%s.%s, kept for code that names it; "
-            "the column now draws from %s" % (self.p["target_schema"], item["table"], item["column"],
-                                             item["sequence"]),))
+            "the column now draws from %s" % (
+                self.p["target_schema"], item["table"], item["column"], item["sequence"]),))
 
     def report(self, items):
         target, legacy, app = self.p["target_schema"], self.p["legacy_schema"], self.p["app_role"]
@@ -349,8 +349,7 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_by={"app_password": "app_role"})
-    if not db.HAS_PSYCOPG2:
-        module.fail_json(msg="psycopg2 is required: %s" % db.PSYCOPG2_IMPORT_ERROR)
+    db.require_psycopg2(module)
     conn = db.connect_or_fail(module)
     try:
         aligner = Aligner(module, conn)
@@ -371,8 +370,9 @@ def main():
         result["problems"] = problems
         result["ok"] = not problems
         result["carbot_report"] = {"sequences": {
-            "%s.%s" % (c["table"], c["column"]): {"rule": c["rule"], "sequence": c["sequence"],
-                                                 "next_value": c["next_value"], "ok": c["ok"]} for c in columns}}
+            "%s.%s" % (c["table"], c["column"]): {
+                "rule": c["rule"], "sequence": c["sequence"], "next_value": c["next_value"], "ok": c["ok"]}
+            for c in columns}}
         if problems and not module.params["check_only"] and not module.check_mode:
             module.fail_json(msg="sequences not right after aligning: %s" % "; ".join(problems), **result)
         module.exit_json(**result)

@@ -151,6 +151,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils import messages
 
 try:
     from ansible_collections.carbot.migration.plugins.module_utils import sync, validation
@@ -192,16 +193,14 @@ def main():
         checks=dict(type="list", elements="str", default=["counts", "checksums"]),
         repair=dict(type="bool", default=False),
         repair_from=dict(type="str", choices=["legacy", "target"], default="legacy"),
-        max_keys=dict(type="int", default=1000),
+        max_keys=dict(type="int", default=1000, no_log=False),
         legacy_schema=dict(type="str", default="public"),
         target_schema=dict(type="str", default="carbot_v2"),
         mapping_schema=dict(type="str", default="carbot_migration"),
         fail_on_problem=dict(type="bool", default=True),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    if not db.HAS_PSYCOPG2 or not HAS_SYNC:
-        module.fail_json(msg="psycopg2 and the sync module_utils are required: %s"
-                         % (db.PSYCOPG2_IMPORT_ERROR or SYNC_IMPORT_ERROR))
+    db.require_psycopg2(module, SYNC_IMPORT_ERROR)
     p = module.params
     schemas = (p["legacy_schema"], p["mapping_schema"], p["target_schema"])
     out = dict(changed=False, triggers={}, missing_triggers=[], pending_tables=[], validation={}, repaired={},
@@ -235,8 +234,9 @@ def main():
                 t0 = time.monotonic()
                 report = validation.Validator(conn, *schemas, max_keys=p["max_keys"]).run(checks=tuple(p["checks"]))
                 out["timings"]["revalidation"] = round(time.monotonic() - t0, 3)
+            # the keys stay in checks (up to max_keys, for the repair and the report); the message counts them
             out["validation"] = {"checks": report["checks"], "failed_checks": report["failed_checks"],
-                                 "msg": report["msg"], "elapsed": report["elapsed"]}
+                                 "msg": messages.validation_summary(report), "elapsed": report["elapsed"]}
             if not report["failed"] and "checksums" in report["checks"] and not module.check_mode:
                 # what a clean full comparison covered leaves the change log: the final sync check in the write
                 # freeze (checks: [changes]) then reads only what changed since
@@ -246,12 +246,12 @@ def main():
         finally:
             conn.close()
     except Exception as exc:  # noqa: BLE001 - reported to the operator
-        module.fail_json(msg="sync_check failed: %s: %s" % (type(exc).__name__, exc), **out)
+        module.fail_json(msg="sync_check failed: %s: %s" % (type(exc).__name__, db.describe_error(exc)), **out)
     problems = []
     if out["missing_triggers"]:
-        problems.append("triggers missing or disabled: %s" % ", ".join(out["missing_triggers"]))
+        problems.append("triggers missing or disabled: %s" % messages.examples(out["missing_triggers"], keep=5))
     if out["pending_tables"]:
-        problems.append("not copied: %s" % ", ".join(out["pending_tables"]))
+        problems.append("not copied: %s (run migrate.yml first)" % messages.examples(out["pending_tables"], keep=5))
     if out["validation"]["failed_checks"]:
         problems.append(out["validation"]["msg"])
     out["ok"] = not problems
@@ -260,8 +260,8 @@ def main():
                   if not problems else "; ".join(problems))
     if out["repaired_summary"]:
         n = sum(len(v) for v in out["repaired"].values())
-        out["msg"] += "; repaired %d key%s from %s: %s" % (n, "" if n == 1 else "s", p["repair_from"],
-                                                          "; ".join(out["repaired_summary"][:10]))
+        out["msg"] += "; repaired %d key%s from %s: %s" % (
+            n, "" if n == 1 else "s", p["repair_from"], messages.lines_summary(out["repaired_summary"], 3))
     if problems and p["repair"]:
         out["msg"] += (". Differences remain after the repair: the named rows could not be written to the other "
                        "schema. Look at the named columns in both schemas (sync_check without repair shows them), "

@@ -148,6 +148,7 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils import messages
 
 try:
     from ansible_collections.carbot.migration.plugins.module_utils import sync
@@ -156,6 +157,21 @@ try:
 except ImportError as exc:  # pragma: no cover
     HAS_SYNC = False
     SYNC_IMPORT_ERROR = exc
+
+
+def unapplied_plan_changes(conn, p, directions):
+    """Check mode before the mapping exists (prepare.yml --check on a fresh database, where the schema step only
+    said it would apply it): every trigger would be created; None when the mapping is applied."""
+    from ansible_collections.carbot.migration.plugins.module_utils import mapping
+    missing = [t["view"] for t in mapping.TABLES if not mapping.view_columns(conn, p["mapping_schema"], t["view"])]
+    if not missing or p["state"] != "present":
+        return None
+    tables = {}
+    for direction in directions:
+        names = mapping.legacy_tables() if direction == "forward" else \
+            [t["target"] for t in mapping.TABLES if t["kind"] == "row"]
+        tables[direction] = {"would_create": list(names), "would_drop": [], "unchanged": []}
+    return tables
 
 
 def main():
@@ -170,9 +186,7 @@ def main():
         max_attempts=dict(type="int", default=30),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    if not db.HAS_PSYCOPG2 or not HAS_SYNC:
-        module.fail_json(msg="psycopg2 and the sync module_utils are required: %s"
-                         % (db.PSYCOPG2_IMPORT_ERROR or SYNC_IMPORT_ERROR))
+    db.require_psycopg2(module, SYNC_IMPORT_ERROR)
     p = module.params
     directions = ["forward", "reverse"] if p["direction"] == "both" else [p["direction"]]
     if p["state"] == "absent":
@@ -181,8 +195,13 @@ def main():
     try:
         conn = db.connect(p, application_name="carbot.migration sync_triggers plan")
         try:
-            plan = sync.Plan(conn, p["legacy_schema"], p["mapping_schema"], p["target_schema"])
-            if module.check_mode:
+            simulated = unapplied_plan_changes(conn, p, directions) if module.check_mode else None
+            if simulated is not None:
+                out["tables"], out["changed"] = simulated, True
+                out["mapping_applied"] = False
+            plan = None if simulated is not None else \
+                sync.Plan(conn, p["legacy_schema"], p["mapping_schema"], p["target_schema"])
+            if module.check_mode and simulated is None:
                 if p["state"] == "present":
                     with conn.cursor() as cur:
                         sync.claim_schemas(cur, plan, record=False)  # refuses a re-pointing, as install does
@@ -193,9 +212,23 @@ def main():
                     out["tables"][direction] = {"would_create": changes["create"], "would_drop": changes["drop"],
                                                 "unchanged": changes["keep"]}
                     out["changed"] = out["changed"] or bool(changes["create"] or changes["drop"])
+            if module.check_mode:
                 conn.rollback()
-                out["msg"] = "; ".join("%s: would create %d, drop %d" % (
-                    d, len(v["would_create"]), len(v["would_drop"])) for d, v in out["tables"].items())
+                out["msg"] = "; ".join("%s: would create %d%s, drop %d%s" % (
+                    d, len(v["would_create"]), (" (%s)" % messages.examples(v["would_create"], keep=8))
+                    if v["would_create"] else "", len(v["would_drop"]),
+                    (" (%s)" % messages.examples(v["would_drop"], keep=8)) if v["would_drop"] else "")
+                    for d, v in out["tables"].items()) + (
+                    " (once the schema step has applied the mapping, which it would do first)"
+                    if simulated is not None else "")
+                # --diff: the tables that carry the sync triggers of each direction, before and after
+                out["diff"] = {
+                    "before_header": "sync triggers (now)", "after_header": "sync triggers (after this step)",
+                    "before": "".join("%s: %s\n" % (d, t) for d, v in out["tables"].items()
+                                      for t in sorted(v["unchanged"] + v["would_drop"])),
+                    "after": "".join("%s: %s\n" % (d, t) for d, v in out["tables"].items()
+                                     for t in sorted(v["unchanged"] + v["would_create"])),
+                }
                 module.exit_json(**out)
         finally:
             conn.close()
@@ -214,7 +247,7 @@ def main():
     except sync.SyncError as exc:
         module.fail_json(msg=str(exc), **out)
     except Exception as exc:  # noqa: BLE001 - a database error, reported to the operator
-        module.fail_json(msg="sync_triggers failed: %s: %s" % (type(exc).__name__, exc), **out)
+        module.fail_json(msg="sync_triggers failed: %s: %s" % (type(exc).__name__, db.describe_error(exc)), **out)
     out["waited_seconds"] = round(out["waited_seconds"], 3)
     retried = {t: r["attempts"] for d in out["tables"].values() for t, r in d.items() if r["attempts"] > 1}
     out["msg"] = "%s %s: %d tables changed, %d attempts%s" % (

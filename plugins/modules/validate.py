@@ -172,15 +172,13 @@ def main():
         legacy_schema=dict(type="str", default="public"),
         tables=dict(type="list", elements="str", default=[]),
         chunk_rows=dict(type="int", default=10000),
-        max_keys=dict(type="int", default=20),
+        max_keys=dict(type="int", default=20, no_log=False),
         quality_max_invalid=dict(type="int", default=0),
         consent_columns=dict(type="list", elements="dict"),
         fail_on_mismatch=dict(type="bool", default=True),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    if not db.HAS_PSYCOPG2 or not HAS_VALIDATION:
-        module.fail_json(msg="psycopg2 is required on the host that runs this module: %s"
-                         % (db.PSYCOPG2_IMPORT_ERROR or VALIDATION_IMPORT_ERROR))
+    db.require_psycopg2(module, VALIDATION_IMPORT_ERROR)
     p = module.params
     for pair in p["consent_columns"] or []:
         if not {"target", "legacy_column", "target_column"} <= set(pair):
@@ -188,7 +186,7 @@ def main():
     try:
         conn = db.connect(p, application_name="carbot.migration validate")
     except Exception as exc:  # noqa: BLE001 - reported to the operator
-        module.fail_json(msg="Could not connect: %s" % exc)
+        module.fail_json(msg="Could not connect: %s" % db.describe_error(exc))
     try:
         conn.set_session(readonly=True)
         validator = validation.Validator(
