@@ -37,7 +37,7 @@ options:
     description:
       - The validation checks to run (see C(carbot.migration.validate)).
       - V(changes) compares only the keys the sync wrote since the last clean validation with V(checksums) (the
-        sync's change log): the final sync check inside the write freeze, whose cost does not grow with the tables.
+        sync's change log), the final sync check inside the write freeze, whose cost does not grow with the tables.
     type: list
     elements: str
     default: [counts, checksums]
