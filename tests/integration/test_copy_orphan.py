@@ -227,7 +227,8 @@ def test_a_rerun_follows_the_orphaned_copy_and_the_cutover_refuses_beside_it(pre
         # (2) every table copied, the foreign keys validated and the data as the mapping says
         assert {t["target"] for t in mapping.TABLES} <= {r[0] for r in status}
         assert [r for r in status if r[1] != "copied"] == [], status
-        assert not async_job_pids(jid)
+        # the job reported its end; its async_wrapper processes exit a moment later
+        wait_for("the orphaned job's processes ending", lambda: not async_job_pids(jid), 30)
         assert db.scalar("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT convalidated "
                          "AND connamespace = 'carbot_v2'::regnamespace") == 0
         assert db.scalar("SELECT count(*) FROM pg_constraint WHERE contype = 'f' "
