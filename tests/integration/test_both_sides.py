@@ -13,9 +13,7 @@ import threading
 
 import psycopg2
 import pytest
-from ansible_collections.carbot.migration.plugins.module_utils import sync
-from conftest import run_module_process
-from test_sync import REPO, assert_valid, build_migrated, module_params
+from test_sync import assert_valid, build_migrated, cut_over
 
 ROUNDS = 150
 RETRYABLE = (psycopg2.errors.DeadlockDetected, psycopg2.errors.SerializationFailure)
@@ -25,10 +23,7 @@ RETRYABLE = (psycopg2.errors.DeadlockDetected, psycopg2.errors.SerializationFail
 def both(make_database):
     db = make_database("bothsides")
     plan = build_migrated(db, scale=0.01)
-    sync.install(module_params(db), plan, sync.REVERSE, sql_dir=str(REPO / "sql"))
-    # as the cutover does: carbot_v2's id columns draw from the legacy sequences (inserts on both sides at once)
-    shared = run_module_process("sequences", {k: v for k, v in module_params(db).items() if k != "lock_timeout_ms"})
-    assert shared.get("failed") is not True, shared
+    cut_over(db, plan)  # reverse sync and shared id sequences, as the cutover does
     return db
 
 

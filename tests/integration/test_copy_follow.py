@@ -11,9 +11,9 @@ import subprocess
 import sys
 
 import pytest
-from ansible_collections.carbot.migration.plugins.module_utils import copy_engine, legacy_data, mapping
-from test_assess import SEED
+from ansible_collections.carbot.migration.plugins.module_utils import copy_engine, mapping
 from test_failure_messages import run_role
+from test_sync import build_migrated
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -22,14 +22,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 def prepared(make_database):
     """Legacy data with dirt (rows that go to quarantine), carbot_v2 and the mapping, nothing copied."""
     db = make_database("follow")
-    conn = db.connect(autocommit=True)
-    with conn.cursor() as cur:
-        cur.execute((REPO / "sql" / "legacy" / "schema.sql").read_text())
-    legacy_data.generate(conn, (REPO / "sql" / "legacy" / "generate.sql").read_text(), SEED, 0.02, "public")
-    conn.autocommit = False
-    mapping.apply_all(conn, str(REPO / "sql"))
-    conn.commit()
-    conn.close()
+    build_migrated(db, scale=0.02, install=False)
     return db
 
 

@@ -55,19 +55,11 @@ def test_prepare_with_an_unknown_host_is_tried_once_and_said_once(legacy_db, tmp
 
 @pytest.fixture(scope="module")
 def prepared_not_copied(make_database):
-    """Legacy data, carbot_v2 and the mapping applied, the forward triggers installed, nothing copied."""
-    from ansible_collections.carbot.migration.plugins.module_utils import legacy_data, mapping
-    from test_assess import SEED
+    """Legacy data, carbot_v2 and the mapping applied, nothing copied."""
+    from test_sync import build_migrated
 
     db = make_database("notcopied")
-    conn = db.connect(autocommit=True)
-    with conn.cursor() as cur:
-        cur.execute((REPO / "sql" / "legacy" / "schema.sql").read_text())
-    legacy_data.generate(conn, (REPO / "sql" / "legacy" / "generate.sql").read_text(), SEED, 0.02, "public")
-    conn.autocommit = False
-    mapping.apply_all(conn, str(REPO / "sql"))
-    conn.commit()
-    conn.close()
+    build_migrated(db, scale=0.02, install=False)
     return db
 
 

@@ -31,9 +31,8 @@ import psycopg2.errors
 import psycopg2.extras
 import pytest
 from ansible_collections.carbot.migration.plugins.module_utils import mapping, sync, validation
-from conftest import run_module_process
 from psycopg2 import sql
-from test_sync import REPO, build_migrated, module_params
+from test_sync import build_migrated, cut_over
 
 LEGACY, MAPPING, TARGET = "public", "carbot_migration", "carbot_v2"
 REVERSE_TABLES = [t["target"] for t in mapping.TABLES if t["kind"] == "row"]
@@ -65,9 +64,7 @@ ODD = ["Grüße 🚗", "e\u0301cole \u200b", "\ufeffBOM", "ß ＡＢＣ"]
 def rev(make_database):
     db = make_database("reverse_every")
     plan = build_migrated(db, scale=0.01)
-    sync.install(module_params(db), plan, sync.REVERSE, sql_dir=str(REPO / "sql"))
-    shared = run_module_process("sequences", {k: v for k, v in module_params(db).items() if k != "lock_timeout_ms"})
-    assert shared.get("failed") is not True, shared
+    cut_over(db, plan)  # reverse sync and shared id sequences, as the cutover does
     conn = db.connect(autocommit=False)
     conn.cursor().execute("SET jit TO off")
     conn.commit()

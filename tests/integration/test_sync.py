@@ -44,6 +44,14 @@ def build_migrated(db, scale=0.005, install=True):
     return plan
 
 
+def cut_over(db, plan):
+    """What the cutover does to the sync: the reverse direction installed, carbot_v2's id columns drawing from the
+    legacy sequences (the sequences module), so that both sides can insert at once."""
+    sync.install(module_params(db), plan, sync.REVERSE, sql_dir=str(REPO / "sql"))
+    shared = run_module_process("sequences", {k: v for k, v in module_params(db).items() if k != "lock_timeout_ms"})
+    assert shared.get("failed") is not True, shared
+
+
 def validate(db):
     """Counts, checksums and integrity of every table: the report."""
     conn = db.connect(autocommit=False)
