@@ -12,6 +12,8 @@ plain loop on the controller:
   of the job's end instead of after a fixed sleep (a 2.5 s copy took 18.8 s with a 15 s poll);
 * every ``poll_interval`` seconds, and once at the end, the progress table is printed: tables in copy
   order, overall rows done / total, rows/s and ETA (module_utils/copy_progress.py);
+* it stops, leaving the job and its status file alone, as soon as ansible-playbook has gone (its
+  workers call setsid(), so a kill -9 of ansible-playbook leaves this loop running otherwise);
 * on a local connection (every inventory of this collection runs the modules on the controller) the
   job's status file and migration_status are read in-process, a round costs milliseconds; on any other
   connection (or without psycopg2 on the controller) each round runs ``async_status`` and
@@ -122,7 +124,16 @@ class ActionModule(ActionBase):
         started = time.monotonic()
         next_table = started
         rounds, records, lines, said = 0, [], [], set()
+        # ansible-core's workers call setsid(), so a kill -9 of ansible-playbook leaves this worker running.
+        # An orphaned follower must not go on: at the job's end it would remove the job's status file (cleanup)
+        # under the follower of the rerun, which then finds the job unknown. It stops, leaving the job alone.
+        controller = os.getppid()
         while True:
+            if os.getppid() != controller:
+                result.update(failed=True, rounds=rounds, orphaned=True,
+                              msg="ansible-playbook ended while following the copy job %s: this follower stops and "
+                                  "leaves the job running; run migrate.yml again to follow it to its end" % jid)
+                return result
             status = self._job_status(jid, task_vars)
             finished = bool(int(status.get("finished") or 0))
             now = time.monotonic()
