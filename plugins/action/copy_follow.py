@@ -30,6 +30,7 @@ __metaclass__ = type
 
 import json
 import os
+import threading
 import time
 
 from ansible.plugins.action import ActionBase
@@ -40,6 +41,25 @@ display = Display()
 
 CONNECTION_ARGS = ("login_host", "login_port", "login_db", "login_user", "login_password", "ssl_mode",
                    "connect_timeout", "lock_timeout_ms", "statement_timeout_ms")
+
+
+def _stop_when_orphaned(controller, interval=0.5):
+    """End this worker process when ansible-playbook (its parent, ``controller``) is gone.
+
+    ansible-core's workers call setsid(), so a kill -9 of ansible-playbook (even of its process group) leaves
+    the worker that runs this loop alive. An orphaned follower must not go on: at the job's end it would remove
+    the job's status file (cleanup) under the follower of the rerun, which then finds the job unknown. Nobody
+    reads its output any more either: its display writes block for ever once the pipe to the dead parent is
+    full, so a check inside the loop is not enough. A daemon thread ends the process, leaving the copy job and
+    its status file alone; the rerun of migrate.yml follows the job (roles/data_copy/tasks/running.yml).
+    """
+    def watch():
+        while True:
+            time.sleep(interval)
+            if os.getppid() != controller:
+                os._exit(3)
+
+    threading.Thread(target=watch, name="copy_follow: stop when orphaned", daemon=True).start()
 
 
 class ActionModule(ActionBase):
@@ -124,16 +144,8 @@ class ActionModule(ActionBase):
         started = time.monotonic()
         next_table = started
         rounds, records, lines, said = 0, [], [], set()
-        # ansible-core's workers call setsid(), so a kill -9 of ansible-playbook leaves this worker running.
-        # An orphaned follower must not go on: at the job's end it would remove the job's status file (cleanup)
-        # under the follower of the rerun, which then finds the job unknown. It stops, leaving the job alone.
-        controller = os.getppid()
+        _stop_when_orphaned(os.getppid())
         while True:
-            if os.getppid() != controller:
-                result.update(failed=True, rounds=rounds, orphaned=True,
-                              msg="ansible-playbook ended while following the copy job %s: this follower stops and "
-                                  "leaves the job running; run migrate.yml again to follow it to its end" % jid)
-                return result
             status = self._job_status(jid, task_vars)
             finished = bool(int(status.get("finished") or 0))
             now = time.monotonic()
