@@ -29,6 +29,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import multiprocessing
 import os
 import threading
 import time
@@ -43,8 +44,15 @@ CONNECTION_ARGS = ("login_host", "login_port", "login_db", "login_user", "login_
                    "connect_timeout", "lock_timeout_ms", "statement_timeout_ms")
 
 
-def _stop_when_orphaned(controller, interval=0.5):
-    """End this worker process when ansible-playbook (its parent, ``controller``) is gone.
+def _controller_pid():
+    """The pid of ansible-playbook, recorded when it forked this worker: right even when it died before this
+    task's run() began (os.getppid() would then already be 1 or a subreaper, and never change again)."""
+    parent = multiprocessing.parent_process()
+    return parent.pid if parent is not None else os.getppid()
+
+
+def _stop_when_orphaned(interval=0.5):
+    """End this worker process when ansible-playbook (its parent) is gone.
 
     ansible-core's workers call setsid(), so a kill -9 of ansible-playbook (even of its process group) leaves
     the worker that runs this loop alive. An orphaned follower must not go on: at the job's end it would remove
@@ -53,6 +61,8 @@ def _stop_when_orphaned(controller, interval=0.5):
     full, so a check inside the loop is not enough. A daemon thread ends the process, leaving the copy job and
     its status file alone; the rerun of migrate.yml follows the job (roles/data_copy/tasks/running.yml).
     """
+    controller = _controller_pid()
+
     def watch():
         while True:
             time.sleep(interval)
@@ -144,7 +154,7 @@ class ActionModule(ActionBase):
         started = time.monotonic()
         next_table = started
         rounds, records, lines, said = 0, [], [], set()
-        _stop_when_orphaned(os.getppid())
+        _stop_when_orphaned()
         while True:
             status = self._job_status(jid, task_vars)
             finished = bool(int(status.get("finished") or 0))
