@@ -26,13 +26,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import json
-import os
 import time
 
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 from ansible_collections.carbot.migration.plugins.module_utils import copy_progress
+from ansible_collections.carbot.migration.plugins.plugin_utils.async_job import AsyncJobMixin, job_result
 
 display = Display()
 
@@ -40,52 +39,11 @@ CONNECTION_ARGS = ("login_host", "login_port", "login_db", "login_user", "login_
                    "connect_timeout", "lock_timeout_ms", "statement_timeout_ms")
 
 
-class ActionModule(ActionBase):
+class ActionModule(AsyncJobMixin, ActionBase):
+    JOB_LABEL = "copy job"
     TRANSFERS_FILES = False
     _supports_check_mode = False
     _supports_async = False
-
-    # ------------------------------------------------------------------ the job
-    def _async_dir(self):
-        return self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
-
-    def _local(self):
-        return getattr(self._connection, "transport", None) == "local" or \
-            getattr(self._connection, "_load_name", "") in ("local", "ansible.builtin.local")
-
-    def _job_status(self, jid, task_vars):
-        """The async job's record: {'started', 'finished', ...}; the module result once it finished."""
-        if self._local():
-            path = os.path.join(os.path.expanduser(self._async_dir()), jid)
-            try:
-                with open(path) as handle:
-                    text = handle.read()
-            except OSError as exc:
-                return {"failed": True, "finished": 1, "msg": "the copy job %s is unknown: %s (a job file removed, "
-                        "or started on another host)" % (jid, exc)}
-            try:
-                data = json.loads(text)
-            except ValueError:
-                if not text.strip():  # being written
-                    return {"started": 1, "finished": 0}
-                return {"failed": True, "finished": 1, "msg": "could not parse the copy job's output: %s" % text[:2000]}
-            if "started" not in data:
-                data["finished"] = 1
-            elif "finished" not in data:
-                data["finished"] = 0
-            return data
-        return self._execute_module(module_name="ansible.legacy.async_status", task_vars=task_vars,
-                                    module_args={"jid": jid, "_async_dir": self._async_dir()})
-
-    def _cleanup(self, jid, task_vars):
-        if self._local():
-            try:
-                os.remove(os.path.join(os.path.expanduser(self._async_dir()), jid))
-            except OSError:
-                pass
-            return
-        self._execute_module(module_name="ansible.legacy.async_status", task_vars=task_vars,
-                             module_args={"jid": jid, "mode": "cleanup", "_async_dir": self._async_dir()})
 
     # ------------------------------------------------------------- the progress
     def _progress(self, args, task_vars):
@@ -146,10 +104,7 @@ class ActionModule(ActionBase):
                                   "run migrate.yml again to follow it to its end" % (jid, args["timeout"]))
                 return result
             time.sleep(max(min(check, next_table - time.monotonic()), 0.001))
-        job = dict((k, v) for k, v in status.items()
-                   if k not in ("started", "finished", "ansible_job_id", "results_file", "invocation",
-                                "stdout", "stderr", "stdout_lines", "stderr_lines", "_ansible_no_log"))
-        result.update(job)
+        result.update(job_result(status))
         result.update(ansible_job_id=jid, rounds=rounds, followed_seconds=round(time.monotonic() - started, 1),
                       progress=[copy_progress.normalised(r) for r in copy_progress.in_copy_order(records, order)],
                       progress_lines=lines)
