@@ -25,6 +25,8 @@ __metaclass__ = type
 
 import json
 import os
+import queue
+import subprocess
 import threading
 import time
 
@@ -106,6 +108,51 @@ class ProgressFile:
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+def run_streaming(argv, env, on_line, on_tick, tick=0.5):
+    """Run a command, handing each line of its stderr to ``on_line`` as it comes and calling ``on_tick`` about
+    every ``tick`` seconds while it runs; both are called in this thread. Returns (returncode, stderr lines,
+    stdout lines).
+
+    Why not ``AnsibleModule.run_command``: it returns only when the command ended, and the point here is to
+    report what a long ``pg_dump --verbose`` / ``pg_restore --verbose`` is doing while it runs. Like
+    module_utils/daemon.py, the process handling lives in module_utils. No shell, argv only; the caller passes
+    secrets in ``env`` (a pgpass file), never in argv.
+    """
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,  # pylint: disable=consider-using-with
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines, out = queue.Queue(), []
+
+    def pump(stream, sink):
+        for line in iter(stream.readline, ""):
+            sink(line.rstrip("\n"))
+        stream.close()
+
+    readers = [threading.Thread(target=pump, args=(proc.stderr, lines.put)),
+               threading.Thread(target=pump, args=(proc.stdout, out.append))]
+    for reader in readers:
+        reader.daemon = True
+        reader.start()
+    seen = []
+
+    def drain():
+        while True:
+            try:
+                line = lines.get_nowait()
+            except queue.Empty:
+                return
+            seen.append(line)
+            on_line(line)
+
+    while proc.poll() is None:
+        time.sleep(tick)
+        drain()
+        on_tick()
+    for reader in readers:
+        reader.join(timeout=10)
+    drain()
+    return proc.returncode, seen, out
 
 
 def read(path):

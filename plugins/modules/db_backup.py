@@ -203,12 +203,10 @@ import glob
 import hashlib
 import json
 import os
-import queue
 import re
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -343,40 +341,10 @@ class Tools:
         """Run a tool with ``--verbose``, handing each line of its stderr to ``on_line`` and calling ``on_tick``
         about every ``tick`` seconds while it runs (progress: bytes written). A failure raises BackupError with
         the tool's error lines (not its verbose chatter)."""
-        proc = subprocess.Popen(argv + ["--verbose"], env=self.env, stdout=subprocess.PIPE,  # noqa: S603
-                                stderr=subprocess.PIPE, text=True)
-        lines, out = queue.Queue(), []
-
-        def pump(stream, sink):
-            for line in iter(stream.readline, ""):
-                sink(line.rstrip("\n"))
-            stream.close()
-
-        readers = [threading.Thread(target=pump, args=(proc.stderr, lines.put), daemon=True),
-                   threading.Thread(target=pump, args=(proc.stdout, out.append), daemon=True)]
-        for reader in readers:
-            reader.start()
-        seen = []
-
-        def drain():
-            while True:
-                try:
-                    line = lines.get_nowait()
-                except queue.Empty:
-                    return
-                seen.append(line)
-                on_line(line)
-
-        while proc.poll() is None:
-            time.sleep(tick)
-            drain()
-            on_tick()
-        for reader in readers:
-            reader.join(timeout=10)
-        drain()
-        if proc.returncode != 0:
+        returncode, seen, out = job_progress.run_streaming(argv + ["--verbose"], self.env, on_line, on_tick, tick)
+        if returncode != 0:
             raise BackupError("%s failed (exit %d): %s" % (
-                what, proc.returncode, " | ".join(error_lines(seen or out)[-5:]) or "no output"))
+                what, returncode, " | ".join(error_lines(seen or out)[-5:]) or "no output"))
         return "\n".join(out)
 
     def cleanup(self):

@@ -229,6 +229,7 @@ def test_check_mode_says_what_it_would_dump(data_db, tmp_path):
 
 
 def test_password_is_passed_through_a_pgpass_file_not_argv(data_db, tmp_path, monkeypatch):
+    from ansible_collections.carbot.migration.plugins.module_utils import job_progress
     from ansible_collections.carbot.migration.plugins.modules import db_backup
 
     seen = []
@@ -249,7 +250,7 @@ def test_password_is_passed_through_a_pgpass_file_not_argv(data_db, tmp_path, mo
         return real_popen(argv, *args, **kwargs)
 
     monkeypatch.setattr(db_backup.subprocess, "run", spy)
-    monkeypatch.setattr(db_backup.subprocess, "Popen", spy_popen)
+    monkeypatch.setattr(job_progress.subprocess, "Popen", spy_popen)
     result = run_module("db_backup", args_for(data_db, tmp_path, run_id="run-p"))
     assert result["verified"], result.get("msg")
     dumps = [s for s in seen if s[0][0].endswith("pg_dump") and "--version" not in s[0]]
