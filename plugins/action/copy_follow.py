@@ -12,7 +12,7 @@ plain loop on the controller:
   of the job's end instead of after a fixed sleep (a 2.5 s copy took 18.8 s with a 15 s poll);
 * every ``poll_interval`` seconds, and once at the end, the progress table is printed: tables in copy
   order, overall rows done / total, rows/s and ETA (module_utils/copy_progress.py);
-* it stops, leaving the job and its status file alone, as soon as ansible-playbook has gone (its
+* it ends, leaving the job and its status file alone, as soon as ansible-playbook has gone (its
   workers call setsid(), so a kill -9 of ansible-playbook leaves this loop running otherwise);
 * on a local connection (every inventory of this collection runs the modules on the controller) the
   job's status file and migration_status are read in-process, a round costs milliseconds; on any other
@@ -28,15 +28,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import json
-import multiprocessing
-import os
-import threading
 import time
 
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 from ansible_collections.carbot.migration.plugins.module_utils import copy_progress
+from ansible_collections.carbot.migration.plugins.plugin_utils.async_job import (
+    AsyncJobMixin, job_result, stop_when_orphaned)
 
 display = Display()
 
@@ -44,80 +42,11 @@ CONNECTION_ARGS = ("login_host", "login_port", "login_db", "login_user", "login_
                    "connect_timeout", "lock_timeout_ms", "statement_timeout_ms")
 
 
-def _controller_pid():
-    """The pid of ansible-playbook, recorded when it forked this worker: right even when it died before this
-    task's run() began (os.getppid() would then already be 1 or a subreaper, and never change again)."""
-    parent = multiprocessing.parent_process()
-    return parent.pid if parent is not None else os.getppid()
-
-
-def _stop_when_orphaned(interval=0.5):
-    """End this worker process when ansible-playbook (its parent) is gone.
-
-    ansible-core's workers call setsid(), so a kill -9 of ansible-playbook (even of its process group) leaves
-    the worker that runs this loop alive. An orphaned follower must not go on: at the job's end it would remove
-    the job's status file (cleanup) under the follower of the rerun, which then finds the job unknown. Nobody
-    reads its output any more either: its display writes block for ever once the pipe to the dead parent is
-    full, so a check inside the loop is not enough. A daemon thread ends the process, leaving the copy job and
-    its status file alone; the rerun of migrate.yml follows the job (roles/data_copy/tasks/running.yml).
-    """
-    controller = _controller_pid()
-
-    def watch():
-        while True:
-            time.sleep(interval)
-            if os.getppid() != controller:
-                os._exit(3)
-
-    threading.Thread(target=watch, name="copy_follow: stop when orphaned", daemon=True).start()
-
-
-class ActionModule(ActionBase):
+class ActionModule(AsyncJobMixin, ActionBase):
+    JOB_LABEL = "copy job"
     TRANSFERS_FILES = False
     _supports_check_mode = False
     _supports_async = False
-
-    # ------------------------------------------------------------------ the job
-    def _async_dir(self):
-        return self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
-
-    def _local(self):
-        return getattr(self._connection, "transport", None) == "local" or \
-            getattr(self._connection, "_load_name", "") in ("local", "ansible.builtin.local")
-
-    def _job_status(self, jid, task_vars):
-        """The async job's record: {'started', 'finished', ...}; the module result once it finished."""
-        if self._local():
-            path = os.path.join(os.path.expanduser(self._async_dir()), jid)
-            try:
-                with open(path) as handle:
-                    text = handle.read()
-            except OSError as exc:
-                return {"failed": True, "finished": 1, "msg": "the copy job %s is unknown: %s (a job file removed, "
-                        "or started on another host)" % (jid, exc)}
-            try:
-                data = json.loads(text)
-            except ValueError:
-                if not text.strip():  # being written
-                    return {"started": 1, "finished": 0}
-                return {"failed": True, "finished": 1, "msg": "could not parse the copy job's output: %s" % text[:2000]}
-            if "started" not in data:
-                data["finished"] = 1
-            elif "finished" not in data:
-                data["finished"] = 0
-            return data
-        return self._execute_module(module_name="ansible.legacy.async_status", task_vars=task_vars,
-                                    module_args={"jid": jid, "_async_dir": self._async_dir()})
-
-    def _cleanup(self, jid, task_vars):
-        if self._local():
-            try:
-                os.remove(os.path.join(os.path.expanduser(self._async_dir()), jid))
-            except OSError:
-                pass
-            return
-        self._execute_module(module_name="ansible.legacy.async_status", task_vars=task_vars,
-                             module_args={"jid": jid, "mode": "cleanup", "_async_dir": self._async_dir()})
 
     # ------------------------------------------------------------- the progress
     def _progress(self, args, task_vars):
@@ -151,10 +80,10 @@ class ActionModule(ActionBase):
         poll, check = max(args["poll_interval"], 0.0), max(args["check_interval"], 0.01)
         order = copy_progress.copy_order()
         tracker = copy_progress.Tracker()
+        stop_when_orphaned()  # after a kill -9 of ansible-playbook this worker lives on (setsid)
         started = time.monotonic()
         next_table = started
         rounds, records, lines, said = 0, [], [], set()
-        _stop_when_orphaned()
         while True:
             status = self._job_status(jid, task_vars)
             finished = bool(int(status.get("finished") or 0))
@@ -179,10 +108,7 @@ class ActionModule(ActionBase):
                                   "run migrate.yml again to follow it to its end" % (jid, args["timeout"]))
                 return result
             time.sleep(max(min(check, next_table - time.monotonic()), 0.001))
-        job = dict((k, v) for k, v in status.items()
-                   if k not in ("started", "finished", "ansible_job_id", "results_file", "invocation",
-                                "stdout", "stderr", "stdout_lines", "stderr_lines", "_ansible_no_log"))
-        result.update(job)
+        result.update(job_result(status))
         result.update(ansible_job_id=jid, rounds=rounds, followed_seconds=round(time.monotonic() - started, 1),
                       progress=[copy_progress.normalised(r) for r in copy_progress.in_copy_order(records, order)],
                       progress_lines=lines)

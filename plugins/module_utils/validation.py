@@ -204,8 +204,11 @@ class Validator:
 
     def __init__(self, conn, legacy_schema="public", mapping_schema="carbot_migration", target_schema="carbot_v2",
                  tables=None, selected=None, chunk_rows=DEFAULT_CHUNK_ROWS, max_keys=20, consent_columns=None,
-                 quality_max_invalid=0):
+                 quality_max_invalid=0, progress=None):
         self.conn = conn
+        # a job_progress.ProgressFile (or anything with update(**fields)): check and table at hand, for the
+        # operator following the job (carbot.migration.job_follow); None: no progress
+        self.progress = progress
         self.legacy, self.mapping, self.target = legacy_schema, mapping_schema, target_schema
         self.full_declaration = list(tables) if tables is not None else copy_engine.load_declaration()
         self.declaration = copy_engine.order_tables(self.full_declaration, selected)
@@ -215,6 +218,18 @@ class Validator:
         self.quality_max_invalid = int(quality_max_invalid)
         self._specs = None
         self._quarantine = None
+
+    def _at(self, done, total, current=None, unit="tables"):
+        if self.progress is not None:
+            self.progress.update(done=done, total=total, unit=unit, current=current)
+
+    def _each(self, items, name=lambda item: item.name, unit="tables"):
+        """The items of a check one by one, recording which one is at hand and how many are done."""
+        items = list(items)
+        for i, item in enumerate(items):
+            self._at(i, len(items), name(item), unit)
+            yield item
+        self._at(len(items), len(items), None, unit)
 
     @property
     def specs(self):
@@ -247,9 +262,11 @@ class Validator:
             self.conn.set_session(isolation_level=previous_isolation)
 
     def _run_checks(self, checks, results, elapsed):
-        for name in checks:
+        for index, name in enumerate(checks):
             if name not in CHECKS:
                 raise ValueError("unknown check %r (known: %s)" % (name, ", ".join(CHECKS)))
+            if self.progress is not None:
+                self.progress.update(phase=name, step=index + 1, steps=len(checks))
             t0 = time.monotonic()
             with self.conn.cursor() as cur:
                 # the check's snapshot (REPEATABLE READ: the first statement fixes it): what it covered
@@ -277,7 +294,7 @@ class Validator:
 
     def check_counts(self, cur):
         tables, failures = {}, []
-        for spec in self.specs:
+        for spec in self._each(self.specs):
             if spec.kind == "row":
                 source = _scalar(cur, sql.SQL("SELECT count(*) FROM {}").format(spec.source_rel))
             else:
@@ -407,7 +424,7 @@ class Validator:
 
     def check_checksums(self, cur):
         tables, failures = {}, []
-        for spec in self.specs:
+        for spec in self._each(self.specs):
             view_side, keys, _vk = self._side(spec, "m")
             target_side, _keys, _tk = self._side(spec, "t")
             rows = _scalar(cur, sql.SQL("SELECT count(*) FROM {}").format(spec.target_rel))
@@ -471,7 +488,7 @@ class Validator:
             return {"ok": False, "failures": ["no change log %s.%s: install the sync triggers first"
                                               % (self.mapping, CHANGE_LOG)], "tables": {}, "keys_checked": 0}
         tables, failures, checked = {}, [], 0
-        for spec in self.specs:
+        for spec in self._each(self.specs):
             parts = self._key_parts(cur, spec, sql.SQL("k.key"))
             tmatch = sql.SQL(" AND ").join(sql.SQL("t.{} = {}").format(sql.Identifier(c), e)
                                            for c, e in zip(spec.target_key, parts))
@@ -550,7 +567,8 @@ class Validator:
             "WHERE con.contype = 'f' AND n.nspname = %s ORDER BY child.relname, con.conname", (self.target,))
         fks = cur.fetchall()
         results, failures = [], []
-        for name, child, parent, validated, ccols, pcols, pschema in fks:
+        for name, child, parent, validated, ccols, pcols, pschema in self._each(
+                fks, name=lambda fk: "%s (%s)" % (fk[0], fk[1]), unit="foreign keys"):
             notnull = sql.SQL(" AND ").join(sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(c)) for c in ccols)
             match = sql.SQL(" AND ").join(sql.SQL("p.{} = c.{}").format(sql.Identifier(p), sql.Identifier(c))
                                           for p, c in zip(pcols, ccols))
@@ -574,7 +592,7 @@ class Validator:
     # ---------------------------------------------------------------------- quality
     def check_quality(self, cur):
         findings, failures, warnings = [], [], []
-        for spec in self.specs:
+        for spec in self._each(self.specs):
             cols = copy_engine.table_columns(cur, self.target, spec.name)
             for rule, name_re, value_re, strict in QUALITY_RULES:
                 for col, ctype, _gen in cols:
@@ -600,7 +618,7 @@ class Validator:
     def check_consent(self, cur):
         by_name = {s.name: s for s in self.specs}
         tables, failures = {}, []
-        for pair in self.consent_columns:
+        for pair in self._each(self.consent_columns, name=lambda pair: pair["target"]):
             spec = by_name.get(pair["target"])
             if spec is None or spec.kind != "row":
                 continue
@@ -672,7 +690,7 @@ class Validator:
         cur.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                     "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') ORDER BY 1", (self.legacy,))
         unread = []
-        for (name,) in cur.fetchall():
+        for (name,) in self._each(cur.fetchall(), name=lambda row: row[0], unit="legacy tables"):
             if name in read:
                 continue
             rows = _scalar(cur, sql.SQL("SELECT count(*) FROM {}").format(_rel(self.legacy, name)))

@@ -125,6 +125,16 @@ ok:
   description: Nothing missing after the run (in check_only mode or check mode, nothing missing at all).
   returned: always
   type: bool
+diff:
+  description:
+    - With C(--diff), the privileges O(app_role) holds on every object this run grants or revokes something on,
+      one line per object (the object, a colon, its privileges), C(before) and C(after) the run; in check
+      mode and with O(check_only), C(after) is what the statements would leave.
+  returned: with --diff
+  type: dict
+  sample:
+    before: "schema carbot_v2: (none)\ntable carbot_v2.leads: (none)\n"
+    after: "schema carbot_v2: USAGE\ntable carbot_v2.leads: SELECT, INSERT, UPDATE, DELETE\n"
 executed_queries:
   description: GRANT statements run (or that would run).
   returned: always
@@ -162,11 +172,58 @@ def _has(cur, kind, role, qualified_name, privilege):
     return cur.fetchone()[0]
 
 
+def _ordered(privileges, order):
+    return [pr for pr in order if pr in privileges] + sorted(pr for pr in privileges if pr not in order)
+
+
 class Privileges:
     def __init__(self, module, conn):
         self.module = module
         self.p = module.params
         self.conn = conn
+        self.changes = []  # what the last missing() plans per object, for --diff
+
+    def _plan(self, kind, label, ident, grant=(), revoke=False):
+        self.changes.append({"kind": kind, "label": label, "ident": ident, "grant": list(grant), "revoke": revoke})
+
+    def held(self, cur, change):
+        """The privileges the app role holds on one planned object now (in the canonical order)."""
+        app, kind, ident = self.p["app_role"], change["kind"], change["ident"]
+        if kind == "schema":
+            cur.execute("SELECT pr FROM pg_catalog.unnest(ARRAY['USAGE', 'CREATE']) pr "
+                        "WHERE pg_catalog.has_schema_privilege(%s, %s, pr)", (app, ident))
+            return _ordered([r[0] for r in cur.fetchall()], ("USAGE", "CREATE"))
+        if kind == "table":
+            name = self.q(*ident)
+            out = [pr for pr in TABLE_PRIVILEGES if _has(cur, "table", app, name, pr)]
+            for pr in ("SELECT", "INSERT", "UPDATE", "REFERENCES"):  # column grants, shown as such
+                cur.execute("SELECT pg_catalog.has_any_column_privilege(%s, %s, %s)", (app, name, pr))
+                if cur.fetchone()[0] and pr not in out:
+                    out.append("%s (columns)" % pr)
+            return out
+        if kind == "sequence":
+            return [pr for pr in SEQUENCE_PRIVILEGES if _has(cur, "sequence", app, self.q(*ident), pr)]
+        role, objtype = ident  # default privileges
+        cur.execute(DEFAULT_ACL_SQL, (self.p["target_schema"], app))
+        return _ordered([pr for r, t, pr in cur.fetchall() if r == role and t == objtype], DEFAULT_TYPES[objtype][1])
+
+    def diff(self, cur, before=None):
+        """{label: privileges} of every planned object: now, or (with ``before``) what the plan leaves."""
+        out = {}
+        for change in self.changes:
+            if before is None:
+                out[change["label"]] = self.held(cur, change)
+            elif change["revoke"]:
+                out[change["label"]] = []
+            else:
+                order = {"sequence": SEQUENCE_PRIVILEGES, "schema": ("USAGE", "CREATE"), "table": TABLE_PRIVILEGES,
+                         }.get(change["kind"]) or DEFAULT_TYPES[change["ident"][1]][1]
+                out[change["label"]] = _ordered(set(before[change["label"]]) | set(change["grant"]), order)
+        return out
+
+    @staticmethod
+    def diff_text(held):
+        return "".join("%s: %s\n" % (label, ", ".join(privileges) or "(none)") for label, privileges in held.items())
 
     def q(self, schema, name):
         return cdb.qualified(self.conn, schema, name)
@@ -176,6 +233,7 @@ class Privileges:
         p = self.p
         app, target, legacy = p["app_role"], p["target_schema"], p["legacy_schema"]
         missing, grants = [], []
+        self.changes = []
         cur.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (app,))
         if cur.fetchone() is None:
             self.module.fail_json(msg="role %s (carbot_app_db_user) does not exist" % app)
@@ -194,6 +252,7 @@ class Privileges:
                             "why": "without it the schema is skipped on the search_path"})
             grants.append(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(target),
                                                                            sql.Identifier(app)))
+            self._plan("schema", "schema %s" % target, target, grant=["USAGE"])
 
         legacy_tables = set(cdb.tables_in(cur, legacy))
         for table in cdb.tables_in(cur, target):
@@ -218,6 +277,7 @@ class Privileges:
                 grants.append(sql.SQL("GRANT {} ON TABLE {} TO {}").format(
                     sql.SQL(", ").join(sql.SQL(pr) for pr in lacking), sql.Identifier(target, table),
                     sql.Identifier(app)))
+                self._plan("table", "table %s.%s" % (target, table), (target, table), grant=lacking)
 
         legacy_seqs = {(c["table"], c["column"]): c for c in cdb.sequence_columns(cur, legacy)}
         seen = set()
@@ -231,6 +291,7 @@ class Privileges:
                                     ", ".join(having), "why": "sequence of the migration's %s" % col["table"]})
                     grants.append(sql.SQL("REVOKE ALL ON SEQUENCE {} FROM {}").format(
                         sql.Identifier(*seq), sql.Identifier(app)))
+                    self._plan("sequence", "sequence %s.%s" % seq, seq, revoke=True)
                 continue
             seq = (col["sequence_schema"], col["sequence"])
             if seq in seen:
@@ -251,6 +312,7 @@ class Privileges:
             if lacking:
                 grants.append(sql.SQL("GRANT {} ON SEQUENCE {} TO {}").format(
                     sql.SQL(", ").join(sql.SQL(pr) for pr in lacking), sql.Identifier(*seq), sql.Identifier(app)))
+                self._plan("sequence", "sequence %s.%s" % seq, seq, grant=lacking)
 
         m, g = self.default_privileges(cur)
         return missing + m, grants + g
@@ -268,6 +330,7 @@ class Privileges:
                 having.append(pr)
         if not having:
             return [], []
+        self._plan("table", "table %s.%s" % (target, table), (target, table), revoke=True)
         return ([{"object_type": "table", "object": "%s.%s" % (target, table), "privilege": "no " + ", ".join(having),
                   "why": "the migration's bookkeeping (exclude_tables): the app role must neither read nor write it"}],
                 [sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(sql.Identifier(target, table), sql.Identifier(app))])
@@ -302,6 +365,8 @@ class Privileges:
                 grants.append(sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} GRANT {} ON {} TO {}").format(
                     sql.Identifier(role), sql.Identifier(target), sql.SQL(", ").join(sql.SQL(pr) for pr in lacking),
                     sql.SQL(kind), sql.Identifier(app)))
+                self._plan("default", "default privileges on %s created by %s in %s" % (kind.lower(), role, target),
+                           (role, objtype), grant=lacking)
         return missing, grants
 
 
@@ -329,6 +394,8 @@ def main():
         with conn.cursor() as cur:
             missing, grants = priv.missing(cur)
             queries = [g.as_string(conn) for g in grants]
+            planned = list(priv.changes)
+            before = priv.diff(cur) if module._diff else None
         conn.commit()
         dry = module.check_mode or module.params["check_only"]
         if grants and not dry:
@@ -347,12 +414,25 @@ def main():
             conn.commit()
         else:
             still = missing
+        diff = None
+        if module._diff:
+            # --diff: the app role's privileges on every object this run grants or revokes something on
+            priv.changes = planned
+            with conn.cursor() as cur:
+                after = priv.diff(cur, before) if dry else priv.diff(cur)
+            conn.commit()
+            diff = {"before_header": "privileges of %s (now)" % module.params["app_role"],
+                    "after_header": "privileges of %s (%s)" % (module.params["app_role"],
+                                                               "after the grants" if dry else "after this run"),
+                    "before": priv.diff_text(before), "after": priv.diff_text(after)}
         ok = not still
         result = dict(changed=bool(grants) and not module.params["check_only"], missing=missing, still_missing=still,
                       ok=ok, executed_queries=queries,
                       carbot_report={"app_privileges": {"role": module.params["app_role"],
                                                         "missing_before": len(missing),
                                                         "granted": 0 if dry else len(grants), "ok": ok}})
+        if diff is not None:
+            result["diff"] = diff
         if still and not dry:
             module.fail_json(msg="role %s still lacks: %s" % (module.params["app_role"], ", ".join(
                 "%s on %s" % (m["privilege"], m["object"]) for m in still)), **result)

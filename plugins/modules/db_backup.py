@@ -33,6 +33,11 @@ description:
   - B(Private files.) C(pg_dump) runs under umask 077 and every file of the backup is made 0600 (directories
     0700) afterwards, in a O(backup_dir) made 0700 whatever its mode was.
   - Check mode says what would be dumped (database, size, tables, target path) and changes nothing.
+  - B(Progress.) With O(progress_file) the module writes what it is doing into that file while it runs, the phase
+    (snapshot, dump, row counts, verify archive, restore-verify, publish), tables dumped / total (from
+    C(pg_dump --verbose)), bytes written, the table at hand, and in the scratch restore the tables restored /
+    total (C(pg_restore --verbose)). Run the module with C(async) and follow it with C(carbot.migration.job_follow),
+    which prints a line every few seconds (the C(carbot.migration.backup) role does this).
 version_added: 1.0.0
 author: CarBot operations (@carbot)
 extends_documentation_fragment:
@@ -94,6 +99,11 @@ options:
     description: Keep this many newest complete backups of the database in O(backup_dir); 0 keeps all.
     type: int
     default: 3
+  progress_file:
+    description:
+      - Write the progress into this file (JSON, replaced atomically, mode 0600) while the module runs; see
+        C(carbot.migration.job_follow). Default none.
+    type: path
   bin_dir:
     description:
       - Directory of C(pg_dump) and C(pg_restore). Default C(/usr/lib/postgresql/<server major>/bin) if it exists,
@@ -119,6 +129,24 @@ EXAMPLES = r"""
     verify_restore: true
   register: backup
   no_log: true
+
+- name: The same in the background, printing its progress every 10 s
+  carbot.migration.db_backup:
+    login_db: "{{ carbot_db_name }}"
+    login_password: "{{ carbot_db_password }}"
+    backup_dir: "{{ carbot_backup_dir }}"
+    progress_file: /tmp/carbot-backup.progress
+  async: 43200
+  poll: 0
+  register: backup_job
+  no_log: true
+
+- name: Follow the backup until it ends
+  carbot.migration.job_follow:
+    jid: "{{ backup_job.ansible_job_id }}"
+    progress_file: /tmp/carbot-backup.progress
+    label: backup
+  register: backup
 
 - name: Refuse to go on without a verified backup of this run
   carbot.migration.db_backup:
@@ -182,7 +210,7 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils import db, job_progress
 from ansible_collections.carbot.migration.plugins.module_utils.db import sql
 
 KIND = "carbot.migration backup"
@@ -309,8 +337,32 @@ class Tools:
                 what, proc.returncode, " | ".join(lines[-5:]) or "no output"))
         return proc.stdout
 
+    def run_verbose(self, argv, what, on_line, on_tick, tick=0.5):
+        """Run a tool with ``--verbose``, handing each line of its stderr to ``on_line`` and calling ``on_tick``
+        about every ``tick`` seconds while it runs (progress: bytes written). A failure raises BackupError with
+        the tool's error lines (not its verbose chatter)."""
+        returncode, seen, out = job_progress.run_streaming(argv + ["--verbose"], self.env, on_line, on_tick, tick)
+        if returncode != 0:
+            raise BackupError("%s failed (exit %d): %s" % (
+                what, returncode, " | ".join(error_lines(seen or out)[-5:]) or "no output"))
+        return "\n".join(out)
+
     def cleanup(self):
         shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+VERBOSE_INFO = re.compile(r"^pg_(dump|restore): (?!(error|detail|hint|warning|fatal|while|from TOC)\b)", re.I)
+
+
+def error_lines(lines):
+    """A tool's error lines without its --verbose chatter (all lines when nothing else is left)."""
+    lines = [ln for ln in lines if ln.strip()]
+    errors = [ln for ln in lines if not VERBOSE_INFO.match(ln)]
+    return errors or lines
+
+
+DUMPED = re.compile(r'dumping contents of table "([^"]+)"')
+RESTORED = re.compile(r'(?:finished item \d+ TABLE DATA (\S+) (\S+)|processing data for table "([^"]+)")')
 
 
 # ------------------------------------------------------------------------------------------ database
@@ -322,12 +374,16 @@ def tables_of(cur, schemas):
     return ["%s.%s" % row for row in cur.fetchall()]
 
 
-def count_rows(cur, names):
+def count_rows(cur, names, progress=None):
     counts = {}
-    for name in names:
+    for i, name in enumerate(names):
         schema, table = name.split(".", 1)
+        if progress is not None:
+            progress.update(done=i, current=name)
         cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table)))
         counts[name] = cur.fetchone()[0]
+    if progress is not None:
+        progress.update(done=len(names), current=None)
     return counts
 
 
@@ -340,9 +396,22 @@ class Backup:
         self.scratch = self.p["scratch_db"] or "%s_backup_verify" % self.dbname
         if self.scratch == self.dbname:
             module.fail_json(msg="scratch_db must not be the database being backed up")
+        self.progress = job_progress.ProgressFile(None if module.check_mode else self.p["progress_file"], "backup")
+        self.restore_total = None
+        if self.p["mode"] == "backup":
+            self.phases = ["snapshot", "dump", "row counts", "verify archive"] + (
+                ["restore-verify"] if self.p["verify_restore"] else []) + ["publish"]
+        else:
+            self.phases = ["verify archive"] + (["restore-verify"] if self.p["verify_restore"] else [])
+        self.progress.update(steps=len(self.phases))
+
+    def step(self, phase):
+        return self.phases.index(phase) + 1 if phase in self.phases else None
 
     def verify_archive(self, tools, dump_path, recorded_sha=None, recorded_lines=None):
         """Checksum (against what is recorded, if anything) and pg_restore --list."""
+        self.progress.update(phase="verify archive", step=self.step("verify archive"), bytes=None,
+                             detail="sha256 and pg_restore --list of %s" % os.path.basename(dump_path))
         lines = checksum_lines(dump_path)
         digest = overall_sha256(dump_path, lines)
         if recorded_lines is not None and sorted(lines) != sorted(recorded_lines):
@@ -356,6 +425,7 @@ class Backup:
         data = [ln for ln in entries if " TABLE DATA " in ln]
         if not entries:
             raise BackupError("pg_restore --list found no entries in %s" % dump_path)
+        self.restore_total = len(data)
         return digest, lines, {"toc_entries": len(entries), "table_data_entries": len(data)}
 
     def scratch_restore(self, tools, dump_path, expected):
@@ -366,13 +436,28 @@ class Backup:
                 cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.scratch)))
                 cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(self.scratch)))
             try:
-                tools.run([tools.pg_restore, "--no-owner", "--no-privileges", "--exit-on-error",
-                           "--jobs", str(max(1, self.p["jobs"])), "--dbname", tools.conninfo(self.scratch), dump_path],
-                          "pg_restore into scratch database %s" % self.scratch)
+                restored = []
+
+                def on_line(line):
+                    match = RESTORED.search(line)
+                    if match:
+                        name = match.group(3) or "%s.%s" % (match.group(1), match.group(2))
+                        restored.append(name)
+                        self.progress.update(done=min(len(restored), total or len(restored)), current=name)
+
+                total = self.restore_total
+                self.progress.update(phase="restore-verify", step=self.step("restore-verify"), done=0,
+                                     total=total, unit="tables", detail="into scratch database %s" % self.scratch)
+                tools.run_verbose([tools.pg_restore, "--no-owner", "--no-privileges", "--exit-on-error",
+                                   "--jobs", str(max(1, self.p["jobs"])), "--dbname", tools.conninfo(self.scratch),
+                                   dump_path], "pg_restore into scratch database %s" % self.scratch,
+                                  on_line, lambda: None)
+                self.progress.update(phase="compare counts", step=self.step("restore-verify"), done=0,
+                                     total=len(expected), unit="tables")
                 conn = db.connect(dict(self.p, login_db=self.scratch), autocommit=True)
                 try:
                     with conn.cursor() as cur:
-                        got = count_rows(cur, sorted(expected))
+                        got = count_rows(cur, sorted(expected), self.progress)
                 finally:
                     conn.close()
             finally:
@@ -396,6 +481,7 @@ class Backup:
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         base = os.path.join(p["backup_dir"], "%s-%s-%s" % (safe_name(self.dbname), stamp, safe_name(run_id)))
         final = base + (".dump" if p["format"] == "custom" else ".dir")
+        self.progress.update(phase="snapshot", step=1, detail="connecting to %s" % self.dbname)
         conn = db.connect(p)
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         with conn.cursor() as cur:
@@ -427,15 +513,31 @@ class Backup:
                 argv += ["--compress", str(p["compress"])]
             for schema in p["schemas"] or []:
                 argv += ["--schema", schema]
-            tools.run(argv, "pg_dump of %s" % self.dbname)
+            dumped = []
+
+            def on_line(line):
+                match = DUMPED.search(line)
+                if match:
+                    dumped.append(match.group(1))
+                    self.progress.update(done=min(len(dumped), len(tables)), current=match.group(1),
+                                         bytes=self.written(partial))
+
+            self.progress.update(phase="dump", step=self.step("dump"), done=0, total=len(tables), unit="tables",
+                                 bytes=0, detail="%s format" % p["format"])
+            tools.run_verbose(argv, "pg_dump of %s" % self.dbname, on_line,
+                              lambda: self.progress.update(bytes=self.written(partial)))
             dump_seconds = round(time.monotonic() - started, 2)
+            self.progress.update(done=len(tables), current=None, bytes=self.written(partial), force=True)
             counted = p["verify_tables"] or (tables if p["verify_restore"] else [])
+            self.progress.update(phase="row counts", step=self.step("row counts"), done=0, total=len(counted),
+                                 unit="tables", detail="in the dump's snapshot")
             with conn.cursor() as cur:  # the same snapshot as the dump: the counts must match exactly
-                counts = count_rows(cur, counted)
+                counts = count_rows(cur, counted, self.progress)
             conn.rollback()
             conn.close()
             digest, lines, toc = self.verify_archive(tools, partial)
             scratch = self.scratch_restore(tools, partial, counts) if p["verify_restore"] else None
+            self.progress.update(phase="publish", step=self.step("publish"), detail=os.path.basename(final))
             os.rename(partial, final)
             lines = checksum_lines(final)  # same digests, final name
             digest = overall_sha256(final, lines)
@@ -454,6 +556,7 @@ class Backup:
         except BaseException:
             for leftover in (partial, final, base + ".sha256", base + ".json"):
                 remove_path(leftover)
+            self.progress.finish("failed")
             raise
         finally:
             os.umask(umask)
@@ -462,6 +565,8 @@ class Backup:
                 tools.cleanup()
         removed = self.retention(dry=False)
         seconds = round(time.monotonic() - started, 2)
+        self.progress.update(bytes=manifest["size"], detail="verified, %s" % os.path.basename(final))
+        self.progress.finish("done")
         return dict(changed=True, path=final, sha256=digest, size=manifest["size"], seconds=seconds,
                     verified=True, run_id=run_id, manifest=manifest, manifest_path=base + ".json",
                     checksum_file=base + ".sha256", removed=removed,
@@ -469,6 +574,14 @@ class Backup:
                                               "size": manifest["size"], "seconds": seconds, "sha256": digest,
                                               "verified": True, "scratch_restore": bool(scratch),
                                               "removed_by_retention": len(removed)}})
+
+    @staticmethod
+    def written(path):
+        """Bytes of the dump written so far (0 before pg_dump created it)."""
+        try:
+            return size_of(path)
+        except OSError:
+            return 0
 
     def prepare_dir(self):
         """backup_dir, private (0700) whether it existed or not: a dump holds every secret of the database."""
@@ -588,6 +701,7 @@ class Backup:
         finally:
             tools.cleanup()
         seconds = round(time.monotonic() - started, 2)
+        self.progress.finish("done")
         return dict(changed=False, path=dump_path, sha256=digest, size=size_of(dump_path), seconds=seconds,
                     verified=True, run_id=manifest.get("run_id"), manifest=manifest, manifest_path=manifest_path,
                     checksum_file=checksum_file, toc=toc, scratch_restore=scratch, removed=[],
@@ -611,6 +725,7 @@ def main():
         verify_tables=dict(type="list", elements="str", default=[]),
         retention_keep=dict(type="int", default=3),
         bin_dir=dict(type="path"),
+        progress_file=dict(type="path"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     db.require_psycopg2(module)
@@ -621,9 +736,11 @@ def main():
     try:
         result = job.verify() if module.params["mode"] == "verify" else job.backup()
     except BackupError as exc:
+        job.progress.finish("failed")
         module.fail_json(msg=str(exc), verified=False, run_id=module.params["run_id"], removed=[],
                          carbot_report={"backup": {"verified": False, "error": str(exc)}})
     except db.psycopg2.Error as exc:
+        job.progress.finish("failed")
         module.fail_json(msg="database error during %s of %s: %s" % (
             module.params["mode"], module.params["login_db"], db.describe_error(exc)), verified=False, removed=[],
             run_id=module.params["run_id"], carbot_report={"backup": {"verified": False, "error": str(exc).strip()}})

@@ -167,6 +167,16 @@ verification:
   description: The fresh-session check as O(app_role) (C(search_path), C(resolved_schema), C(write_id), C(ok)).
   returned: when app_password is set and not in check mode
   type: dict
+diff:
+  description:
+    - With C(--diff), every search_path setting that applies in the database (database level, C(ALTER ROLE ALL),
+      each role's own levels) and the path a new session of O(app_role) gets, one per line, C(before) and
+      C(after) the run (in check mode, after the statements it would run).
+  returned: with --diff
+  type: dict
+  sample:
+    before: "database carbot: \"$user\", public\nall roles: (not set)\na new session of carbot_app gets: ..."
+    after: "database carbot: carbot_v2, public\nall roles: (not set)\na new session of carbot_app gets: ..."
 executed_queries:
   description: Statements that changed settings (or would, in check mode).
   returned: always
@@ -188,6 +198,35 @@ from ansible_collections.carbot.migration.plugins.module_utils import db
 STATE_KEY = "search_path"
 
 
+def diff_text(settings, dbname, app_role):
+    """The search_path settings that apply in ``dbname``, one per line, for ``--diff``: the database level,
+    ALTER ROLE ALL, every role's own levels, and the path a new session of the app role gets."""
+    def show(names):
+        return "(not set)" if names is None else cdb.format_search_path(names)
+
+    lines = ["database %s: %s" % (dbname, show(settings["database"])),
+             "all roles: %s" % show(settings["all_roles"])]
+    for role in sorted(settings["roles"]):
+        entry = settings["roles"][role]
+        lines.append("role %s (all databases): %s" % (role, show(entry.get("role"))))
+        lines.append("role %s in database %s: %s" % (role, dbname, show(entry.get("role_in_database"))))
+    level, path = cdb.effective_setting(settings, app_role)
+    lines.append("a new session of %s gets: %s (%s)" % (app_role, show(path), level or "postgresql.conf"))
+    return "".join(line + "\n" for line in lines)
+
+
+def predicted(settings, database, roles):
+    """``settings`` with the database level set to ``database`` and the role-in-database level of each of
+    ``roles`` ({role: value}) set: what the planned statements leave behind (check mode's 'after')."""
+    out = copy.deepcopy(settings)
+    out["database"] = database
+    for role, value in roles.items():
+        out["roles"].setdefault(role, {"role": None, "role_in_database": None})["role_in_database"] = value
+    for role in [r for r, e in out["roles"].items() if e["role"] is None and e["role_in_database"] is None]:
+        del out["roles"][role]
+    return out
+
+
 def _fmt_settings(settings):
     return {
         "database": cdb.format_search_path(settings["database"]),
@@ -206,6 +245,7 @@ class Switch:
         self.queries = []
         self.warnings = []
         self.cur = None
+        self.expected = None  # the settings the planned statements leave behind (--diff in check mode)
 
     # ---- planning -----------------------------------------------------------------------------
     def plan(self, cur):
@@ -231,6 +271,7 @@ class Switch:
         return True
 
     def _plan_target(self, settings, record, handled):
+        self.expected = predicted(settings, self.target_path, dict((r, self.target_path) for r in handled))
         statements = []
         if settings["database"] != self.target_path:
             statements.append(cdb.set_database_path_sql(self.dbname, self.target_path))
@@ -258,6 +299,7 @@ class Switch:
         return settings, handled, statements, new_record, (record or {}).get("switched_at")
 
     def _plan_legacy(self, settings, record):
+        self.expected = settings
         if record is None:
             stuck = settings["database"] == self.target_path or any(
                 (settings["roles"].get(r) or {}).get("role_in_database") == self.target_path for r in self.roles)
@@ -275,6 +317,7 @@ class Switch:
                 msg="search_path legacy: refusing the recorded way back in %s.%s: %s. Nothing was changed; set the "
                     "values by hand after checking them." % (
                         self.p["target_schema"], cdb.STATE_TABLE, "; ".join(problems)))
+        self.expected = predicted(settings, previous["database"], previous["roles"])
         statements = []
         if settings["database"] != previous["database"]:
             statements.append(cdb.set_database_path_sql(self.dbname, previous["database"]))
@@ -516,6 +559,17 @@ def main():
             sessions=sessions,
             executed_queries=switch.queries,
         )
+        if module._diff:
+            # --diff: every search_path setting of the database, before and after (in check mode: after the
+            # planned statements)
+            result["diff"] = {
+                "before_header": "search_path settings in %s (now)" % switch.dbname,
+                "after_header": "search_path settings in %s (%s)" % (
+                    switch.dbname, "after the switch" if module.check_mode else "after this run"),
+                "before": diff_text(settings, switch.dbname, module.params["app_role"]),
+                "after": diff_text(switch.expected if module.check_mode else after, switch.dbname,
+                                   module.params["app_role"]),
+            }
         if module.params["app_password"] and not module.check_mode:
             result["verification"] = switch.verify(conn, after)
         result["carbot_report"] = {"search_path": {

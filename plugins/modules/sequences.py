@@ -119,6 +119,16 @@ proof:
   description: The ids the insert proof got, per table (C(legacy_id), C(target_id)).
   returned: when app_password is set and not in check mode
   type: dict
+diff:
+  description:
+    - With C(--diff), per id column of the target (C(carbot_v2.leads.id)) the sequence it draws from (and whether as
+      an identity or a default), the value it hands out next and the column owning the sequence, C(before) and
+      C(after) the run; in check mode and with O(check_only), C(after) is what the statements would leave.
+  returned: with --diff
+  type: dict
+  sample:
+    before: "carbot_v2.leads.id: carbot_v2.leads_id_seq (identity), next value 1, owned by carbot_v2.leads.id\n"
+    after: "carbot_v2.leads.id: public.leads_id_seq (default), next value 20001, owned by public.leads.id\n"
 executed_queries:
   description: Statements run (or that would run in check mode).
   returned: always
@@ -153,6 +163,30 @@ class Aligner:
         self.conn = conn
         self.queries = []
         self.changed = False
+        self.before = None  # --diff: state() before the run
+        self.expected = {}  # --diff: what align() would leave per column (check mode, check_only)
+
+    def _owner(self, cur, schema, name):
+        cur.execute(OWNER_SQL, (cdb.qualified(self.conn, schema, name),))
+        row = cur.fetchone()
+        return ".".join(row) if row else None
+
+    def state(self, cur):
+        """{schema.table.column: {sequence, how, next_value, owned_by}} of every id column handled, now."""
+        out = {}
+        for col in self.columns(cur):
+            schema, name = col["current_sequence"].split(".", 1)
+            last, called, inc = cdb.sequence_position(cur, schema, name)
+            out["%s.%s.%s" % (self.p["target_schema"], col["table"], col["column"])] = {
+                "sequence": col["current_sequence"], "how": "identity" if col["identity"] else "default",
+                "next_value": cdb.next_value(last, called, inc), "owned_by": self._owner(cur, schema, name)}
+        return out
+
+    @staticmethod
+    def diff_text(state):
+        return "".join("%s: %s (%s), next value %s, owned by %s\n" % (
+            key, v["sequence"], v["how"], v["next_value"], v["owned_by"] or "no column")
+            for key, v in sorted(state.items()))
 
     def columns(self, cur):
         target, legacy = self.p["target_schema"], self.p["legacy_schema"]
@@ -203,6 +237,17 @@ class Aligner:
                         floor.append(cdb.max_id(cur, legacy, item["legacy_table"], item["column"]))
                     floor = max([f for f in floor if f is not None], default=None)
                     last, called, inc = cdb.sequence_position(cur, item["seq_schema"], item["seq"])
+                    if self.before is not None:  # --diff: what this leaves (check mode shows it as 'after')
+                        key = "%s.%s.%s" % (target, item["table"], item["column"])
+                        nxt = cdb.next_value(last, called, inc)
+                        owned = self._owner(cur, item["seq_schema"], item["seq"])
+                        if item["rule"] == "shared" and self.p["sequence_owned_by"] == "target":
+                            owned = "%s.%s.%s" % (target, item["table"], item["column"])
+                        self.expected[key] = {
+                            "sequence": item["sequence"],
+                            "how": "default" if not item["aligned"] else self.before.get(key, {}).get("how", "default"),
+                            "next_value": max(floor, last) + inc if floor is not None and nxt <= floor else nxt,
+                            "owned_by": owned}
                     if floor is not None and cdb.next_value(last, called, inc) <= floor:
                         # Never backwards: a concurrent nextval may have moved it on meanwhile.
                         self._run(cur, sql.SQL("SELECT pg_catalog.setval(%s::regclass, GREATEST(%s::bigint,"
@@ -355,6 +400,8 @@ def main():
         aligner = Aligner(module, conn)
         with conn.cursor() as cur:
             items = aligner.columns(cur)
+            if module._diff:
+                aligner.before = aligner.state(cur)
         conn.commit()
         for item in items:
             aligner.align(item)
@@ -369,6 +416,19 @@ def main():
             problems += proof_problems
         result["problems"] = problems
         result["ok"] = not problems
+        if module._diff:
+            # --diff: what each id column draws from, its next value and the sequence's owner
+            dry = module.check_mode or module.params["check_only"]
+            if dry:
+                after = dict(aligner.before, **aligner.expected)
+            else:
+                with conn.cursor() as cur:
+                    after = aligner.state(cur)
+                conn.commit()
+            result["diff"] = {"before_header": "id sequences of %s (now)" % module.params["target_schema"],
+                              "after_header": "id sequences of %s (%s)" % (
+                                  module.params["target_schema"], "after aligning" if dry else "after this run"),
+                              "before": aligner.diff_text(aligner.before), "after": aligner.diff_text(after)}
         result["carbot_report"] = {"sequences": {
             "%s.%s" % (c["table"], c["column"]): {
                 "rule": c["rule"], "sequence": c["sequence"], "next_value": c["next_value"], "ok": c["ok"]}

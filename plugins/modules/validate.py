@@ -28,6 +28,10 @@ description:
   - V(unmapped) legacy values the mapping does not know (the mapping's C(unmapped_values) view) and legacy
     tables with rows that no mapping entry reads.
   - Personal data in any returned sample is masked (C(m***@w***.de), names as initials).
+  - B(Progress.) With O(progress_file) the module writes the check at hand (n of total), the table (or foreign
+    key) at hand and how many of them are done into that file while it runs. Run it with C(async) and follow it
+    with C(carbot.migration.job_follow), which prints a line every few seconds (the C(carbot.migration.validate)
+    role does this).
 version_added: 1.0.0
 author: CarBot operations (@carbot)
 extends_documentation_fragment:
@@ -75,6 +79,11 @@ options:
         C(consent_log.granted -> granted).
     type: list
     elements: dict
+  progress_file:
+    description:
+      - Write the progress into this file (JSON, replaced atomically, mode 0600) while the module runs; see
+        C(carbot.migration.job_follow). Default none. Written in check mode too (the module reads either way).
+    type: path
   fail_on_mismatch:
     description: Fail the task when a check fails. With V(false) the result still says C(validation_failed).
     type: bool
@@ -101,6 +110,21 @@ EXAMPLES = r"""
     login_db: carbot
     checks: [counts, integrity]
     fail_on_mismatch: false
+
+- name: Validate in the background, writing the progress
+  carbot.migration.validate:
+    login_db: carbot
+    progress_file: /tmp/carbot-validation.progress
+  async: 43200
+  poll: 0
+  register: validation_job
+
+- name: Follow the validation, a line every 10 s, until it ends
+  carbot.migration.job_follow:
+    jid: "{{ validation_job.ansible_job_id }}"
+    progress_file: /tmp/carbot-validation.progress
+    label: validation
+  register: validation
 """
 
 RETURN = r"""
@@ -149,7 +173,7 @@ carbot_report:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils import db, job_progress
 
 try:
     from ansible_collections.carbot.migration.plugins.module_utils import validation
@@ -176,6 +200,7 @@ def main():
         quality_max_invalid=dict(type="int", default=0),
         consent_columns=dict(type="list", elements="dict"),
         fail_on_mismatch=dict(type="bool", default=True),
+        progress_file=dict(type="path"),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     db.require_psycopg2(module, VALIDATION_IMPORT_ERROR)
@@ -183,9 +208,12 @@ def main():
     for pair in p["consent_columns"] or []:
         if not {"target", "legacy_column", "target_column"} <= set(pair):
             module.fail_json(msg="consent_columns entries need target, legacy_column and target_column: %s" % pair)
+    progress = job_progress.ProgressFile(p["progress_file"], "validation")
+    progress.update(phase="connecting", detail="to %s" % p["login_db"])
     try:
         conn = db.connect(p, application_name="carbot.migration validate")
     except Exception as exc:  # noqa: BLE001 - reported to the operator
+        progress.finish("failed")
         module.fail_json(msg="Could not connect: %s" % db.describe_error(exc))
     try:
         conn.set_session(readonly=True)
@@ -193,17 +221,21 @@ def main():
             conn, legacy_schema=p["legacy_schema"], mapping_schema=p["mapping_schema"],
             target_schema=p["target_schema"], selected=p["tables"], chunk_rows=p["chunk_rows"],
             max_keys=p["max_keys"], consent_columns=p["consent_columns"],
-            quality_max_invalid=p["quality_max_invalid"])
+            quality_max_invalid=p["quality_max_invalid"], progress=progress)
         result = validator.run(p["checks"])
     except ImportError as exc:
+        progress.finish("failed")
         module.fail_json(msg="The mapping declaration (module_utils/mapping.py) is not available: %s" % exc)
     except Exception as exc:  # noqa: BLE001 - CopyError (missing view/table) or a database error
+        progress.finish("failed")
         module.fail_json(msg="Validation could not run: %s: %s" % (type(exc).__name__, exc))
     finally:
         conn.close()
     out = dict(changed=False, checks=result["checks"], failed_checks=result["failed_checks"],
                validation_failed=result["failed"], elapsed=result["elapsed"], msg=result["msg"],
                carbot_report=validation.report_part(result))
+    progress.update(phase="done", step=None, steps=None, detail=result["msg"][:200])
+    progress.finish("failed" if result["failed"] else "done")
     if result["failed"] and p["fail_on_mismatch"]:
         module.fail_json(**out)
     module.exit_json(**out)

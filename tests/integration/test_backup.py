@@ -229,19 +229,28 @@ def test_check_mode_says_what_it_would_dump(data_db, tmp_path):
 
 
 def test_password_is_passed_through_a_pgpass_file_not_argv(data_db, tmp_path, monkeypatch):
+    from ansible_collections.carbot.migration.plugins.module_utils import job_progress
     from ansible_collections.carbot.migration.plugins.modules import db_backup
 
     seen = []
-    real_run = subprocess.run
+    real_run, real_popen = subprocess.run, subprocess.Popen
 
-    def spy(argv, *args, **kwargs):
+    def watch(argv, kwargs):
         env = kwargs.get("env") or {}
         seen.append((list(argv), env.get("PGPASSWORD"), env.get("PGPASSFILE")))
         if env.get("PGPASSFILE"):
             assert oct(os.stat(env["PGPASSFILE"]).st_mode & 0o777) == "0o600"
+
+    def spy(argv, *args, **kwargs):
+        watch(argv, kwargs)
         return real_run(argv, *args, **kwargs)
 
+    def spy_popen(argv, *args, **kwargs):  # pg_dump and pg_restore run --verbose through Popen (progress)
+        watch(argv, kwargs)
+        return real_popen(argv, *args, **kwargs)
+
     monkeypatch.setattr(db_backup.subprocess, "run", spy)
+    monkeypatch.setattr(job_progress.subprocess, "Popen", spy_popen)
     result = run_module("db_backup", args_for(data_db, tmp_path, run_id="run-p"))
     assert result["verified"], result.get("msg")
     dumps = [s for s in seen if s[0][0].endswith("pg_dump") and "--version" not in s[0]]

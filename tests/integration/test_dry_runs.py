@@ -122,6 +122,11 @@ def test_cutover_check_diff_succeeds_and_changes_nothing(night):
     assert not changed, changed
     # it says what it would do
     assert "would" in out.lower()
+    # and, with --diff, per object (issue 15): the search_path settings, the app role's privileges, the id sequences
+    assert "- a new session of %s gets: " % APP_ROLE in out, out[-6000:]
+    assert "+ database %s: carbot_v2, public" % night.db.dbname in out, out[-6000:]
+    assert "+ table carbot_v2.leads: SELECT, INSERT, UPDATE, DELETE" in out
+    assert re.search(r"\+ carbot_v2\.audit_logs\.id: public\.audit_logs_id_seq \(default\), next value \d+", out)
 
 
 def snapshot(db):

@@ -1,8 +1,9 @@
 """The copy follower ends when ansible-playbook is gone, even when it was gone before the follower started.
 
 ansible-core's workers call setsid(), so a kill -9 of ansible-playbook leaves the worker that runs
-carbot.migration.copy_follow alive. Left running, it removed the copy job's status file at the job's end under
-the rerun's follower, and once the pipe to the dead controller was full its display writes blocked for ever.
+carbot.migration.copy_follow (or job_follow) alive. Left running, it removed the copy job's status file at the
+job's end under the rerun's follower, and once the pipe to the dead controller was full its display writes
+blocked for ever.
 Its watchdog must end it. The worst moment is a kill between the fork of the worker and the start of the task:
 the worker's parent pid is then already 1, so it has to know the controller from the fork (multiprocessing).
 
@@ -18,7 +19,7 @@ import time
 
 SCRIPT = textwrap.dedent("""
     import multiprocessing, os, sys, time
-    from ansible_collections.carbot.migration.plugins.action import copy_follow
+    from ansible_collections.carbot.migration.plugins.plugin_utils import async_job
 
     def worker(ready_path):
         os.setsid()                       # as ansible-core's WorkerProcess._detach does
@@ -26,7 +27,7 @@ SCRIPT = textwrap.dedent("""
             handle.write(str(os.getpid()))
         while os.getppid() == multiprocessing.parent_process().pid:
             time.sleep(0.05)              # the controller is killed before the task starts
-        copy_follow._stop_when_orphaned(interval=0.1)
+        async_job.stop_when_orphaned(interval=0.1)
         time.sleep(60)                    # blocked, as in a display write to a full pipe
         os._exit(0)
 
