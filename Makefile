@@ -33,10 +33,10 @@ $(VENV)/.installed: requirements.txt
 	@touch $@
 
 rehearsal: setup rehearsal-clean ## full local rehearsal from nothing (SCALE=0.1 by default; SCALE=1 for production volumes)
-	$(BIN)/ansible-playbook playbooks/rehearsal.yml -i $(INVENTORY) -e legacy_db_scale=$(SCALE) -e legacy_db_seed=$(SEED)
+	$(BIN)/ansible-playbook rehearsal/playbooks/rehearsal.yml -i $(INVENTORY) -e legacy_db_scale=$(SCALE) -e legacy_db_seed=$(SEED)
 
 rehearsal-clean: setup ## stop the stand-ins and remove the local rehearsal cluster
-	$(BIN)/ansible-playbook playbooks/rehearsal_clean.yml -i $(INVENTORY)
+	$(BIN)/ansible-playbook rehearsal/playbooks/rehearsal_clean.yml -i $(INVENTORY)
 
 test: setup lint pytest molecule ## every check: yamllint, ansible-lint, ruff, pytest, all Molecule scenarios
 

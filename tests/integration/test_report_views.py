@@ -10,7 +10,8 @@ row pointing at a parent that does not exist and one pointing at a quarantined p
 """
 
 import pytest
-from ansible_collections.carbot.migration.plugins.module_utils import legacy_data, mapping
+from ansible_collections.carbot.migration.plugins.module_utils import mapping
+from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data
 from conftest import REPO
 from psycopg2 import sql
 
