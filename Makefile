@@ -33,10 +33,10 @@ $(VENV)/.installed: requirements.txt
 	@touch $@
 
 rehearsal: setup rehearsal-clean ## full local rehearsal from nothing (SCALE=0.1 by default; SCALE=1 for production volumes)
-	$(BIN)/ansible-playbook playbooks/rehearsal.yml -i $(INVENTORY) -e legacy_db_scale=$(SCALE) -e legacy_db_seed=$(SEED)
+	$(BIN)/ansible-playbook rehearsal/playbooks/rehearsal.yml -i $(INVENTORY) -e legacy_db_scale=$(SCALE) -e legacy_db_seed=$(SEED)
 
 rehearsal-clean: setup ## stop the stand-ins and remove the local rehearsal cluster
-	$(BIN)/ansible-playbook playbooks/rehearsal_clean.yml -i $(INVENTORY)
+	$(BIN)/ansible-playbook rehearsal/playbooks/rehearsal_clean.yml -i $(INVENTORY)
 
 test: setup lint pytest molecule ## every check: yamllint, ansible-lint, ruff, pytest, all Molecule scenarios
 
@@ -68,9 +68,10 @@ sanity: ansible-doc ## ansible-test sanity on what the collection tarball ships 
 	@mkdir -p $(dir $(GET_PIP)) && cmp -s scripts/ansible-test-get-pip.py $(GET_PIP) || cp scripts/ansible-test-get-pip.py $(GET_PIP)
 	cd $(SANITY_COPY) && $(BIN)/ansible-test sanity --python 3.11 --color no
 
-ansible-doc: ## ansible-doc renders every module
-	@for m in plugins/modules/*.py; do \
-	  name=carbot.migration.$$(basename $$m .py); \
+ansible-doc: ## ansible-doc renders every module (carbot.migration's and the rehearsal collection's)
+	@for m in plugins/modules/*.py rehearsal/plugins/modules/*.py; do \
+	  case $$m in rehearsal/*) coll=carbot.rehearsal;; *) coll=carbot.migration;; esac; \
+	  name=$$coll.$$(basename $$m .py); \
 	  $(BIN)/ansible-doc $$name >/dev/null || { echo "ansible-doc failed for $$name"; exit 1; }; \
 	  echo "ansible-doc ok: $$name"; \
 	done

@@ -8,7 +8,8 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / ".collections"))
 
 import psycopg2  # noqa: E402
-from ansible_collections.carbot.migration.plugins.module_utils import legacy_data, mapping  # noqa: E402
+from ansible_collections.carbot.migration.plugins.module_utils import mapping  # noqa: E402
+from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data  # noqa: E402
 
 PASSWORD = "carbot-bench"  # loopback-only throwaway cluster
 TARGET, MAPPING, LEGACY = "carbot_v2", "carbot_migration", "public"

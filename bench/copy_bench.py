@@ -41,8 +41,9 @@ from benchlib import (
 
 # isort: split
 
-from ansible_collections.carbot.migration.plugins.module_utils import copy_engine, legacy_data, mapping, validation
-from ansible_collections.carbot.migration.plugins.module_utils.local_cluster import LocalCluster
+from ansible_collections.carbot.migration.plugins.module_utils import copy_engine, mapping, validation
+from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data
+from ansible_collections.carbot.rehearsal.plugins.module_utils.local_cluster import LocalCluster
 from psycopg2 import sql
 
 

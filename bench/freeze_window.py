@@ -5,12 +5,13 @@
                                             [--db-port 55499] [--api-port 18099] [--k8s-port 16499]
                                             [--keep] [--report FILE] [-e VAR=VALUE ...]
 
-Runs ``playbooks/rehearsal_clean.yml`` and then ``playbooks/rehearsal.yml`` against inventories/local at
---scale (1.0 = production volumes): a throwaway cluster, the legacy data, the local stand-ins for the admin
-API and Kubernetes, a live write load (up to the first freeze and between the freezes), prepare, migrate,
-validate and three write freezes: the cutover, the rollback drill and the cutover again. Everything the run
-uses is its own (cluster port, stand-in ports, rehearsal directory, kubeconfig, reports directory under
---work-dir), so it does not collide with another rehearsal or Molecule run on the same machine.
+Runs ``rehearsal/playbooks/rehearsal_clean.yml`` and then ``rehearsal/playbooks/rehearsal.yml`` against
+inventories/local at --scale (1.0 = production volumes): a throwaway cluster, the legacy data, the local
+stand-ins for the admin API and Kubernetes, a live write load (up to the first freeze and between the
+freezes), prepare, migrate, validate and three write freezes: the cutover, the rollback drill and the cutover
+again. Everything the run uses is its own (cluster port, stand-in ports, rehearsal directory, kubeconfig,
+reports directory under --work-dir), so it does not collide with another rehearsal or Molecule run on the same
+machine.
 
 It then reads the run's report.json (``freeze.events``, each ``{at, label}``) and prints, for every window
 from "maintenance on" to the next "maintenance off", the seconds of each step (from one event to the next,
@@ -39,7 +40,9 @@ VENV_BIN = os.path.join(REPO, ".venv", "bin")
 
 def playbook(name, args, extra_vars_file, env, log, more=()):
     """Run one playbook of the collection with the bench's overrides; return its exit status."""
-    argv = [os.path.join(VENV_BIN, "ansible-playbook"), os.path.join("playbooks", name), "-i", "inventories/local",
+    # rehearsal.yml, rehearsal_clean.yml and local_load.yml are the rehearsal collection's (rehearsal/playbooks)
+    argv = [os.path.join(VENV_BIN, "ansible-playbook"), os.path.join("rehearsal", "playbooks", name), "-i",
+            "inventories/local",
             "-e", "legacy_db_scale=%s" % args.scale, "-e", "legacy_db_seed=%d" % args.seed,
             "-e", "@" + extra_vars_file]
     for extra in list(args.extra_var or []) + list(more):

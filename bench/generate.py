@@ -20,8 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / ".collections"))
 
 import psycopg2  # noqa: E402
-from ansible_collections.carbot.migration.plugins.module_utils import legacy_data  # noqa: E402
-from ansible_collections.carbot.migration.plugins.module_utils.local_cluster import LocalCluster  # noqa: E402
+from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data  # noqa: E402
+from ansible_collections.carbot.rehearsal.plugins.module_utils.local_cluster import LocalCluster  # noqa: E402
 
 PASSWORD = "carbot-bench"  # a throwaway cluster on loopback, not a secret
 

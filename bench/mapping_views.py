@@ -53,7 +53,7 @@ from benchlib import (
 # isort: split
 
 from ansible_collections.carbot.migration.plugins.module_utils import mapping
-from ansible_collections.carbot.migration.plugins.module_utils.local_cluster import LocalCluster
+from ansible_collections.carbot.rehearsal.plugins.module_utils.local_cluster import LocalCluster
 from psycopg2 import sql
 
 

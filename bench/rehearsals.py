@@ -4,8 +4,8 @@
     .venv/bin/python bench/rehearsals.py [-n 10] [--scale 0.1] [--work-dir /tmp/rehearsals]
                                          [--db-port 55489] [--api-port 18089] [--k8s-port 16489]
 
-Each run is ``bench/freeze_window.py`` (rehearsal_clean, then playbooks/rehearsal.yml with the live write load,
-the cutover, the new app writing on carbot_v2, the rollback drill and the cutover again, then rehearsal_clean)
+Each run is ``bench/freeze_window.py`` (rehearsal_clean, then rehearsal/playbooks/rehearsal.yml with the live write
+load, the cutover, the new app writing on carbot_v2, the rollback drill and the cutover again, then rehearsal_clean)
 on its own ports and work directory, so that it collides with no other rehearsal or Molecule run. Every run uses
 another seed (``--seed`` + run number): other data, other dirty rows. For each run it prints pass or FAILED with
 the failed task and its message (from the run's Ansible log), then ``passes/N``. A figure, not a test: the exit

@@ -24,7 +24,7 @@ os.environ["ANSIBLE_NOCOLOR"] = "1"
 # Playbooks run by tests write their migration reports here, not into the repository's reports/.
 os.environ.setdefault("CARBOT_REPORTS_DIR", tempfile.mkdtemp(prefix="carbot-test-reports-"))
 
-from ansible_collections.carbot.migration.plugins.module_utils.local_cluster import LocalCluster  # noqa: E402
+from ansible_collections.carbot.rehearsal.plugins.module_utils.local_cluster import LocalCluster  # noqa: E402
 
 SUPERUSER_PASSWORD = "carbot-local-test"  # a throwaway cluster on loopback, not a secret
 

@@ -41,6 +41,7 @@ __metaclass__ = type
 
 import glob
 import hashlib
+import json
 import os
 import uuid
 
@@ -203,7 +204,9 @@ def sql_files(directory):
 
 
 def sql_files_checksum(sql_dir, subdirs=SQL_SUBDIRS):
-    """sha256 over the names and contents of the schema and mapping SQL files (hex)."""
+    """sha256 over the names and contents of the schema and mapping SQL files, and over the declaration
+    (``TABLES``: the generated report views and the foreign keys come from it), as hex. A change to either
+    makes schema_apply apply the mapping again."""
     digest = hashlib.sha256()
     for sub in subdirs:
         for path in sql_files(os.path.join(sql_dir, sub)):
@@ -211,6 +214,8 @@ def sql_files_checksum(sql_dir, subdirs=SQL_SUBDIRS):
             with open(path, "rb") as handle:
                 digest.update(handle.read())
             digest.update(b"\0")
+    digest.update(b"declaration\0")
+    digest.update(json.dumps(TABLES, sort_keys=True).encode("utf-8"))
     return digest.hexdigest()
 
 
@@ -259,11 +264,102 @@ def apply_all(conn, sql_dir, target_schema="carbot_v2", mapping_schema="carbot_m
     """
     ensure_schema(conn, target_schema)
     ensure_schema(conn, mapping_schema)
-    return {
+    applied = {
         "v2": apply_sql_files(conn, os.path.join(sql_dir, "v2"), [target_schema]),
         "mapping": apply_sql_files(conn, os.path.join(sql_dir, "mapping"),
                                    mapping_search_path(mapping_schema, legacy_schema, target_schema)),
     }
+    # After the files: the generated reports read the projection views the files create (and 000_reset.sql has
+    # dropped the previous versions of these views with every other view of the mapping schema).
+    applied["generated"] = create_report_views(conn, mapping_schema, legacy_schema)
+    return applied
+
+
+# --- Reports generated from the declaration -------------------------------------------------------
+# sql/mapping/090_reports.sql holds the report that needs the rules (unmapped_values); these two only need
+# the declaration, so they are composed from it here and cannot drift from it: a reference or a table added to
+# TABLES is in them at the next schema_apply. Every name is an identifier (psycopg2.sql.Identifier), qualified
+# with its schema, so the views do not depend on the search_path they are created under.
+
+REPORT_VIEWS = ("dangling_references", "quarantine_forecast")
+
+
+def optional_references():
+    """``[(entry, ref), ...]``: every optional reference of a ``row`` table, in declaration order.
+
+    These are the references whose dangling legacy value the view sets NULL instead of quarantining the row
+    (``required: False``). Derived tables are left out: they have no legacy row of their own to compare with
+    (none has an optional reference today)."""
+    return [(entry, ref) for entry in TABLES if entry["kind"] == "row"
+            for ref in entry["references"] if not ref["required"]]
+
+
+def _key_join(entry, source_alias, view_alias):
+    """``m._src_key = s.id`` (or ``m._src_key1 = s.a AND m._src_key2 = s.b``) for a ``row`` entry."""
+    return sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(view_alias, vkey), sql.Identifier(source_alias, skey))
+        for vkey, skey in zip(entry["view_key"], entry["source_key"]))
+
+
+def dangling_references_query(mapping_schema, legacy_schema):
+    """The SELECT of ``dangling_references(source_table, column_name, parent_table, n)``.
+
+    One arm per optional reference: legacy rows whose value is set (``s.<column> IS NOT NULL``) and whose
+    projected row carries NULL there (the parent is missing or quarantined), counting only rows that are
+    migrated (``_quarantine_reason IS NULL``). Tables are named as in the legacy schema (the source table and
+    the parent's source table), the column as in both (a reference column keeps its legacy name)."""
+    arms = []
+    for entry, ref in optional_references():
+        parent_source = by_target(ref["parent"])["source"]
+        arms.append(sql.SQL(
+            "SELECT {source_name}::text AS source_table, {column_name}::text AS column_name, "
+            "{parent_name}::text AS parent_table, pg_catalog.count(*) AS n "
+            "FROM {source} s JOIN {view} m ON {join} "
+            "WHERE {s_col} IS NOT NULL AND {m_col} IS NULL AND m._quarantine_reason IS NULL").format(
+                source_name=sql.Literal(entry["source"]), column_name=sql.Literal(ref["column"]),
+                parent_name=sql.Literal(parent_source),
+                source=sql.Identifier(legacy_schema, entry["source"]),
+                view=sql.Identifier(mapping_schema, entry["view"]),
+                join=_key_join(entry, "s", "m"),
+                s_col=sql.Identifier("s", ref["column"]), m_col=sql.Identifier("m", ref["column"])))
+    return sql.SQL("\nUNION ALL\n").join(arms)
+
+
+def quarantine_forecast_query(mapping_schema):
+    """The SELECT of ``quarantine_forecast(target_table, reason, n)``: per projection view of ``TABLES`` the rows
+    it would quarantine now, by reason (what migration_quarantine holds once the copy is through)."""
+    return sql.SQL("\nUNION ALL\n").join(
+        sql.SQL("SELECT {name}::text AS target_table, _quarantine_reason AS reason, pg_catalog.count(*) AS n "
+                "FROM {view} WHERE _quarantine_reason IS NOT NULL GROUP BY _quarantine_reason").format(
+                    name=sql.Literal(entry["target"]), view=sql.Identifier(mapping_schema, entry["view"]))
+        for entry in TABLES)
+
+
+def report_view_statements(mapping_schema, legacy_schema):
+    """``[(view name, CREATE OR REPLACE VIEW statement, COMMENT statement), ...]`` of the generated reports."""
+    out = []
+    for name, query, comment in (
+            ("dangling_references", dangling_references_query(mapping_schema, legacy_schema),
+             "Optional references whose legacy value points at no migrated row (the migrated row carries NULL "
+             "there), per source table and column; generated from the mapping declaration (mapping.py)."),
+            ("quarantine_forecast", quarantine_forecast_query(mapping_schema),
+             "Rows each projection view would quarantine now, by reason; generated from the mapping "
+             "declaration (mapping.py).")):
+        view = sql.Identifier(mapping_schema, name)
+        out.append((name, sql.SQL("CREATE OR REPLACE VIEW {} AS\n{}").format(view, query),
+                    sql.SQL("COMMENT ON VIEW {} IS {}").format(view, sql.Literal(comment))))
+    return out
+
+
+def create_report_views(conn, mapping_schema, legacy_schema):
+    """Create the generated report views in the caller's transaction; returns their names."""
+    names = []
+    with conn.cursor() as cur:
+        for name, create, comment in report_view_statements(mapping_schema, legacy_schema):
+            cur.execute(create)
+            cur.execute(comment)
+            names.append(name)
+    return names
 
 
 # --- Catalog ----------------------------------------------------------------------------------

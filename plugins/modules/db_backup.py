@@ -79,6 +79,13 @@ options:
     description: Only these schemas (C(pg_dump -n)); default the whole database.
     type: list
     elements: str
+  tables:
+    description:
+      - Only these tables, as C(schema.table) (the first dot separates them; C(pg_dump -t) with both names quoted, so
+        they are matched literally, also names that need quoting such as C(Carbot V2.migration_status)).
+      - Each must exist; with O(schemas) too, a table must also be in one of them.
+    type: list
+    elements: str
   verify_restore:
     description: Also restore into O(scratch_db) and compare row counts.
     type: bool
@@ -147,6 +154,16 @@ EXAMPLES = r"""
     progress_file: /tmp/carbot-backup.progress
     label: backup
   register: backup
+
+- name: Archive two tables of the target schema, kept however many backups follow
+  carbot.migration.db_backup:
+    login_db: "{{ carbot_db_name }}"
+    login_password: "{{ carbot_db_password }}"
+    backup_dir: "{{ carbot_backup_dir }}/migration-archive"
+    run_id: cleanup-carbot_v2
+    tables: [carbot_v2.migration_status, carbot_v2.migration_quarantine]
+    retention_keep: 0
+  no_log: true
 
 - name: Refuse to go on without a verified backup of this run
   carbot.migration.db_backup:
@@ -366,12 +383,31 @@ RESTORED = re.compile(r'(?:finished item \d+ TABLE DATA (\S+) (\S+)|processing d
 
 
 # ------------------------------------------------------------------------------------------ database
-def tables_of(cur, schemas):
+def split_table(name):
+    """``schema.table`` -> (schema, table), split at the first dot."""
+    schema, dot, table = name.partition(".")
+    if not dot or not schema or not table:
+        raise BackupError("tables entries are schema.table, got %r" % name)
+    return schema, table
+
+
+def table_pattern(name):
+    """``pg_dump --table`` pattern that matches exactly this table: both names double-quoted, quotes doubled."""
+    return ".".join('"%s"' % part.replace('"', '""') for part in split_table(name))
+
+
+def tables_of(cur, schemas, tables=None):
     cur.execute("SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
                 " ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN"
                 " ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'"
                 " AND (%s::text[] IS NULL OR n.nspname = ANY(%s::text[])) ORDER BY 1, 2", (schemas, schemas))
-    return ["%s.%s" % row for row in cur.fetchall()]
+    found = ["%s.%s" % row for row in cur.fetchall()]
+    if tables:
+        missing = [t for t in tables if t not in found]
+        if missing:
+            raise BackupError("no such table%s: %s" % ("s" if len(missing) > 1 else "", ", ".join(missing)))
+        return [t for t in found if t in tables]
+    return found
 
 
 def count_rows(cur, names, progress=None):
@@ -488,13 +524,13 @@ class Backup:
             cur.execute("SELECT current_setting('server_version_num')::int / 10000,"
                         " pg_catalog.pg_database_size(pg_catalog.current_database())")
             server_major, db_size = cur.fetchone()
-            tables = tables_of(cur, p["schemas"])
+            tables = tables_of(cur, p["schemas"], p["tables"])
         if self.module.check_mode:
             conn.close()
             return dict(changed=True, path=final, run_id=run_id, verified=False, removed=self.retention(dry=True),
                         would_dump={"database": self.dbname, "host": p["login_host"], "format": p["format"],
                                     "jobs": p["jobs"], "database_size": db_size, "tables": len(tables),
-                                    "schemas": p["schemas"] or "all"},
+                                    "schemas": p["schemas"] or "all", "only_tables": p["tables"] or "all"},
                         carbot_report={"backup": {"check_mode": True, "path": final, "database_size": db_size}})
         partial = base + ".partial"
         tools = None
@@ -513,6 +549,8 @@ class Backup:
                 argv += ["--compress", str(p["compress"])]
             for schema in p["schemas"] or []:
                 argv += ["--schema", schema]
+            for table in p["tables"] or []:
+                argv += ["--table", table_pattern(table)]
             dumped = []
 
             def on_line(line):
@@ -543,7 +581,7 @@ class Backup:
             digest = overall_sha256(final, lines)
             manifest = {
                 "kind": KIND, "run_id": run_id, "database": self.dbname, "host": p["login_host"],
-                "port": p["login_port"], "format": p["format"], "schemas": p["schemas"],
+                "port": p["login_port"], "format": p["format"], "schemas": p["schemas"], "tables": p["tables"],
                 "created_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "file": os.path.basename(final), "sha256": digest, "size": size_of(final),
                 "dump_seconds": dump_seconds, "pg_dump": tools.version, "server_major": server_major,
@@ -720,6 +758,7 @@ def main():
         jobs=dict(type="int", default=2),
         compress=dict(type="int"),
         schemas=dict(type="list", elements="str"),
+        tables=dict(type="list", elements="str"),
         verify_restore=dict(type="bool", default=False),
         scratch_db=dict(type="str"),
         verify_tables=dict(type="list", elements="str", default=[]),

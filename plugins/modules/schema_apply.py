@@ -16,9 +16,11 @@ description:
     then applies the SQL files of O(sql_dir)C(/v2) with C(search_path) set to the target schema, and the files of
     O(sql_dir)C(/mapping) with C(search_path) set to the mapping, legacy and target schemas (in that order), all
     in one transaction. Schema names are quoted as identifiers, never pasted into SQL.
-  - Idempotent. The sha256 of the SQL files is recorded in a C(COMMENT ON SCHEMA) of the target schema; when it
-    matches and every table and view of the mapping declaration exists, nothing is executed and the module
-    reports C(changed=false).
+  - The report views C(dangling_references) and C(quarantine_forecast) are then generated from the mapping
+    declaration (C(plugins/module_utils/mapping.py), C(create_report_views)), in the same transaction.
+  - Idempotent. The sha256 of the SQL files and of the mapping declaration is recorded in a C(COMMENT ON SCHEMA)
+    of the target schema; when it matches and every table and view of the mapping declaration exists, nothing is
+    executed and the module reports C(changed=false).
   - Refuses to apply the mapping when a legacy table is missing from O(legacy_schema) (a view would silently
     bind a target table of the same name), when the legacy schema holds a type named like a target enum type,
     or when the sync triggers of O(mapping_schema) are installed for another target or legacy schema (the
@@ -98,7 +100,7 @@ changed:
   returned: always
   type: bool
 checksum:
-  description: sha256 of the SQL files under O(sql_dir)C(/v2) and O(sql_dir)C(/mapping).
+  description: sha256 of the SQL files under O(sql_dir)C(/v2) and O(sql_dir)C(/mapping), and of the mapping declaration.
   returned: always
   type: str
 previous_checksum:
@@ -150,7 +152,8 @@ except ImportError:  # pragma: no cover - reported through db.HAS_PSYCOPG2
     sql = None
 
 CHECKSUM_PREFIX = "carbot.migration sql sha256="
-REPORT_VIEWS = ("unmapped_values", "dangling_references", "quarantine_forecast")
+# unmapped_values from sql/mapping/090_reports.sql; the others generated from the declaration
+REPORT_VIEWS = ("unmapped_values",) + mapping.REPORT_VIEWS
 
 
 def relations(cur, schema, kinds):

@@ -37,6 +37,11 @@ description:
     checks C(SHOW search_path), the schema where O(verify_table) resolves, and an C(INSERT) into
     O(verify_write_table) (rolled back) whose id must lie beyond the highest id in both schemas. A failed
     verification fails the task.
+  - V(read) changes nothing and needs no target schema; it reports the settings that apply to the database
+    (database level, C(ALTER ROLE ALL), every role's role and role-in-database level) as lists of schema names
+    (RV(settings)), parsed the way PostgreSQL reads them (quoted names kept, unquoted folded to lower case), and
+    the path a new session of O(app_role) gets (RV(effective)). Playbooks compare these lists instead of parsing
+    C(pg_db_role_setting) themselves.
   - Idempotent (C(changed=false) when the settings are already as wanted and no old session is left) and
     supports check mode (reports the statements it would run and the sessions it would terminate).
 version_added: 1.0.0
@@ -48,8 +53,9 @@ options:
     description:
       - V(target) switches to O(search_path) (default C(<target_schema>, <legacy_schema>)).
       - V(legacy) restores the values recorded before the switch.
+      - V(read) only reads the settings (RV(settings), RV(effective)); it never fails for a missing schema.
     type: str
-    choices: [target, legacy]
+    choices: [target, legacy, read]
     default: target
   target_schema:
     description: The enterprise schema (C(carbot_target_schema)); it also holds the state table.
@@ -129,6 +135,18 @@ EXAMPLES = r"""
     app_password: "{{ carbot_app_db_password }}"
   no_log: true
 
+- name: Read the search_path settings (lists of schema names), changing nothing
+  carbot.migration.search_path:
+    state: read
+    login_db: "{{ carbot_db_name }}"
+    login_password: "{{ carbot_db_password }}"
+    app_role: "{{ carbot_app_db_user }}"
+  register: settings
+
+- name: The database-level path starts with carbot_v2
+  ansible.builtin.assert:
+    that: (settings.settings.database | default([], true) | first | default('')) == 'carbot_v2'
+
 - name: Back to the legacy schema, exactly as before
   carbot.migration.search_path:
     state: legacy
@@ -150,8 +168,21 @@ current:
   description: The settings after the run (C(database), C(all_roles), C(roles)), as search_path strings.
   returned: always
   type: dict
+settings:
+  description:
+    - The settings after the run as lists of schema names, C(null) where there is no setting (an empty list is an
+      explicit empty path). C(database) is the database level, C(all_roles) C(ALTER ROLE ALL), and C(roles) maps each
+      role with a setting to its C(role) (all databases) and C(role_in_database) values.
+  returned: always
+  type: dict
+  sample:
+    database: [carbot_v2, public]
+    all_roles: null
+    roles: {carbot_app: {role: null, role_in_database: [carbot_v2, public]}}
 effective:
-  description: The path a new session of O(app_role) gets after the run, and from which level it comes.
+  description:
+    - The path a new session of O(app_role) gets after the run (C(search_path) as a string, C(names) as a list,
+      C(null) when postgresql.conf decides), and from which C(level) it comes.
   returned: always
   type: dict
 overrides:
@@ -500,10 +531,30 @@ class Switch:
         return out
 
 
+def read_only(module):
+    """state=read: the settings as lists, nothing changed, no state table needed (it may not exist yet)."""
+    conn = db.connect_or_fail(module)
+    try:
+        with conn.cursor() as cur:
+            settings = cdb.read_path_settings(cur, module.params["login_db"])
+            found = cdb.overrides(settings, module.params["login_db"])
+        conn.rollback()
+    finally:
+        conn.close()
+    for item in found:
+        item.pop("names")
+    level, path = cdb.effective_setting(settings, module.params["app_role"])
+    effective = {"role": module.params["app_role"], "level": level, "search_path": cdb.format_search_path(path),
+                 "names": path}
+    module.exit_json(changed=False, state="read", previous={}, current=_fmt_settings(settings), settings=settings,
+                     effective=effective, overrides=found, sessions={}, executed_queries=[],
+                     carbot_report={"search_path": {"state": "read", "changed": False, "effective": effective}})
+
+
 def main():
     argument_spec = db.postgres_argument_spec()
     argument_spec.update(
-        state=dict(type="str", default="target", choices=["target", "legacy"]),
+        state=dict(type="str", default="target", choices=["target", "legacy", "read"]),
         target_schema=dict(type="str", default="carbot_v2"),
         legacy_schema=dict(type="str", default="public"),
         search_path=dict(type="list", elements="str"),
@@ -518,6 +569,8 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     db.require_psycopg2(module)
+    if module.params["state"] == "read":
+        read_only(module)
     switch = Switch(module)
     conn = db.connect_or_fail(module)
     try:
@@ -554,7 +607,9 @@ def main():
                       "roles": {r: cdb.format_search_path(v)
                                 for r, v in (((record or {}).get("previous") or {}).get("roles") or {}).items()}},
             current=_fmt_settings(after),
-            effective={"role": module.params["app_role"], "level": level, "search_path": cdb.format_search_path(path)},
+            settings=after,
+            effective={"role": module.params["app_role"], "level": level, "search_path": cdb.format_search_path(path),
+                       "names": path},
             overrides=found,
             sessions=sessions,
             executed_queries=switch.queries,

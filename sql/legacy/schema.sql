@@ -1,4 +1,5 @@
--- The legacy CarBot schema, exactly as ../shared/legacy-schema.md describes production.
+-- The legacy CarBot schema, exactly as the legacy schema specification describes production (the spec
+-- lives outside this repository; tests/integration/test_legacy_schema.py compares the two column by column).
 -- 25 tables, no foreign keys (the old app enforced them, badly). Used by the local
 -- rehearsal and the tests; the playbooks work against any database that has these tables.
 -- Applied into the schema named by search_path (the legacy_db role sets it to

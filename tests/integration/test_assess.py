@@ -16,7 +16,8 @@ import uuid
 
 import psycopg2
 import pytest
-from ansible_collections.carbot.migration.plugins.module_utils import copy_engine, legacy_data, mapping
+from ansible_collections.carbot.migration.plugins.module_utils import copy_engine, mapping
+from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SCALE = 0.02

@@ -6,6 +6,9 @@ Issue 12:
   item 8: the archive of the quarantine was 0644 (in whatever directory mode there was);
   item 9: the archive's pg_dump got PGPASSWORD through `environment:`, which ansible-core prints in the
           EXEC line at -vvv despite no_log.
+Issue 16: the archive is made by carbot.migration.db_backup (its own private passfile, 0700 directory, 0600
+files, verified, checksummed) and the cutover check reads the search_path through the search_path module;
+a rerun finds the archive instead of making another.
 The migration role here has a password with the characters a pgpass file must escape (':' and '\\').
 """
 
@@ -22,7 +25,6 @@ from ansible_collections.carbot.migration.plugins.module_utils import mapping, s
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TARGET = "Carbot V2"
-ARCHIVE_NAME = "migration-Carbot_V2.dump"
 
 
 @pytest.fixture
@@ -78,7 +80,7 @@ def test_cleanup_after_a_cutover_to_a_quoted_schema_at_vvv(cut_over, tmp_path):
     checked = run_cleanup(db, tmp_path, "--check")
     assert checked.returncode == 0, checked.stdout[-5000:] + checked.stderr[-2000:]
     assert db.scalar("SELECT to_regnamespace('carbot_migration') IS NOT NULL")
-    assert not (backups / "migration-archive" / ARCHIVE_NAME).exists()
+    assert list((backups / "migration-archive").iterdir()) == []
 
     done = run_cleanup(db, tmp_path, "-vvv")
     out = done.stdout + done.stderr
@@ -89,18 +91,30 @@ def test_cleanup_after_a_cutover_to_a_quoted_schema_at_vvv(cut_over, tmp_path):
     assert db.secret not in out and escaped not in out and db.secret.split(":")[1] not in out
 
     archive_dir = backups / "migration-archive"
-    archive = archive_dir / ARCHIVE_NAME
+    archives = sorted(archive_dir.glob("*.dump"))
+    assert len(archives) == 1, sorted(archive_dir.iterdir())
+    archive = archives[0]
     assert oct(archive_dir.stat().st_mode & 0o777) == "0o700"
-    assert oct(archive.stat().st_mode & 0o777) == "0o600"
+    for part in (archive, archive.with_suffix(".sha256"), archive.with_suffix(".json")):
+        assert oct(part.stat().st_mode & 0o777) == "0o600", part
+    manifest = json.loads(archive.with_suffix(".json").read_text())
+    assert manifest["verified"] and manifest["run_id"] == "cleanup-" + TARGET
+    assert manifest["tables"] == [TARGET + ".migration_status", TARGET + ".migration_quarantine"]
+    assert subprocess.run(["sha256sum", "-c", archive.with_suffix(".sha256").name], cwd=archive_dir,
+                          capture_output=True).returncode == 0
     listing = subprocess.run(["/usr/lib/postgresql/15/bin/pg_restore", "--list", str(archive)],
                              capture_output=True, text=True, check=True).stdout
     assert re.search(r"TABLE DATA \"?Carbot V2\"? migration_quarantine", listing), listing
     assert re.search(r"TABLE DATA \"?Carbot V2\"? migration_status", listing), listing
+    assert "TABLE DATA public" not in listing and "customers" not in listing  # the two tables, nothing else
     # The sync and the mapping are gone; no passfile left behind.
     assert db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'carbot\\_sync\\_%%'") == 0
     assert db.scalar("SELECT to_regnamespace('carbot_migration') IS NULL")
-    passfiles = set(re.findall(r"PGPASSFILE=['\"]?([^'\" ]+\.pgpass)", out))
-    assert passfiles and not [p for p in passfiles if os.path.exists(p)], passfiles
+    assert "PGPASSFILE" not in out and "PGPASSWORD" not in out  # no task hands a password file or value around
+
+    again = run_cleanup(db, tmp_path)  # the rerun finds the archive (verified again) and makes no second one
+    assert again.returncode == 0, again.stdout[-5000:] + again.stderr[-2000:]
+    assert "Found " in again.stdout and sorted(archive_dir.glob("*.dump")) == [archive], again.stdout[-3000:]
 
 
 def test_cleanup_still_refuses_before_the_cutover(cut_over, tmp_path):

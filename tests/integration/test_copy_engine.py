@@ -388,7 +388,8 @@ def test_live_deletes_never_come_back(make_database):
 
 def test_real_mapping_copy_resume_and_validate(make_database, tmp_path):
     """The real carbot_v2 schema and mapping (sql/v2, sql/mapping, mapping.TABLES) on generated legacy data."""
-    from ansible_collections.carbot.migration.plugins.module_utils import legacy_data, mapping, validation
+    from ansible_collections.carbot.migration.plugins.module_utils import mapping, validation
+    from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data
 
     generator = REPO / "sql" / "legacy" / "generate.sql"
     assert generator.is_file(), "the legacy generator %s is missing" % generator

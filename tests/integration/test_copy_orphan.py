@@ -25,7 +25,8 @@ import sys
 import time
 
 import pytest
-from ansible_collections.carbot.migration.plugins.module_utils import legacy_data, mapping, sync, validation
+from ansible_collections.carbot.migration.plugins.module_utils import mapping, sync, validation
+from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = str(pathlib.Path(sys.executable).parent / "ansible-playbook")

@@ -36,7 +36,7 @@ def params(db, **extra):
 @pytest.fixture
 def half_copied(make_database):
     """Legacy data, carbot_v2, forward triggers, and every table copied except the appointments."""
-    from ansible_collections.carbot.migration.plugins.module_utils import legacy_data
+    from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data
     db = make_database("race")
     conn = db.connect(autocommit=False)
     with conn.cursor() as cur:

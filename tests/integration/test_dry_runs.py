@@ -49,7 +49,11 @@ class Night:
                    CARBOT_REPORTS_DIR=str(self.tmp / "reports"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
                    ANSIBLE_LOCAL_TEMP=str(self.tmp / "ansible-tmp"),
                    PATH="%s:%s" % (pathlib.Path(sys.executable).parent, os.environ.get("PATH", "")))
-        cmd = [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), str(REPO / "playbooks" / playbook),
+        # the stand-ins and the legacy data are the rehearsal collection's (rehearsal/playbooks); the steps ship
+        # in playbooks/
+        rehearsal_only = playbook.startswith(("local_standins", "legacy_data"))
+        where = REPO / ("rehearsal/playbooks" if rehearsal_only else "playbooks")
+        cmd = [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), str(where / playbook),
                "-i", str(REPO / "inventories" / "local"), "-e", "@%s" % self.vars_file] + list(extra)
         return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(REPO), timeout=900)
 

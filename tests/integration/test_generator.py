@@ -9,7 +9,7 @@ import json
 import subprocess
 
 import pytest
-from ansible_collections.carbot.migration.plugins.module_utils import legacy_data
+from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data
 from conftest import REPO, SUPERUSER_PASSWORD
 
 SCALE = 0.02
@@ -291,7 +291,7 @@ def run_module(database, check=False, **args):
                   login_user=database.user, login_password=SUPERUSER_PASSWORD, ssl_mode="disable",
                   schema_sql=str(REPO / "sql/legacy/schema.sql"),
                   generator_sql=str(REPO / "sql/legacy/generate.sql"), **args)
-    argv = [str(REPO / ".venv/bin/ansible"), "localhost", "-m", "carbot.migration.legacy_generate",
+    argv = [str(REPO / ".venv/bin/ansible"), "localhost", "-m", "carbot.rehearsal.legacy_generate",
             "-a", json.dumps(params), "--one-line"] + (["--check"] if check else [])
     out = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode in (0, 2), out.stderr + out.stdout

@@ -6,7 +6,7 @@ import socket
 
 import psycopg2
 import pytest
-from ansible_collections.carbot.migration.plugins.module_utils.local_cluster import (
+from ansible_collections.carbot.rehearsal.plugins.module_utils.local_cluster import (
     ClusterError,
     LocalCluster,
     find_bindir,
@@ -58,7 +58,7 @@ def test_a_busy_port_is_a_clear_error(tmp_path):
 
 
 def test_missing_binaries_name_the_package(tmp_path, monkeypatch):
-    from ansible_collections.carbot.migration.plugins.module_utils import local_cluster
+    from ansible_collections.carbot.rehearsal.plugins.module_utils import local_cluster
 
     monkeypatch.setenv("CARBOT_PG_BINDIR", str(tmp_path))  # an empty directory: no initdb there
     monkeypatch.setattr(local_cluster.glob, "glob", lambda pattern: [])

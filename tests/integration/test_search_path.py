@@ -139,7 +139,9 @@ def test_database_level_switch_seen_from_fresh_app_session_and_back(switch_db):
     assert result["verification"]["ok"], result["verification"]
     assert result["verification"]["resolved_schema"] == "carbot_v2"
     assert result["verification"]["write_schema"] == "carbot_v2"
-    assert result["effective"] == {"role": db.app_role, "level": "database", "search_path": "carbot_v2, public"}
+    assert result["effective"] == {"role": db.app_role, "level": "database", "search_path": "carbot_v2, public",
+                                   "names": ["carbot_v2", "public"]}
+    assert result["settings"]["database"] == ["carbot_v2", "public"]
     assert result["previous"] == {"database": None, "roles": {}}
     assert result["overrides"] == []
     assert fresh_app_view(db) == ("carbot_v2, public", "carbot_v2")
@@ -391,3 +393,41 @@ def test_role_handles_a_role_level_override_and_a_rerun_changes_nothing(switch_d
     assert undo.returncode == 0, undo.stdout[-4000:]
     assert raw_settings(db) == before and fresh_app_view(db) == ("public", "public")
     assert recap_changed(run_role(db, tmp_path, "undo").stdout) == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# state=read: the settings as lists, for playbooks that must not parse pg_db_role_setting themselves
+# ----------------------------------------------------------------------------------------------
+def test_read_returns_every_level_as_lists_and_changes_nothing(legacy_db):
+    """No target schema needed; quoted names kept, unquoted folded; the app's effective path and its level."""
+    db = legacy_db
+    db.app_role = make_app_role(db, grant_v2=False)
+    empty = run_module("search_path", module_args(db, state="read", app_password=None))
+    assert empty["changed"] is False and not empty.get("failed"), empty
+    # (other tests' roles may have role-level settings: ALTER ROLE is cluster-wide)
+    assert empty["settings"]["database"] is None and db.app_role not in empty["settings"]["roles"]
+    assert empty["effective"]["level"] is None and empty["effective"]["names"] is None
+
+    db.query('ALTER DATABASE "%s" SET search_path TO %%s, %%s' % db.dbname, ("Carbot V2", "public"))
+    db.query('ALTER ROLE "%s" SET search_path TO "$user", Legacy' % db.app_role)
+    db.query('ALTER ROLE "%s" IN DATABASE "%s" SET search_path TO %%s' % (db.app_role, db.dbname), ("x,y",))
+    before = raw_settings(db)
+    got = run_module("search_path", module_args(db, state="read", app_password=None))
+    assert not got.get("failed"), got
+    assert got["settings"]["database"] == ["Carbot V2", "public"]
+    assert got["settings"]["roles"][db.app_role] == {"role": ["$user", "legacy"], "role_in_database": ["x,y"]}
+    assert got["current"]["database"] == '"Carbot V2", public'
+    assert got["effective"] == {"role": db.app_role, "level": "role_in_database", "search_path": '"x,y"',
+                                "names": ["x,y"]}
+    assert got["executed_queries"] == [] and raw_settings(db) == before
+    db.query('ALTER ROLE "%s" IN DATABASE "%s" RESET search_path' % (db.app_role, db.dbname))
+    db.query('ALTER ROLE "%s" RESET search_path' % db.app_role)
+    db.query('ALTER DATABASE "%s" RESET search_path' % db.dbname)
+
+
+def test_read_fails_cleanly_when_the_database_is_unreachable(legacy_db):
+    db = legacy_db
+    db.app_role = "nobody"
+    got = run_module("search_path", module_args(db, state="read", app_password=None, login_port=1,
+                                                connect_timeout=2))
+    assert got.get("failed") is True and "cannot connect" in got["msg"] and db.password not in json.dumps(got)

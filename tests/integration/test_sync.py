@@ -23,7 +23,7 @@ def module_params(db, **extra):
 
 def build_migrated(db, scale=0.005, install=True):
     """Legacy data, target schema and mapping, forward triggers, copy, foreign keys."""
-    from ansible_collections.carbot.migration.plugins.module_utils import legacy_data
+    from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data
     conn = db.connect(autocommit=False)
     with conn.cursor() as cur:
         cur.execute((REPO / "sql" / "legacy" / "schema.sql").read_text())

@@ -7,7 +7,8 @@ rolled back after the check, so the copy stays intact for the next column.
 """
 
 import pytest
-from ansible_collections.carbot.migration.plugins.module_utils import copy_engine, legacy_data, mapping, validation
+from ansible_collections.carbot.migration.plugins.module_utils import copy_engine, mapping, validation
+from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data
 from conftest import REPO
 from psycopg2 import sql
 

@@ -15,7 +15,10 @@ import sys
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-DB_MODULES = sorted(p.stem for p in (REPO / "plugins" / "modules").glob("*.py")
+# (collection, module): carbot.migration's and the rehearsal collection's (rehearsal/, carbot.rehearsal)
+COLLECTIONS = (("migration", REPO), ("rehearsal", REPO / "rehearsal"))
+DB_MODULES = sorted((collection, p.stem) for collection, root in COLLECTIONS
+                    for p in (root / "plugins" / "modules").glob("*.py")
                     if "module_utils import db" in p.read_text() or "module_utils.db import" in p.read_text())
 EXTRA = {"gdpr": {"action": "verify"}}
 BLOCK = ("import sys\n"
@@ -23,27 +26,29 @@ BLOCK = ("import sys\n"
          "    sys.modules[_name] = None\n")
 
 
-def run_without_psycopg2(tmp_path, name, args):
+def run_without_psycopg2(tmp_path, name, args, collection="migration"):
     (tmp_path / "sitecustomize.py").write_text(BLOCK)
     args_file = tmp_path / "args.json"
     args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
     env = dict(os.environ, PYTHONPATH="%s:%s" % (tmp_path, REPO / ".collections"))
-    done = subprocess.run([sys.executable, "-m", "ansible_collections.carbot.migration.plugins.modules." + name,
-                           str(args_file)], cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=60)
+    module = "ansible_collections.carbot.%s.plugins.modules.%s" % (collection, name)
+    done = subprocess.run([sys.executable, "-m", module, str(args_file)], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=60)
     out = done.stdout.strip()
     assert out.startswith("{"), "%s printed no JSON result:\n%s%s" % (name, done.stdout, done.stderr[-2000:])
     return json.loads(out)
 
 
 def test_every_database_module_is_listed():
-    assert {"app_privileges", "db_backup", "sequences", "schema_apply", "data_copy"} <= set(DB_MODULES)
+    names = {name for _collection, name in DB_MODULES}
+    assert {"app_privileges", "db_backup", "sequences", "schema_apply", "data_copy", "legacy_generate"} <= names
 
 
-@pytest.mark.parametrize("name", DB_MODULES)
-def test_missing_psycopg2_is_reported_by_missing_required_lib(tmp_path, name):
+@pytest.mark.parametrize("collection,name", DB_MODULES)
+def test_missing_psycopg2_is_reported_by_missing_required_lib(tmp_path, collection, name):
     args = {"login_db": "carbot", **EXTRA.get(name, {})}
     for _ in range(5):  # fill in whatever the module requires, as plain strings
-        result = run_without_psycopg2(tmp_path, name, args)
+        result = run_without_psycopg2(tmp_path, name, args, collection)
         missing = re.match(r"missing required arguments: (.*)", result.get("msg", ""))
         if not missing:
             break

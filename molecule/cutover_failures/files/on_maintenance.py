@@ -47,7 +47,7 @@ def main(argv):
     elif action == "restart-db":
         repo = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".collections"))
         sys.path.insert(0, repo)
-        from ansible_collections.carbot.migration.plugins.module_utils.local_cluster import LocalCluster
+        from ansible_collections.carbot.rehearsal.plugins.module_utils.local_cluster import LocalCluster
 
         cluster = LocalCluster(argv[3])
         cluster._run(["pg_ctl", "restart", "-w", "-m", "fast", "-D", cluster.data_dir, "-l", cluster.log_file, "-s"])
