@@ -14,6 +14,7 @@ import tempfile
 import uuid
 
 import psycopg2
+import psycopg2.sql
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -91,6 +92,26 @@ def make_database(pg_cluster):
         return Database(admin.host, admin.port, name, admin.user, admin.password)
 
     return factory
+
+
+@pytest.fixture(autouse=True)
+def _reset_cluster_wide_role_settings(request):
+    """A role's settings for all databases (``ALTER ROLE r SET ...`` without ``IN DATABASE``) live in the cluster,
+    not in a test's database: one test's override would be seen in every later test's database on the session
+    cluster (assess reports it as a no-go, search_path lists it as an override). Reset them after each test."""
+    yield
+    if "pg_cluster" not in request.fixturenames:
+        return
+    facts = request.getfixturevalue("pg_cluster")
+    conn = Database(facts["host"], facts["port"], "postgres", facts["superuser"], facts["password"]).connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT r.rolname FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole "
+                        "WHERE s.setdatabase = 0")
+            for (role,) in cur.fetchall():
+                cur.execute(psycopg2.sql.SQL("ALTER ROLE {} RESET ALL").format(psycopg2.sql.Identifier(role)))
+    finally:
+        conn.close()
 
 
 def load_sql_file(db, path):
