@@ -70,7 +70,7 @@ SELECT chat_session_uuid(g.workshop_id, g.kunde_id) AS id,
 
 CREATE OR REPLACE VIEW map_chat_messages AS
 SELECT m.id,
-       chat_session_uuid(m.workshop_id, m.kunde_id) AS session_id,
+       uuid_v3_from_md5(k.session_md5) AS session_id,    -- = chat_session_uuid(m.workshop_id, m.kunde_id)
        m.workshop_id,
        CASE WHEN pl._src_key IS NOT NULL AND pl._quarantine_reason IS NULL THEN m.lead_id END AS lead_id,
        chat_sender_map(m.sender)::chat_sender AS sender,
@@ -85,6 +85,11 @@ SELECT m.id,
            unknown_value('chat_messages.sender', m.sender, chat_sender_map(m.sender), false)
        ) AS _quarantine_reason
   FROM chat_messages m
+ -- chat_session_uuid's digest, once per row (020_keys.sql, uuid_v3_from_md5, says why); NULL when either part is
+ -- NULL, as the STRICT function returns
+ CROSS JOIN LATERAL (SELECT pg_catalog.md5(pg_catalog.decode('b05a01f83ffe3aaf9af904ffba2dd566', 'hex')
+                            || pg_catalog.convert_to('chat_session:' || m.workshop_id::text || '/' || m.kunde_id, 'UTF8'))
+                        AS session_md5 OFFSET 0) k
   LEFT JOIN map_leads pl ON pl._src_key = m.lead_id
   LEFT JOIN map_workshops pw ON pw._src_key = m.workshop_id;
 
