@@ -51,14 +51,16 @@ SELECT n.id,
   LEFT JOIN map_leads pl ON pl._src_key = n.lead_id;
 
 -- Derived: one session per legacy conversation (workshop_id, kunde_id) whose workshop migrates;
--- id = chat_session_uuid(workshop_id, kunde_id), the same function map_chat_messages uses.
+-- id = chat_session_uuid(workshop_id, kunde_id), the id map_chat_messages gives its messages; both views compute
+-- the function's digest once per row and format it with uuid_v3_from_md5 (020_keys.sql says why). The sync's
+-- lookup by (workshop_id, client_key) still filters inside the grouped subquery.
 CREATE OR REPLACE VIEW map_chat_sessions AS
-SELECT chat_session_uuid(g.workshop_id, g.kunde_id) AS id,
+SELECT uuid_v3_from_md5(k.session_md5) AS id,           -- = chat_session_uuid(g.workshop_id, g.kunde_id)
        g.workshop_id,
        g.kunde_id AS client_key,
        g.started_at,
        g.last_message_at,
-       chat_session_uuid(g.workshop_id, g.kunde_id) AS _src_key,
+       uuid_v3_from_md5(k.session_md5) AS _src_key,
        NULL::text AS _quarantine_reason
   FROM (SELECT m.workshop_id, m.kunde_id,
                pg_catalog.min(m.created_at) AS started_at,
@@ -66,11 +68,14 @@ SELECT chat_session_uuid(g.workshop_id, g.kunde_id) AS id,
           FROM chat_messages m
          WHERE m.workshop_id IS NOT NULL AND m.kunde_id IS NOT NULL
          GROUP BY m.workshop_id, m.kunde_id) g
+ CROSS JOIN LATERAL (SELECT pg_catalog.md5(pg_catalog.decode('b05a01f83ffe3aaf9af904ffba2dd566', 'hex')
+                            || pg_catalog.convert_to('chat_session:' || g.workshop_id::text || '/' || g.kunde_id, 'UTF8'))
+                        AS session_md5 OFFSET 0) k
  WHERE EXISTS (SELECT 1 FROM map_workshops p WHERE p._src_key = g.workshop_id AND p._quarantine_reason IS NULL);
 
 CREATE OR REPLACE VIEW map_chat_messages AS
 SELECT m.id,
-       chat_session_uuid(m.workshop_id, m.kunde_id) AS session_id,
+       uuid_v3_from_md5(k.session_md5) AS session_id,    -- = chat_session_uuid(m.workshop_id, m.kunde_id)
        m.workshop_id,
        CASE WHEN pl._src_key IS NOT NULL AND pl._quarantine_reason IS NULL THEN m.lead_id END AS lead_id,
        chat_sender_map(m.sender)::chat_sender AS sender,
@@ -85,6 +90,11 @@ SELECT m.id,
            unknown_value('chat_messages.sender', m.sender, chat_sender_map(m.sender), false)
        ) AS _quarantine_reason
   FROM chat_messages m
+ -- chat_session_uuid's digest, once per row (020_keys.sql, uuid_v3_from_md5, says why); NULL when either part is
+ -- NULL, as the STRICT function returns
+ CROSS JOIN LATERAL (SELECT pg_catalog.md5(pg_catalog.decode('b05a01f83ffe3aaf9af904ffba2dd566', 'hex')
+                            || pg_catalog.convert_to('chat_session:' || m.workshop_id::text || '/' || m.kunde_id, 'UTF8'))
+                        AS session_md5 OFFSET 0) k
   LEFT JOIN map_leads pl ON pl._src_key = m.lead_id
   LEFT JOIN map_workshops pw ON pw._src_key = m.workshop_id;
 
