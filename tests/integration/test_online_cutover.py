@@ -222,6 +222,13 @@ def assert_every_write_on_both_sides(db, writers):
 
 def test_a_failing_rollout_is_rolled_back_and_nothing_is_lost_then_the_online_cutover(night):
     db = night
+    # 0. A dry run (--check) of the online night changes nothing: no role, no Secret, the same Deployment and path.
+    dry = cutover(db, "--check", "-e", "k8s_rollout_image=%s" % NEW_IMAGE)
+    assert dry.returncode == 0, (dry.stdout + dry.stderr)[-6000:]
+    assert db.scalar("SELECT count(*) FROM pg_roles WHERE rolname = %s", (db.new_role,)) == 0
+    assert deployment(db)["spec"]["template"]["spec"]["containers"][0]["image"] == OLD_IMAGE
+    assert database_path(db) == "" and db.api.api.maintenance.changes() == []
+
     # 1. The rollout fails halfway: the old pods keep serving, the new one never starts.
     run, stats, writers, since = run_with_writers(db, "-e", "k8s_rollout_image=%s" % FAILING_IMAGE)
     out = run.stdout + run.stderr
