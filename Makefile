@@ -9,6 +9,8 @@ VENV   := $(CURDIR)/.venv
 BIN    := $(VENV)/bin
 SCALE  ?= 0.1
 SEED   ?= 42
+# maintenance (the write-freeze night) or online (no write freeze, docs/online_cutover.md)
+MODE   ?= maintenance
 INVENTORY ?= inventories/local
 
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
@@ -32,8 +34,8 @@ $(VENV)/.installed: requirements.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $@
 
-rehearsal: setup rehearsal-clean ## full local rehearsal from nothing (SCALE=0.1 by default; SCALE=1 for production volumes)
-	$(BIN)/ansible-playbook rehearsal/playbooks/rehearsal.yml -i $(INVENTORY) -e legacy_db_scale=$(SCALE) -e legacy_db_seed=$(SEED)
+rehearsal: setup rehearsal-clean ## full local rehearsal from nothing (SCALE=0.1 by default; SCALE=1 for production volumes; MODE=online: no write freeze)
+	$(BIN)/ansible-playbook rehearsal/playbooks/$(if $(filter online,$(MODE)),rehearsal_online.yml,rehearsal.yml) -i $(INVENTORY) -e legacy_db_scale=$(SCALE) -e legacy_db_seed=$(SEED)
 
 rehearsal-clean: setup ## stop the stand-ins and remove the local rehearsal cluster
 	$(BIN)/ansible-playbook rehearsal/playbooks/rehearsal_clean.yml -i $(INVENTORY)

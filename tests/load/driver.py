@@ -10,6 +10,13 @@ same statement (the scripts' ``\\if :journal`` branches), so that ``verify()`` c
 not a single write was lost: for each journaled key, the other side holds exactly what the mapping says.
 
 Run it by hand: ``python tests/load/driver.py --dbname carbot --port 5432 --mode legacy --rate 30 --seconds 60``.
+
+The online cutover (issue 17) runs one writer per app version: ``--user carbot_app --server-path`` (old pods: the
+legacy scripts, the schema the server gives the role) and ``--user carbot_app_v2 --server-path --wait-for-role``
+(new pods: the v2 scripts; the role exists only once the cutover prepared it). ``--serve-while-image-other-than
+IMG`` (with ``--kubeconfig``, ``--deployment ns/name``) ends the old writer once no ready pod of another image is
+left, as old pods end during a rolling update; ``--connect-per-transaction`` (pgbench ``-C``) gives every
+transaction a fresh session, as a pool that validates its connections does. Failed writes are counted per writer.
 """
 
 import argparse
@@ -111,7 +118,8 @@ class LoadRun:
     """pgbench at ``rate`` transactions/s in ``segment``-second runs until stop(), plus a long reader."""
 
     def __init__(self, conn_kwargs, mode="legacy", rate=30, clients=4, threads=2, journal=True, segment=5,
-                 reader_table="leads", reader_hold=5.0, search_path=None, duration=None, log=None):
+                 reader_table="leads", reader_hold=5.0, search_path=None, duration=None, log=None,
+                 server_path=False, wait_for_role=False, connect_per_transaction=False, serve_while=None):
         self.conn_kwargs = dict(conn_kwargs)
         self.mode, self.rate, self.clients, self.threads = mode, rate, clients, threads
         self.journal, self.segment, self.duration = journal, segment, duration
@@ -125,19 +133,38 @@ class LoadRun:
         self.proc = None
         self.log = log
         self.started_at = None
+        # online cutover: the role's own (server-side) search_path, a role that appears later, pods that end
+        self.server_path, self.wait_for_role = server_path, wait_for_role
+        self.connect_per_transaction, self.serve_while = connect_per_transaction, serve_while
+        self.waited_for_role = 0.0
+        self.ended_because = None
 
     def setup(self):
         conn = psycopg2.connect(**self.conn_kwargs)
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute(JOURNAL_DDL)
+            cur.execute("SELECT to_regclass('carbot_load.journal') IS NOT NULL")
+            if not cur.fetchone()[0]:  # an app role writes an existing journal (granted), it creates nothing
+                cur.execute(JOURNAL_DDL)
         conn.close()
+
+    def _role_ready(self):
+        try:
+            psycopg2.connect(**self.conn_kwargs).close()
+            return True
+        except psycopg2.OperationalError:
+            return False
 
     def _argv(self, seconds):
         argv = [pgbench_path(), "-n", "-M", "prepared", "-c", str(self.clients), "-j", str(self.threads),
                 "-T", str(int(seconds)), "-R", str(self.rate), "-D", "journal=%d" % (1 if self.journal else 0),
                 "-h", str(self.conn_kwargs.get("host", "127.0.0.1")), "-p", str(self.conn_kwargs.get("port", 5432)),
                 "-U", self.conn_kwargs.get("user", "postgres")]
+        if self.connect_per_transaction:
+            argv.append("-C")
+        if self.server_path:
+            # the online cutover's writers retry deadlocks and serialization failures as the app does (pgbench 15)
+            argv += ["--max-tries", "10"]
         for path, weight in scripts(self.mode):
             argv += ["-f", "%s@%d" % (path, weight)]
         argv.append(self.conn_kwargs["dbname"])
@@ -147,13 +174,21 @@ class LoadRun:
         env = dict(os.environ)
         if self.conn_kwargs.get("password"):
             env["PGPASSWORD"] = self.conn_kwargs["password"]
-        env["PGOPTIONS"] = "-c search_path=%s" % self.search_path.replace(" ", "")
+        if not self.server_path:
+            env["PGOPTIONS"] = "-c search_path=%s" % self.search_path.replace(" ", "")
         env["PGAPPNAME"] = "carbot load %s" % self.mode
         return env
 
     def _loop(self):
         deadline = time.monotonic() + self.duration if self.duration else None
         while not self.stopping.is_set():
+            if self.wait_for_role and not self._role_ready():
+                self.waited_for_role += 0.5
+                self.stopping.wait(0.5)
+                continue
+            if self.serve_while is not None and not self.serve_while():
+                self.ended_because = "no pod of this version serves any more"
+                break
             seconds = self.segment
             if deadline is not None:
                 seconds = min(seconds, deadline - time.monotonic())
@@ -173,7 +208,7 @@ class LoadRun:
             self.runs.append(rec)
 
     def start(self):
-        if self.journal:
+        if self.journal and not self.wait_for_role:
             self.setup()
         self.started_at = time.monotonic()
         if self.reader:
@@ -207,6 +242,8 @@ class LoadRun:
             "mode": self.mode, "segments": len(self.runs), "transactions": tx,
             "failed": sum(r["failed"] for r in self.runs), "tps": round(tx / secs, 1),
             "latency_ms": round(latency, 3), "errors": self.errors[:3],
+            "user": self.conn_kwargs.get("user"), "server_path": self.server_path,
+            "waited_for_role_s": self.waited_for_role, "ended_because": self.ended_because,
             "reader_holds": self.reader.holds if self.reader else 0,
             "reader_error": self.reader.error if self.reader else None,
         }
@@ -215,8 +252,10 @@ class LoadRun:
 # ------------------------------------------------------------------------------------ verification
 def journal_entries(conn, mode):
     with conn.cursor() as cur:
-        cur.execute("SELECT tbl, key, count(*) FROM carbot_load.journal WHERE mode LIKE %s GROUP BY 1, 2",
-                    ("public%" if mode == "legacy" else "carbot_v2%",))
+        # mode is the writer's search_path: 'public', '"$user", public' (an app role on the server's path) or
+        # 'carbot_v2, public'
+        cur.execute("SELECT tbl, key, count(*) FROM carbot_load.journal WHERE (mode LIKE 'carbot_v2%%') = %s "
+                    "GROUP BY 1, 2", (mode != "legacy",))
         return cur.fetchall()
 
 
@@ -278,6 +317,28 @@ def verify(conn, mode="legacy", legacy="public", mapping_schema="carbot_migratio
     return {"checked": sum(len(v) for v in keys.values()), "writes": sum(n for _t, _k, n in entries), "lost": lost}
 
 
+def old_pods_serve(kubeconfig, context, deployment, new_image):
+    """A check: some ready pod of the Deployment runs an image other than ``new_image`` (read through the API)."""
+    from kubernetes import client, config  # the kubernetes client kubernetes.core uses; only needed here
+    namespace, name = deployment.split("/", 1)
+    api = client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig, context=context))
+    apps = client.AppsV1Api(api.api_client)
+    selector = ",".join("%s=%s" % kv for kv in sorted(
+        apps.read_namespaced_deployment(name, namespace).spec.selector.match_labels.items()))
+
+    def check():
+        try:
+            pods = api.list_namespaced_pod(namespace, label_selector=selector).items
+        except Exception:  # noqa: BLE001 - the API briefly away: keep serving
+            return True
+        for pod in pods:
+            ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+            if ready and any(c.image != new_image for c in pod.spec.containers):
+                return True
+        return False
+    return check
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -291,11 +352,26 @@ def main():
     parser.add_argument("--no-journal", action="store_true")
     parser.add_argument("--reader-table", default="leads")
     parser.add_argument("--summary", help="write the summary (JSON) here")
+    parser.add_argument("--segment", type=float, default=5, help="seconds per pgbench run")
+    parser.add_argument("--server-path", action="store_true",
+                        help="no search_path from the client: the role's server-side settings decide")
+    parser.add_argument("--wait-for-role", action="store_true", help="wait until --user can log in")
+    parser.add_argument("--connect-per-transaction", action="store_true", help="pgbench -C")
+    parser.add_argument("--serve-while-image-other-than", metavar="IMAGE",
+                        help="end once no ready pod of an image other than IMAGE is left (old pods, rolling update)")
+    parser.add_argument("--kubeconfig")
+    parser.add_argument("--context")
+    parser.add_argument("--deployment", help="namespace/name")
     args = parser.parse_args()
     kwargs = {"host": args.host, "port": args.port, "user": args.user, "dbname": args.dbname,
               "password": os.environ.get("PGPASSWORD", "")}
+    serve_while = None
+    if args.serve_while_image_other_than:
+        serve_while = old_pods_serve(args.kubeconfig, args.context, args.deployment, args.serve_while_image_other_than)
     run = LoadRun(kwargs, mode=args.mode, rate=args.rate, clients=args.clients, journal=not args.no_journal,
-                  reader_table=args.reader_table or None, duration=args.seconds or None)
+                  reader_table=args.reader_table or None, duration=args.seconds or None, segment=args.segment,
+                  server_path=args.server_path, wait_for_role=args.wait_for_role,
+                  connect_per_transaction=args.connect_per_transaction, serve_while=serve_while)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

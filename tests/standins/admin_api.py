@@ -23,7 +23,9 @@ GET      /health                 no     200 ``{"ok": true, "service", "uptime_s"
 GET      /health/database        no     200/503 ``{"ok", "search_path", "resolved_schema", "table",
                                         "can_write", "current_user", "database", "latency_ms",
                                         "error"}``; ``?expect_schema=carbot_v2`` makes ok=false when
-                                        the table resolves elsewhere
+                                        the table resolves elsewhere; ``?app_version=new`` checks as
+                                        the new app version's role (``--db-dsn-new-file``; online
+                                        cutover: new pods connect as their own role), 404 without it
 GET      /health/migrations      yes    200/503 ``{"ok", "schema", "tables": [...], "summary":
                                         {state: n}, "reason", "error", "latency_ms"}``;
                                         ``?expect_tables=N`` makes ok=false with fewer rows
@@ -368,7 +370,7 @@ class AdminApi:
     """The application behind the HTTP handler: configuration, state and the database checks."""
 
     def __init__(self, token, db_dsn, status_dsn=None, state_file=None, target_schema="carbot_v2",
-                 health_table="leads", connect_timeout=5, statement_timeout_ms=5000):
+                 health_table="leads", connect_timeout=5, statement_timeout_ms=5000, new_db_dsn=None):
         if not token:
             raise ValueError("the admin API token must not be empty")
         if not db_dsn:
@@ -376,6 +378,8 @@ class AdminApi:
         self.token = token
         self._db_dsn = db_dsn
         self._status_dsn = status_dsn or db_dsn
+        # The new app version's role (online cutover: old and new pods connect as different roles).
+        self._new_db_dsn = new_db_dsn
         self.target_schema = target_schema
         self.health_table = health_table
         self.connect_timeout = connect_timeout
@@ -385,7 +389,7 @@ class AdminApi:
         self.log = RequestLog()
         self.started = time.time()
         self.stopping = threading.Event()
-        self._secrets = [token] + [parse_dsn(d).get("password") for d in (db_dsn, self._status_dsn)]
+        self._secrets = [token] + [parse_dsn(d).get("password") for d in (db_dsn, self._status_dsn, new_db_dsn) if d]
 
     def scrub(self, text):
         """An error text with every known secret masked (libpq can echo parts of a bad DSN)."""
@@ -411,13 +415,21 @@ class AdminApi:
                         (str(self.statement_timeout_ms), str(min(self.statement_timeout_ms, 2000))))
         return conn
 
-    def check_database(self, expect_schema=None):
+    def check_database(self, expect_schema=None, app_version=None):
+        """The health as the app's role sees it; ``app_version='new'``: as the new version's role."""
+        if app_version not in (None, "", "old", "new"):
+            raise HttpError(400, "app_version must be 'old' or 'new'")
+        dsn = self._db_dsn
+        if app_version == "new":
+            if not self._new_db_dsn:
+                raise HttpError(404, "no new app version configured (--db-dsn-new-file)")
+            dsn = self._new_db_dsn
         started = time.monotonic()
         result = {"ok": False, "search_path": None, "resolved_schema": None, "table": self.health_table,
                   "can_write": False, "current_user": None, "database": None, "latency_ms": None, "error": None}
         conn = None
         try:
-            conn = self._connect(self._db_dsn)
+            conn = self._connect(dsn)
             with conn.cursor() as cur:
                 cur.execute("SELECT pg_catalog.current_setting('search_path'), current_user,"
                             " pg_catalog.current_database()")
@@ -662,7 +674,8 @@ class _Handler(BaseHTTPRequestHandler):
         return 200, {"ok": True, "service": SERVICE, "uptime_s": round(time.time() - self.api.started, 1)}, {}
 
     def _route_health_database(self, method, raw, query, entry):
-        result = self.api.check_database(expect_schema=(query.get("expect_schema") or [None])[0])
+        result = self.api.check_database(expect_schema=(query.get("expect_schema") or [None])[0],
+                                         app_version=(query.get("app_version") or [None])[0])
         return (200 if result["ok"] else 503), result, {}
 
     def _route_health_migrations(self, method, raw, query, entry):
@@ -772,6 +785,8 @@ def main(argv=None):
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (see --ready-file)")
     parser.add_argument("--token-file", help="file holding the bearer token (else $%s)" % ENV_TOKEN)
     parser.add_argument("--db-dsn-file", help="libpq DSN of the application role (else $%s)" % ENV_DB_DSN)
+    parser.add_argument("--db-dsn-new-file",
+                        help="DSN of the new app version's role (online cutover; /health/database?app_version=new)")
     parser.add_argument("--status-dsn-file",
                         help="DSN for reading migration_status (else $%s, else the app DSN)" % ENV_STATUS_DSN)
     parser.add_argument("--state-file", help="JSON file persisting maintenance state across restarts")
@@ -786,7 +801,8 @@ def main(argv=None):
     api = AdminApi(_secret(args.token_file, ENV_TOKEN, "token"),
                    _secret(args.db_dsn_file, ENV_DB_DSN, "database DSN"),
                    status_dsn=_secret(args.status_dsn_file, ENV_STATUS_DSN, None),
-                   state_file=args.state_file, target_schema=args.target_schema, health_table=args.health_table)
+                   state_file=args.state_file, target_schema=args.target_schema, health_table=args.health_table,
+                   new_db_dsn=_secret(args.db_dsn_new_file, "CARBOT_ADMIN_API_DB_DSN_NEW", None))
     if args.ready_file and os.path.exists(args.ready_file):
         os.unlink(args.ready_file)
     server = AdminApiServer((args.host, args.port), api)

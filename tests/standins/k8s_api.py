@@ -42,7 +42,10 @@ What it serves
   maxSurge/maxUnavailable (and Recreate), pods that become ready ``pod_ready_seconds`` after they are
   created, the Deployment status fields and the Available/Progressing conditions with the real reasons
   (NewReplicaSetCreated, FoundNewReplicaSet, ReplicaSetUpdated, NewReplicaSetAvailable,
-  ProgressDeadlineExceeded), ``revisionHistoryLimit`` clean-up and ``paused``. Pods of an image whose
+  ProgressDeadlineExceeded), ``revisionHistoryLimit`` clean-up and ``paused``. A rolling update keeps old and
+  new pods side by side for about replicas x ``pod_ready_seconds`` (maxSurge 1, maxUnavailable 0), and
+  ``GET /_standin/rollout-timeline`` (not a Kubernetes API) lists, change by change, how many pods of each
+  revision exist and are ready: the online cutover's rollout timeline. Pods of an image whose
   tag contains the fail marker (``fail`` by default) never become ready (ImagePullBackOff), so the
   rollout stalls and turns ProgressDeadlineExceeded after ``progressDeadlineSeconds``.
 * Optional persistence to a JSON state file, so a restarted server keeps its objects.
@@ -97,6 +100,8 @@ DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
 MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 HASH_LABEL = "pod-template-hash"
+# The stand-in's record of which revision's pods were ready when (GET, same auth; ``?since=<epoch>``).
+TIMELINE_PATH = "/_standin/rollout-timeline"
 # Deployment annotations the controller never copies to its ReplicaSets (deployment/util annotationsToSkip).
 ANNOTATIONS_TO_SKIP = {LAST_APPLIED, REVISION, REVISION_HISTORY, DESIRED_REPLICAS, MAX_REPLICAS,
                        "deprecated.deployment.rollback.to"}
@@ -758,6 +763,28 @@ class DeploymentController:
     def __init__(self, api, pod_ready_seconds=0.5, fail_marker="fail"):
         self.api, self.store = api, api.store
         self.pod_ready_seconds, self.fail_marker = pod_ready_seconds, fail_marker
+        # Which revision's pods exist and are ready, over time (the online cutover's rollout timeline):
+        # one entry per change, {"ts", "time", "deployment", "revisions": {rev: {"image", "pods", "ready"}}}.
+        self.timeline = deque(maxlen=10000)
+        self._last_seen = {}
+
+    def record_timeline(self):
+        """Append an entry for each Deployment whose pods per revision (count, ready, image) changed."""
+        for deployment in self.store.list(DEPLOYMENTS):
+            key = "%s/%s" % (deployment["metadata"].get("namespace"), deployment["metadata"]["name"])
+            revisions = {}
+            for rs in self.owned(REPLICASETS, deployment):
+                pods = self.owned(PODS, rs)
+                if not pods:
+                    continue
+                containers = (rs["spec"]["template"].get("spec") or {}).get("containers") or [{}]
+                revisions[str(revision_of(rs))] = {"image": containers[0].get("image"), "pods": len(pods),
+                                                   "ready": sum(1 for p in pods if self.pod_is_ready(p))}
+            if self._last_seen.get(key) != revisions:
+                self._last_seen[key] = revisions
+                now = time.time()
+                self.timeline.append({"ts": round(now, 3), "time": now_rfc3339(now), "deployment": key,
+                                      "revisions": revisions})
 
     def image_fails(self, pod_spec):
         if not self.fail_marker:
@@ -772,6 +799,7 @@ class DeploymentController:
             for rs in list(self.store.list(REPLICASETS)):
                 self.sync_replicaset(rs)
             self.update_pods()
+            self.record_timeline()
 
     def _write(self, rtype, obj, before):
         if obj != before:
@@ -1584,6 +1612,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if not self._authorized():
                 self._body()  # drain it so the connection stays usable
                 raise ApiError(401, "Unauthorized", "Unauthorized")
+            if method == "GET" and path == TIMELINE_PATH:  # the stand-in's own record, not a Kubernetes API
+                since = float(query.get("since") or 0)
+                with self.api.store.lock:
+                    entries = [dict(e) for e in self.api.controller.timeline if e["ts"] >= since]
+                self._send_json(200, {"timeline": entries})
+                return
             body = self._body() if method in ("POST", "PUT", "PATCH", "DELETE") else None
             if method == "GET" and self._discovery(path):
                 return
