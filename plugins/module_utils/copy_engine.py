@@ -69,6 +69,7 @@ import uuid
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from ansible_collections.carbot.migration.plugins.module_utils import db, sync
+from ansible_collections.carbot.migration.plugins.module_utils import schemas
 
 try:
     import psycopg2
@@ -656,8 +657,8 @@ def pending_statement(spec, quarantine):
 class CopyEngine:
     """Copies the mapped tables; see the module docstring for the guarantees."""
 
-    def __init__(self, conn_params, legacy_schema="public", mapping_schema="carbot_migration",
-                 target_schema="carbot_v2", tables=None, selected=None, batch_size=None, workers=None,
+    def __init__(self, conn_params, legacy_schema=schemas.LEGACY_SCHEMA, mapping_schema=schemas.MAPPING_SCHEMA,
+                 target_schema=schemas.TARGET_SCHEMA, tables=None, selected=None, batch_size=None, workers=None,
                  progress_file=None, max_retries=10, adaptive=None, on_progress=None, retry_base=0.2):
         self.conn_params = dict(conn_params)
         self.legacy_schema, self.mapping_schema, self.target_schema = legacy_schema, mapping_schema, target_schema

@@ -16,7 +16,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils import db, schemas
 
 DONE_STATES = ("copied",)
 END_STATES = ("copied", "failed")
@@ -31,7 +31,7 @@ def follow_argument_spec():
         check_interval=dict(type="float", default=1.0),
         timeout=dict(type="int", default=43200),
         cleanup=dict(type="bool", default=True),
-        target_schema=dict(type="str", default="carbot_v2"),
+        **schemas.schema_argument_spec("target_schema"),
         tables=dict(type="list", elements="str", default=[]),
     )
     return spec

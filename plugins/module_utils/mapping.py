@@ -45,6 +45,8 @@ import json
 import os
 import uuid
 
+from ansible_collections.carbot.migration.plugins.module_utils import schemas
+
 try:
     from psycopg2 import sql
     HAS_PSYCOPG2 = True
@@ -256,7 +258,8 @@ def ensure_schema(conn, name):
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(name)))
 
 
-def apply_all(conn, sql_dir, target_schema="carbot_v2", mapping_schema="carbot_migration", legacy_schema="public"):
+def apply_all(conn, sql_dir, target_schema=schemas.TARGET_SCHEMA, mapping_schema=schemas.MAPPING_SCHEMA,
+              legacy_schema=schemas.LEGACY_SCHEMA):
     """Create both schemas and apply sql/v2 then sql/mapping (in the caller's transaction).
 
     The one way to build the target and the mapping: schema_apply and the tests use it.

@@ -28,6 +28,8 @@ import datetime
 import json
 import statistics
 
+from ansible_collections.carbot.migration.plugins.module_utils import schemas
+
 try:
     from psycopg2 import sql
 except ImportError:  # pragma: no cover - reported by the module
@@ -300,7 +302,8 @@ def criteria(results, sizes, speedup_target=SPEEDUP_TARGET, size_target=SIZE_RED
     return out
 
 
-def run(conn, legacy_schema="public", target_schema="carbot_v2", queries=("dashboard", "appointments"),
+def run(conn, legacy_schema=schemas.LEGACY_SCHEMA, target_schema=schemas.TARGET_SCHEMA,
+        queries=("dashboard", "appointments"),
         sample_size=10, workshops=None, runs=5, period_days=90, until=None, analyze=True,
         speedup_target=SPEEDUP_TARGET, size_target=SIZE_REDUCTION_TARGET, index_target=INDEX_USAGE_TARGET):
     """The whole performance test on an open connection (autocommit off)."""

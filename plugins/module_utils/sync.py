@@ -52,6 +52,7 @@ import random
 import time
 
 from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils import schemas
 
 try:
     from psycopg2 import sql
@@ -131,8 +132,8 @@ def _join(parts, sep=", "):
 class Plan:
     """The declaration resolved against the catalog: columns, key types, legacy columns."""
 
-    def __init__(self, conn, legacy_schema="public", mapping_schema="carbot_migration", target_schema="carbot_v2",
-                 tables=None):
+    def __init__(self, conn, legacy_schema=schemas.LEGACY_SCHEMA, mapping_schema=schemas.MAPPING_SCHEMA,
+                 target_schema=schemas.TARGET_SCHEMA, tables=None):
         from ansible_collections.carbot.migration.plugins.module_utils import mapping
         self.legacy, self.mapping, self.target = legacy_schema, mapping_schema, target_schema
         self.tables = list(tables if tables is not None else mapping.TABLES)
@@ -933,7 +934,8 @@ def existing_functions(conn, schema):
         return cur.fetchall()
 
 
-def status(conn, legacy_schema="public", mapping_schema="carbot_migration", target_schema="carbot_v2"):
+def status(conn, legacy_schema=schemas.LEGACY_SCHEMA, mapping_schema=schemas.MAPPING_SCHEMA,
+           target_schema=schemas.TARGET_SCHEMA):
     """Which tables carry which triggers, enabled or not: {direction: {table: {row, truncate, enabled}}}."""
     from ansible_collections.carbot.migration.plugins.module_utils import mapping
     out = {}

@@ -36,6 +36,7 @@ import re
 import time
 
 from ansible_collections.carbot.migration.plugins.module_utils import copy_engine
+from ansible_collections.carbot.migration.plugins.module_utils import schemas
 
 try:
     from psycopg2 import sql
@@ -202,9 +203,9 @@ def _key_out(values):
 class Validator:
     """Runs the selected checks over the mapping declaration; every statement is read-only."""
 
-    def __init__(self, conn, legacy_schema="public", mapping_schema="carbot_migration", target_schema="carbot_v2",
-                 tables=None, selected=None, chunk_rows=DEFAULT_CHUNK_ROWS, max_keys=20, consent_columns=None,
-                 quality_max_invalid=0, progress=None):
+    def __init__(self, conn, legacy_schema=schemas.LEGACY_SCHEMA, mapping_schema=schemas.MAPPING_SCHEMA,
+                 target_schema=schemas.TARGET_SCHEMA, tables=None, selected=None, chunk_rows=DEFAULT_CHUNK_ROWS,
+                 max_keys=20, consent_columns=None, quality_max_invalid=0, progress=None):
         self.conn = conn
         # a job_progress.ProgressFile (or anything with update(**fields)): check and table at hand, for the
         # operator following the job (carbot.migration.job_follow); None: no progress

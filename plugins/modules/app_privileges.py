@@ -38,19 +38,13 @@ version_added: 1.0.0
 author: CarBot operations (@carbot)
 extends_documentation_fragment:
   - carbot.migration.postgres
+  - carbot.migration.schemas.legacy
+  - carbot.migration.schemas.target
 options:
   app_role:
     description: The application's role (C(carbot_app_db_user)).
     type: str
     required: true
-  target_schema:
-    description: The enterprise schema (C(carbot_target_schema)).
-    type: str
-    default: carbot_v2
-  legacy_schema:
-    description: The legacy schema (C(carbot_legacy_schema)).
-    type: str
-    default: public
   check_only:
     description: Report what is missing; grant nothing.
     type: bool
@@ -150,6 +144,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.carbot.migration.plugins.module_utils import cutover_db as cdb
 from ansible_collections.carbot.migration.plugins.module_utils import db
 from ansible_collections.carbot.migration.plugins.module_utils.db import sql
+from ansible_collections.carbot.migration.plugins.module_utils.schemas import schema_argument_spec
 
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 SEQUENCE_PRIVILEGES = ("USAGE", "SELECT", "UPDATE")
@@ -374,8 +369,7 @@ def main():
     argument_spec = db.postgres_argument_spec()
     argument_spec.update(
         app_role=dict(type="str", required=True),
-        target_schema=dict(type="str", default="carbot_v2"),
-        legacy_schema=dict(type="str", default="public"),
+        **schema_argument_spec("target_schema", "legacy_schema"),
         check_only=dict(type="bool", default=False),
         table_privileges=dict(type="list", elements="str", choices=list(TABLE_PRIVILEGES)),
         new_table_privileges=dict(type="list", elements="str", choices=list(TABLE_PRIVILEGES),

@@ -151,12 +151,13 @@ import datetime
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.carbot.migration.plugins.module_utils import assess as assess_lib
 from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils.schemas import LEGACY_SCHEMA
 
 
 def main():
     spec = db.postgres_argument_spec()
     spec.update(
-        schema=dict(type="str", default="public"),
+        schema=dict(type="str", default=LEGACY_SCHEMA),
         backup_dir=dict(type="path", required=True),
         safety_factor=dict(type="float", default=1.5),
         required_extensions=dict(type="list", elements="str", default=[]),

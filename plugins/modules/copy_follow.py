@@ -30,6 +30,7 @@ version_added: 1.1.0
 author: CarBot operations (@carbot)
 extends_documentation_fragment:
   - carbot.migration.postgres
+  - carbot.migration.schemas.target
 options:
   jid:
     description: The async job id of the copy (C(ansible_job_id) of the task that started it).
@@ -54,9 +55,7 @@ options:
     type: bool
     default: true
   target_schema:
-    description: Schema holding C(migration_status).
-    type: str
-    default: carbot_v2
+    description: Schema holding C(migration_status) (the target schema, C(carbot_target_schema)).
   tables:
     description: Target tables to show; V([]) for every table.
     type: list

@@ -32,6 +32,7 @@ version_added: 1.0.0
 author: CarBot operations (@carbot)
 extends_documentation_fragment:
   - carbot.migration.postgres
+  - carbot.migration.schemas
 options:
   mode:
     description:
@@ -40,18 +41,6 @@ options:
     type: str
     choices: [copy, progress]
     default: copy
-  target_schema:
-    description: Schema of the enterprise tables (C(carbot_target_schema)).
-    type: str
-    default: carbot_v2
-  mapping_schema:
-    description: Schema of the projection views (C(carbot_mapping_schema)).
-    type: str
-    default: carbot_migration
-  legacy_schema:
-    description: Schema of the legacy tables (C(carbot_legacy_schema)).
-    type: str
-    default: public
   tables:
     description:
       - Target tables to copy; default all tables of the mapping declaration.
@@ -166,6 +155,7 @@ elapsed:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils.schemas import schema_argument_spec
 
 try:
     from ansible_collections.carbot.migration.plugins.module_utils import copy_engine
@@ -180,9 +170,7 @@ def argument_spec():
     spec = db.postgres_argument_spec()
     spec.update(
         mode=dict(type="str", default="copy", choices=["copy", "progress"]),
-        target_schema=dict(type="str", default="carbot_v2"),
-        mapping_schema=dict(type="str", default="carbot_migration"),
-        legacy_schema=dict(type="str", default="public"),
+        **schema_argument_spec("target_schema", "mapping_schema", "legacy_schema"),
         tables=dict(type="list", elements="str", default=[]),
         batch_size=dict(type="int"),
         workers=dict(type="int"),

@@ -34,20 +34,14 @@ version_added: 1.0.0
 author: CarBot operations (@carbot)
 extends_documentation_fragment:
   - carbot.migration.postgres
+  - carbot.migration.schemas.legacy
+  - carbot.migration.schemas.target
 options:
   action:
     description: What to do.
     type: str
     choices: [verify, retention, erase]
     required: true
-  legacy_schema:
-    description: Schema of the legacy tables (C(carbot_legacy_schema)).
-    type: str
-    default: public
-  target_schema:
-    description: Schema of the enterprise tables (C(carbot_target_schema)).
-    type: str
-    default: carbot_v2
   analytics_retention_days:
     description: V(retention) analytics events older than this many days are deleted.
     type: int
@@ -168,6 +162,7 @@ carbot_report:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils.schemas import schema_argument_spec
 from ansible_collections.carbot.migration.plugins.module_utils import gdpr
 
 
@@ -175,8 +170,7 @@ def main():
     spec = db.postgres_argument_spec()
     spec.update(
         action=dict(type="str", required=True, choices=["verify", "retention", "erase"]),
-        legacy_schema=dict(type="str", default="public"),
-        target_schema=dict(type="str", default="carbot_v2"),
+        **schema_argument_spec("legacy_schema", "target_schema"),
         analytics_retention_days=dict(type="int", default=395),
         ip_retention_days=dict(type="int", default=90),
         reference_time=dict(type="str"),

@@ -110,6 +110,7 @@ carbot_report:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils.schemas import TARGET_SCHEMA
 
 EXTENSION = "pg_stat_statements"
 
@@ -226,7 +227,7 @@ def main():
                       default=["statements", "missing_indexes"]),
         top=dict(type="int", default=10),
         query_chars=dict(type="int", default=200),
-        schemas=dict(type="list", elements="str", default=["carbot_v2"]),
+        schemas=dict(type="list", elements="str", default=[TARGET_SCHEMA]),
         min_seq_tup_read=dict(type="int", default=10000),
         create_extension=dict(type="bool", default=False),
         extension_schema=dict(type="str"),

@@ -33,15 +33,9 @@ version_added: 1.0.0
 author: CarBot operations (@carbot)
 extends_documentation_fragment:
   - carbot.migration.postgres
+  - carbot.migration.schemas.legacy
+  - carbot.migration.schemas.target
 options:
-  legacy_schema:
-    description: Schema of the legacy tables (C(carbot_legacy_schema)).
-    type: str
-    default: public
-  target_schema:
-    description: Schema of the enterprise tables (C(carbot_target_schema)).
-    type: str
-    default: carbot_v2
   queries:
     description: The critical queries to run.
     type: list
@@ -162,14 +156,14 @@ carbot_report:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils.schemas import schema_argument_spec
 from ansible_collections.carbot.migration.plugins.module_utils import performance
 
 
 def main():
     spec = db.postgres_argument_spec()
     spec.update(
-        legacy_schema=dict(type="str", default="public"),
-        target_schema=dict(type="str", default="carbot_v2"),
+        **schema_argument_spec("legacy_schema", "target_schema"),
         queries=dict(type="list", elements="str", choices=sorted(performance.QUERIES),
                      default=["dashboard", "appointments"]),
         sample_size=dict(type="int", default=10),

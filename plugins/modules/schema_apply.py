@@ -34,19 +34,8 @@ version_added: 1.0.0
 author: CarBot operations (@carbot)
 extends_documentation_fragment:
   - carbot.migration.postgres
+  - carbot.migration.schemas
 options:
-  target_schema:
-    description: Schema of the enterprise tables (C(carbot_target_schema)).
-    type: str
-    default: carbot_v2
-  mapping_schema:
-    description: Schema of the rule functions and projection views (C(carbot_mapping_schema)).
-    type: str
-    default: carbot_migration
-  legacy_schema:
-    description: Schema of the 25 legacy tables (C(carbot_legacy_schema)).
-    type: str
-    default: public
   sql_dir:
     description:
       - Root of the collection's C(sql/) directory on the host that runs the module (it holds C(v2/) and
@@ -145,6 +134,7 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.carbot.migration.plugins.module_utils import db, mapping, sync
+from ansible_collections.carbot.migration.plugins.module_utils.schemas import schema_argument_spec
 
 try:
     from psycopg2 import sql
@@ -207,9 +197,7 @@ def enum_types_of(sql_dir):
 def main():
     argument_spec = db.postgres_argument_spec()
     argument_spec.update(
-        target_schema=dict(type="str", default="carbot_v2"),
-        mapping_schema=dict(type="str", default="carbot_migration"),
-        legacy_schema=dict(type="str", default="public"),
+        **schema_argument_spec("target_schema", "mapping_schema", "legacy_schema"),
         sql_dir=dict(type="path", required=True),
         foreign_keys=dict(type="str", default="none", choices=["none", "not_valid", "validated"]),
         max_retries=dict(type="int", default=10),

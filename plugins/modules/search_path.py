@@ -48,6 +48,8 @@ version_added: 1.0.0
 author: CarBot operations (@carbot)
 extends_documentation_fragment:
   - carbot.migration.postgres
+  - carbot.migration.schemas.legacy
+  - carbot.migration.schemas.target
 options:
   state:
     description:
@@ -59,12 +61,6 @@ options:
     default: target
   target_schema:
     description: The enterprise schema (C(carbot_target_schema)); it also holds the state table.
-    type: str
-    default: carbot_v2
-  legacy_schema:
-    description: The legacy schema (C(carbot_legacy_schema)).
-    type: str
-    default: public
   search_path:
     description: The path set by V(target); default O(target_schema) then O(legacy_schema).
     type: list
@@ -225,6 +221,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.carbot.migration.plugins.module_utils import cutover_db as cdb
 from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils.schemas import schema_argument_spec
 
 STATE_KEY = "search_path"
 
@@ -555,8 +552,7 @@ def main():
     argument_spec = db.postgres_argument_spec()
     argument_spec.update(
         state=dict(type="str", default="target", choices=["target", "legacy", "read"]),
-        target_schema=dict(type="str", default="carbot_v2"),
-        legacy_schema=dict(type="str", default="public"),
+        **schema_argument_spec("target_schema", "legacy_schema"),
         search_path=dict(type="list", elements="str"),
         app_role=dict(type="str", required=True),
         app_password=dict(type="str", no_log=True),

@@ -32,15 +32,9 @@ version_added: 1.0.0
 author: CarBot operations (@carbot)
 extends_documentation_fragment:
   - carbot.migration.postgres
+  - carbot.migration.schemas.legacy
+  - carbot.migration.schemas.target
 options:
-  target_schema:
-    description: The enterprise schema (C(carbot_target_schema)).
-    type: str
-    default: carbot_v2
-  legacy_schema:
-    description: The legacy schema (C(carbot_legacy_schema)).
-    type: str
-    default: public
   check_only:
     description: Report the columns and what is not aligned, change nothing, never fail for a finding.
     type: bool
@@ -144,6 +138,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.carbot.migration.plugins.module_utils import cutover_db as cdb
 from ansible_collections.carbot.migration.plugins.module_utils import db
 from ansible_collections.carbot.migration.plugins.module_utils.db import sql
+from ansible_collections.carbot.migration.plugins.module_utils.schemas import schema_argument_spec
 
 OWNER_SQL = """
 SELECT n.nspname, c.relname, a.attname
@@ -383,8 +378,7 @@ class Aligner:
 def main():
     argument_spec = db.postgres_argument_spec()
     argument_spec.update(
-        target_schema=dict(type="str", default="carbot_v2"),
-        legacy_schema=dict(type="str", default="public"),
+        **schema_argument_spec("target_schema", "legacy_schema"),
         check_only=dict(type="bool", default=False),
         sequence_owned_by=dict(type="str", default="legacy", choices=["legacy", "target"]),
         replaced_sequences=dict(type="str", default="keep", choices=["keep", "drop"]),

@@ -26,6 +26,7 @@ version_added: 1.0.0
 author: CarBot operations (@carbot)
 extends_documentation_fragment:
   - carbot.migration.postgres
+  - carbot.migration.schemas
 options:
   directions:
     description: Which trigger sets must be present and enabled.
@@ -60,18 +61,6 @@ options:
     description: At most this many differing keys per table are named (and repaired).
     type: int
     default: 1000
-  legacy_schema:
-    description: Schema of the legacy tables (C(carbot_legacy_schema)).
-    type: str
-    default: public
-  target_schema:
-    description: Schema of the enterprise tables (C(carbot_target_schema)).
-    type: str
-    default: carbot_v2
-  mapping_schema:
-    description: Schema of the projection views (C(carbot_mapping_schema)).
-    type: str
-    default: carbot_migration
   fail_on_problem:
     description: Fail the task when a trigger is missing, a table is not copied or validation finds differences.
     type: bool
@@ -152,6 +141,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.carbot.migration.plugins.module_utils import db
 from ansible_collections.carbot.migration.plugins.module_utils import messages
+from ansible_collections.carbot.migration.plugins.module_utils.schemas import schema_argument_spec
 
 try:
     from ansible_collections.carbot.migration.plugins.module_utils import sync, validation
@@ -194,9 +184,7 @@ def main():
         repair=dict(type="bool", default=False),
         repair_from=dict(type="str", choices=["legacy", "target"], default="legacy"),
         max_keys=dict(type="int", default=1000, no_log=False),
-        legacy_schema=dict(type="str", default="public"),
-        target_schema=dict(type="str", default="carbot_v2"),
-        mapping_schema=dict(type="str", default="carbot_migration"),
+        **schema_argument_spec("legacy_schema", "target_schema", "mapping_schema"),
         fail_on_problem=dict(type="bool", default=True),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)

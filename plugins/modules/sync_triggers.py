@@ -43,6 +43,7 @@ version_added: 1.0.0
 author: CarBot operations (@carbot)
 extends_documentation_fragment:
   - carbot.migration.postgres
+  - carbot.migration.schemas
 options:
   state:
     description:
@@ -57,18 +58,8 @@ options:
     type: str
     choices: [forward, reverse, both]
     default: forward
-  legacy_schema:
-    description: Schema of the legacy tables (C(carbot_legacy_schema)).
-    type: str
-    default: public
-  target_schema:
-    description: Schema of the enterprise tables (C(carbot_target_schema)).
-    type: str
-    default: carbot_v2
   mapping_schema:
     description: Schema of the projection views; the trigger functions live there too (C(carbot_mapping_schema)).
-    type: str
-    default: carbot_migration
   sql_dir:
     description:
       - Directory holding the reverse projections (C(sql/sync/) of the collection), applied when the reverse
@@ -149,6 +140,7 @@ msg:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.carbot.migration.plugins.module_utils import db
 from ansible_collections.carbot.migration.plugins.module_utils import messages
+from ansible_collections.carbot.migration.plugins.module_utils.schemas import schema_argument_spec
 
 try:
     from ansible_collections.carbot.migration.plugins.module_utils import sync
@@ -180,9 +172,7 @@ def main():
     spec.update(
         state=dict(type="str", choices=["present", "absent"], default="present"),
         direction=dict(type="str", choices=["forward", "reverse", "both"], default="forward"),
-        legacy_schema=dict(type="str", default="public"),
-        target_schema=dict(type="str", default="carbot_v2"),
-        mapping_schema=dict(type="str", default="carbot_migration"),
+        **schema_argument_spec("legacy_schema", "target_schema", "mapping_schema"),
         max_attempts=dict(type="int", default=30),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)

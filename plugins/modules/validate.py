@@ -36,6 +36,7 @@ version_added: 1.0.0
 author: CarBot operations (@carbot)
 extends_documentation_fragment:
   - carbot.migration.postgres
+  - carbot.migration.schemas
 options:
   checks:
     description: The checks to run, in this order.
@@ -43,18 +44,6 @@ options:
     elements: str
     choices: [counts, checksums, integrity, quality, consent, unmapped, changes]
     default: [counts, checksums, integrity, quality, consent, unmapped]
-  target_schema:
-    description: Schema of the enterprise tables (C(carbot_target_schema)).
-    type: str
-    default: carbot_v2
-  mapping_schema:
-    description: Schema of the projection views (C(carbot_mapping_schema)).
-    type: str
-    default: carbot_migration
-  legacy_schema:
-    description: Schema of the legacy tables (C(carbot_legacy_schema)).
-    type: str
-    default: public
   tables:
     description: Target tables to check (counts, checksums, quality, consent); default all of the mapping.
     type: list
@@ -174,6 +163,7 @@ carbot_report:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.carbot.migration.plugins.module_utils import db, job_progress
+from ansible_collections.carbot.migration.plugins.module_utils.schemas import schema_argument_spec
 
 try:
     from ansible_collections.carbot.migration.plugins.module_utils import validation
@@ -191,9 +181,7 @@ def main():
     spec.update(
         # changes: only for the final sync check (the sync's change log), not a default
         checks=dict(type="list", elements="str", choices=CHECKS, default=[c for c in CHECKS if c != "changes"]),
-        target_schema=dict(type="str", default="carbot_v2"),
-        mapping_schema=dict(type="str", default="carbot_migration"),
-        legacy_schema=dict(type="str", default="public"),
+        **schema_argument_spec("target_schema", "mapping_schema", "legacy_schema"),
         tables=dict(type="list", elements="str", default=[]),
         chunk_rows=dict(type="int", default=10000),
         max_keys=dict(type="int", default=20, no_log=False),

@@ -34,6 +34,8 @@ version_added: 1.1.0
 author: CarBot operations (@carbot)
 extends_documentation_fragment:
   - carbot.migration.postgres
+  - carbot.migration.schemas.legacy
+  - carbot.migration.schemas.target
 options:
   role:
     description: The new app version's role (C(carbot_app_v2_db_user)).
@@ -53,14 +55,6 @@ options:
     description: The old app's role (C(carbot_app_db_user)); O(role) becomes a member and inherits its privileges.
     type: str
     required: true
-  target_schema:
-    description: The enterprise schema (C(carbot_target_schema)).
-    type: str
-    default: carbot_v2
-  legacy_schema:
-    description: The legacy schema (C(carbot_legacy_schema)).
-    type: str
-    default: public
   search_path:
     description: The role's path in this database; default O(target_schema) then O(legacy_schema).
     type: list
@@ -127,6 +121,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.carbot.migration.plugins.module_utils import cutover_db as cdb
 from ansible_collections.carbot.migration.plugins.module_utils import db
 from ansible_collections.carbot.migration.plugins.module_utils.db import sql
+from ansible_collections.carbot.migration.plugins.module_utils.schemas import schema_argument_spec
 
 MASK = "********"
 
@@ -216,8 +211,7 @@ def main():
         password=dict(type="str", required=True, no_log=True),
         update_password=dict(type="str", choices=["always", "on_create"], default="always"),
         app_role=dict(type="str", required=True),
-        target_schema=dict(type="str", default="carbot_v2"),
-        legacy_schema=dict(type="str", default="public"),
+        **schema_argument_spec("target_schema", "legacy_schema"),
         search_path=dict(type="list", elements="str"),
         verify=dict(type="bool", default=True),
         verify_table=dict(type="str", default="leads"),
