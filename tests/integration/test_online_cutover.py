@@ -17,6 +17,7 @@ unqualified names (issue 17).
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import threading
@@ -297,5 +298,80 @@ def test_a_failing_rollout_is_rolled_back_and_nothing_is_lost_then_the_online_cu
     for tag, s in stats.items():
         assert s["failed"] == 0 and s["committed"] > 0, (tag, s)
     assert stats[writers[1].tag]["schemas"] == ["carbot_v2"]
+    assert_every_write_on_both_sides(db, writers)
+    assert_valid(db)
+
+
+def playbook_pids(db):
+    """This module's ansible-playbook processes: the main one and its workers (same command line; the workers
+    call setsid(), so they outlive a kill of the main process's group)."""
+    marker = ("@%s" % db.vars_file).encode()
+    pids = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and marker in argv:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_an_online_cutover_killed_in_the_middle_of_its_rollout_is_finished_by_a_rerun(night):
+    """The worst moment for an online cutover to die: old and new pods serve together, the database-level
+    search_path not switched yet. kill -9 of ansible-playbook (and its workers) there; a rerun must finish the
+    night (every pod new, the path switched) and every write of both versions must be on both sides."""
+    db = night
+    assert deployment(db)["spec"]["template"]["spec"]["containers"][0]["image"] == OLD_IMAGE  # after the rollback
+    keys = [str(r[0]) for r in db.query("SELECT id FROM carbot_v2.customers ORDER BY id LIMIT 4")]
+    writers = [Writer(db, db.app_role, OLD_PASSWORD, keys, "old-%s" % uuid.uuid4().hex[:6],
+                      alive=lambda: old_pods_serve(db)),
+               Writer(db, db.new_role, NEW_PASSWORD, keys, "new-%s" % uuid.uuid4().hex[:6])]
+    for w in writers:
+        w.start()
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_LOCAL_TEMP=str(db.work / "ansible-tmp"), CARBOT_REPORTS_DIR=str(db.work / "reports"),
+               PATH="/usr/lib/postgresql/15/bin:" + os.environ["PATH"])
+    log = db.work / "killed-run.log"
+    with log.open("w") as handle:
+        first = subprocess.Popen([str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "-i",
+                                  str(db.inventory), "-e", "@%s" % db.vars_file, "-e", "cutover_mode=online",
+                                  "-e", "k8s_rollout_image=%s" % NEW_IMAGE, str(REPO / "playbooks" / "cutover.yml")],
+                                 cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def both_versions_ready():
+        with db.k8s.api.store.lock:
+            last = [e for e in db.k8s.api.controller.timeline if e["deployment"] == "carbot/carbot-app"][-1:]
+        if not last:
+            return False
+        ready = {r["image"] for r in last[0]["revisions"].values() if r["ready"] > 0}
+        return ready == {OLD_IMAGE, NEW_IMAGE}
+
+    deadline = time.monotonic() + 300
+    while not both_versions_ready():
+        assert first.poll() is None, "the run ended before its rollout overlapped:\n" + log.read_text()[-4000:]
+        assert time.monotonic() < deadline, "no overlap of old and new pods within 300 s"
+        time.sleep(0.1)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(30)
+    for pid in playbook_pids(db):
+        os.kill(pid, signal.SIGKILL)
+    assert database_path(db) == "", "the killed run had switched the database-level path already"
+
+    rerun = cutover(db, "-e", "k8s_rollout_image=%s" % NEW_IMAGE)
+    time.sleep(1)
+    stats = {w.tag: w.stop() for w in writers}
+    out = rerun.stdout + rerun.stderr
+    print("killed, then rerun:", stats)
+    assert rerun.returncode == 0, out[-8000:]
+    assert "Cutover done" in out, out[-4000:]
+    assert deployment(db)["spec"]["template"]["spec"]["containers"][0]["image"] == NEW_IMAGE
+    assert database_path(db) == "search_path=carbot_v2, public"
+    assert db.api.api.maintenance.changes() == []
+    for tag, s in stats.items():
+        assert s["failed"] == 0 and s["committed"] > 0, (tag, s)
     assert_every_write_on_both_sides(db, writers)
     assert_valid(db)
