@@ -114,6 +114,25 @@ def _reset_cluster_wide_role_settings(request):
         conn.close()
 
 
+def playbook_pids(vars_file, playbook=None):
+    """Pids of the ansible-playbook processes run with ``-e @vars_file`` (and, if given, ``playbook``): the main
+    process and its workers, which have the same command line (ansible-core's workers call setsid(), so a kill of
+    the main process's group leaves them running)."""
+    marker = ("@%s" % vars_file).encode()
+    pids = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and marker in argv and (playbook is None or any(a.endswith(playbook.encode()) for a in argv)):
+            pids.append(int(entry.name))
+    return pids
+
+
 def load_sql_file(db, path):
     """Run one SQL file from the repository against ``db``."""
     text = (REPO / path).read_text()

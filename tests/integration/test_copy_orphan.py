@@ -27,6 +27,7 @@ import time
 import pytest
 from ansible_collections.carbot.migration.plugins.module_utils import mapping, sync, validation
 from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data
+from conftest import playbook_pids
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = str(pathlib.Path(sys.executable).parent / "ansible-playbook")
@@ -162,25 +163,6 @@ def rows_done(db):
     return db.scalar("SELECT coalesce(sum(rows_copied + rows_quarantined), 0) FROM carbot_v2.migration_status")
 
 
-def playbook_pids(runs, playbook):
-    """Pids of this test's ansible-playbook processes for ``playbook``: the main process and its workers (which
-    have the same command line; ansible-core's workers call setsid(), so a kill of the main process's group
-    leaves them running)."""
-    marker = ("@%s" % runs.vars_file).encode()
-    pids = []
-    for entry in pathlib.Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and marker in argv and any(a.endswith(playbook.encode()) for a in argv):
-            pids.append(int(entry.name))
-    return pids
-
-
 @pytest.mark.slow
 def test_a_rerun_follows_the_orphaned_copy_and_the_cutover_refuses_beside_it(prepared, tmp_path):
     db = prepared
@@ -200,7 +182,7 @@ def test_a_rerun_follows_the_orphaned_copy_and_the_cutover_refuses_beside_it(pre
         first.wait(30)
         # The killed run's worker that followed the job has its own session: it must stop by itself, not go on
         # following (at the job's end it would remove the job's status file under the rerun's follower).
-        wait_for("the killed run's follower stopping", lambda: not playbook_pids(runs, "migrate.yml"), 30)
+        wait_for("the killed run's follower stopping", lambda: not playbook_pids(runs.vars_file, "migrate.yml"), 30)
         assert async_job_pids(jid), "the async copy job died with ansible-playbook"
         before = rows_done(db)
         wait_for("the orphaned copy making progress", lambda: rows_done(db) > before, 30)
@@ -278,7 +260,7 @@ def test_a_rerun_follows_the_orphaned_copy_and_the_cutover_refuses_beside_it(pre
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(30)
-        for pid in playbook_pids(runs, "migrate.yml"):  # workers outlive their group's kill (setsid)
+        for pid in playbook_pids(runs.vars_file, "migrate.yml"):  # workers outlive their group's kill (setsid)
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

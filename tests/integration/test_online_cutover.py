@@ -26,6 +26,7 @@ import uuid
 
 import psycopg2
 import pytest
+from conftest import playbook_pids
 from test_sync import assert_valid, build_migrated
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -302,24 +303,6 @@ def test_a_failing_rollout_is_rolled_back_and_nothing_is_lost_then_the_online_cu
     assert_valid(db)
 
 
-def playbook_pids(db):
-    """This module's ansible-playbook processes: the main one and its workers (same command line; the workers
-    call setsid(), so they outlive a kill of the main process's group)."""
-    marker = ("@%s" % db.vars_file).encode()
-    pids = []
-    for entry in pathlib.Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and marker in argv:
-            pids.append(int(entry.name))
-    return pids
-
-
 def test_an_online_cutover_killed_in_the_middle_of_its_rollout_is_finished_by_a_rerun(night):
     """The worst moment for an online cutover to die: old and new pods serve together, the database-level
     search_path not switched yet. kill -9 of ansible-playbook (and its workers) there; a rerun must finish the
@@ -357,7 +340,7 @@ def test_an_online_cutover_killed_in_the_middle_of_its_rollout_is_finished_by_a_
         time.sleep(0.1)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(30)
-    for pid in playbook_pids(db):
+    for pid in playbook_pids(db.vars_file):
         os.kill(pid, signal.SIGKILL)
     assert database_path(db) == "", "the killed run had switched the database-level path already"
 
