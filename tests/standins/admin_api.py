@@ -628,15 +628,17 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug in the stand-in: answer 500 and say so, never hang the client
             logger.exception("unhandled error for %s %s", method, path)
             status, body, headers = 500, {"error": "stand-in error: %s" % self.api.scrub(str(exc))}, {}
+        entry["status"] = status
+        entry["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+        # logged before the answer goes out: a client that reads the log right after its answer finds the request
+        # in it (logged after the send, the last request was missing now and then: a race CI caught)
+        if not control:
+            self.api.log.add(entry)
         if status is not None:
             try:
                 self._send(status, body, headers)
             except OSError:  # the client went away (e.g. it timed out during a delay fault)
                 self.close_connection = True
-        entry["status"] = status
-        entry["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
-        if not control:
-            self.api.log.add(entry)
         logger.info("%s %s %s %sms%s", method, path, status if status is not None else "(closed)",
                     entry["duration_ms"], " fault=%s" % entry["fault"] if entry["fault"] else "")
 
