@@ -133,6 +133,34 @@ def playbook_pids(vars_file, playbook=None):
     return pids
 
 
+SEQUENCE_PRIVILEGES = {"USAGE, SELECT": "USAGE, SELECT", "USAGE, SELECT, UPDATE": "USAGE, SELECT, UPDATE", "ALL": "ALL"}
+
+
+def make_app_role(db, password, schemas=("public",), sequences="USAGE, SELECT", name=None, connect=False):
+    """A login role with what the CarBot app has in production (rehearsal/playbooks/legacy_data.yml): DML on every
+    table of ``schemas`` and ``sequences`` privileges on their sequences, nothing else. The name is generated
+    (``app_<hex>``) unless given; ``connect`` also grants CONNECT on the database. Returns the role's name."""
+    role = name or "app_%s" % uuid.uuid4().hex[:8]
+    ident = psycopg2.sql.Identifier(role)
+    conn = db.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(psycopg2.sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s").format(ident), (password,))
+            if connect:
+                cur.execute(psycopg2.sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                    psycopg2.sql.Identifier(db.dbname), ident))
+            for schema in schemas:
+                names = {"schema": psycopg2.sql.Identifier(schema), "role": ident}
+                cur.execute(psycopg2.sql.SQL("GRANT USAGE ON SCHEMA {schema} TO {role}").format(**names))
+                cur.execute(psycopg2.sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} "
+                                             "TO {role}").format(**names))
+                cur.execute(psycopg2.sql.SQL("GRANT {privileges} ON ALL SEQUENCES IN SCHEMA {schema} TO {role}").format(
+                    privileges=psycopg2.sql.SQL(SEQUENCE_PRIVILEGES[sequences]), **names))
+    finally:
+        conn.close()
+    return role
+
+
 def load_sql_file(db, path):
     """Run one SQL file from the repository against ``db``."""
     text = (REPO / path).read_text()

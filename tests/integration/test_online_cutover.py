@@ -26,7 +26,7 @@ import uuid
 
 import psycopg2
 import pytest
-from conftest import playbook_pids
+from conftest import make_app_role, playbook_pids
 from test_sync import assert_valid, build_migrated
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -128,15 +128,8 @@ class Writer(threading.Thread):
 def night(make_database, tmp_path_factory):
     db = make_database("online")
     build_migrated(db, scale=0.005)
-    db.app_role = "app_%s" % uuid.uuid4().hex[:8]
+    db.app_role = make_app_role(db, OLD_PASSWORD, sequences="USAGE, SELECT, UPDATE")
     db.new_role = db.app_role + "_v2"
-    conn = db.connect()
-    with conn.cursor() as cur:  # what the app has in production (rehearsal/playbooks/legacy_data.yml)
-        cur.execute('CREATE ROLE "%s" LOGIN PASSWORD %%s' % db.app_role, (OLD_PASSWORD,))  # generated name
-        cur.execute('GRANT USAGE ON SCHEMA public TO "%s"' % db.app_role)
-        cur.execute('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "%s"' % db.app_role)
-        cur.execute('GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO "%s"' % db.app_role)
-    conn.close()
     work = tmp_path_factory.mktemp("online")
     dsn = "host=%s port=%s dbname=%s user=%%s password=%%s" % (db.host, db.port, db.dbname)
     api = start_admin_api(TOKEN, dsn % (db.app_role, OLD_PASSWORD), status_dsn=db.dsn,

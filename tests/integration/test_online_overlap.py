@@ -19,11 +19,10 @@ test proves the conflict rule of docs/online_cutover.md:
 import random
 import threading
 import time
-import uuid
 
 import psycopg2
 import pytest
-from conftest import run_module_process
+from conftest import make_app_role, run_module_process
 from test_sync import assert_valid, build_migrated, cut_over, module_params
 
 ROUNDS = 120
@@ -38,15 +37,8 @@ def overlap(make_database):
     db = make_database("overlap")
     plan = build_migrated(db, scale=0.01)
     cut_over(db, plan)  # reverse sync and shared id sequences, as the cutover's preflight does
-    db.old_role = "app_%s" % uuid.uuid4().hex[:8]
+    db.old_role = make_app_role(db, OLD_PASSWORD, sequences="USAGE, SELECT, UPDATE")
     db.new_role = db.old_role + "_v2"
-    conn = db.connect()
-    with conn.cursor() as cur:  # what the app has in production (rehearsal/playbooks/legacy_data.yml)
-        cur.execute('CREATE ROLE "%s" LOGIN PASSWORD %%s' % db.old_role, (OLD_PASSWORD,))  # generated name
-        cur.execute('GRANT USAGE ON SCHEMA public TO "%s"' % db.old_role)
-        cur.execute('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "%s"' % db.old_role)
-        cur.execute('GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO "%s"' % db.old_role)
-    conn.close()
     params = dict(module_params(db), ssl_mode="disable")
     params.pop("lock_timeout_ms", None)
     granted = run_module_process("app_privileges", dict(params, app_role=db.old_role))

@@ -10,11 +10,12 @@ import importlib
 import io
 import json
 import pathlib
-import uuid
 
 import psycopg2
+import psycopg2.sql
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from conftest import make_app_role as conftest_make_app_role
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 APP_PASSWORD = "app-test-password"  # a throwaway role on a loopback test cluster, not a secret
@@ -64,16 +65,12 @@ def seed(db, rows=100):
 
 def make_app_role(db):
     """A login role with what the CarBot app has on the legacy schema, and nothing on carbot_v2."""
-    role = "app_%s" % uuid.uuid4().hex[:8]
+    role = conftest_make_app_role(db, APP_PASSWORD, connect=True)
     conn = db.connect()
     with conn.cursor() as cur:
-        cur.execute('CREATE ROLE "%s" LOGIN PASSWORD %%s' % role, (APP_PASSWORD,))  # generated name
-        cur.execute('GRANT CONNECT ON DATABASE "%s" TO "%s"' % (db.dbname, role))
-        cur.execute('GRANT USAGE ON SCHEMA public TO "%s"' % role)
-        cur.execute('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "%s"' % role)
-        cur.execute('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "%s"' % role)
         # The legacy app never deletes audit records: the comparison must carry that over.
-        cur.execute('REVOKE DELETE, UPDATE ON public.audit_logs FROM "%s"' % role)
+        cur.execute(psycopg2.sql.SQL("REVOKE DELETE, UPDATE ON public.audit_logs FROM {}").format(
+            psycopg2.sql.Identifier(role)))
     conn.close()
     return role
 

@@ -16,7 +16,9 @@ import urllib.error
 import urllib.request
 
 import psycopg2
+import psycopg2.sql
 import pytest
+from conftest import make_app_role
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -72,13 +74,10 @@ def roles_db(legacy_db):
     db = legacy_db
     db.query("CREATE SCHEMA carbot_v2; CREATE TABLE carbot_v2.leads (id bigserial PRIMARY KEY, note text)")
     suffix = db.dbname.split("_")[-1]
-    db.old_role, db.new_role = "old_%s" % suffix, "new_%s" % suffix
-    for role in (db.old_role, db.new_role):
-        db.query('CREATE ROLE "%s" LOGIN PASSWORD %%s' % role, (NEW_PASSWORD,))  # generated names
-        db.query('GRANT USAGE ON SCHEMA public, carbot_v2 TO "%s"' % role)
-        db.query('GRANT ALL ON ALL TABLES IN SCHEMA public, carbot_v2 TO "%s"' % role)
-        db.query('GRANT ALL ON ALL SEQUENCES IN SCHEMA public, carbot_v2 TO "%s"' % role)
-    db.query('ALTER ROLE "%s" IN DATABASE "%s" SET search_path TO carbot_v2, public' % (db.new_role, db.dbname))
+    db.old_role, db.new_role = (make_app_role(db, NEW_PASSWORD, schemas=("public", "carbot_v2"), sequences="ALL",
+                                              name="%s_%s" % (version, suffix)) for version in ("old", "new"))
+    db.query(psycopg2.sql.SQL("ALTER ROLE {} IN DATABASE {} SET search_path TO carbot_v2, public").format(
+        psycopg2.sql.Identifier(db.new_role), psycopg2.sql.Identifier(db.dbname)))
     return db
 
 
