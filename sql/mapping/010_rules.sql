@@ -253,8 +253,9 @@ $$;
 -- string or scalar becomes the single element of an array; SQL NULL and JSON null -> NULL.
 -- PARALLEL RESTRICTED, not SAFE: the EXCEPTION block is a subtransaction, which a parallel worker cannot
 -- start ("cannot start subtransactions during a parallel operation" when a parallel scan of leads runs it).
+-- STRICT: SQL NULL is NULL without a call (the views call it after normalise_chat_history_fast, below).
 CREATE OR REPLACE FUNCTION normalise_chat_history(raw jsonb) RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE PARALLEL RESTRICTED AS $$
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL RESTRICTED AS $$
 DECLARE
     parsed jsonb;
 BEGIN
@@ -278,6 +279,26 @@ BEGIN
     END IF;
     RETURN pg_catalog.jsonb_build_array(raw);
 END
+$$;
+
+-- normalise_chat_history_fast(raw): normalise_chat_history's result, one expression that the planner inlines,
+-- for every value but a JSON string that could hold an array or an object (its text starts, after JSON
+-- blanks, with '[' or '{': only such a text can parse to one), JSON null and SQL NULL: NULL for those, and
+-- the views call COALESCE(normalise_chat_history_fast(x), normalise_chat_history(x)). So the plpgsql function
+-- and its subtransaction run only for the strings that need a parse (PostgreSQL 15 has no
+-- pg_input_is_valid); any other string cannot parse to an array or object and becomes [string], as the
+-- function's EXCEPTION branch or scalar result makes it. tests/unit/test_mapping_rules.py checks both agree.
+CREATE OR REPLACE FUNCTION normalise_chat_history_fast(raw jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    -- '[]' || x is [x] for an object or scalar x, as jsonb_build_array(x) is; jsonb_build_array is STABLE,
+    -- and an IMMUTABLE function that calls a STABLE one is not inlined
+    SELECT CASE pg_catalog.jsonb_typeof(raw)
+        WHEN 'array' THEN raw
+        WHEN 'object' THEN '[]'::jsonb || raw
+        WHEN 'number' THEN '[]'::jsonb || raw
+        WHEN 'boolean' THEN '[]'::jsonb || raw
+        WHEN 'string' THEN CASE WHEN (raw #>> '{}') !~ '^[ \t\n\r]*[{[]' THEN '[]'::jsonb || raw END
+    END
 $$;
 
 -- Closed sets ----------------------------------------------------------------------------------
