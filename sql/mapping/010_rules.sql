@@ -119,32 +119,37 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- Names ------------------------------------------------------------------------------------------
--- split_name_fast(name): split_name's result for the common name, one expression that the planner inlines:
--- no comma, a first word that is not a title, and no word that is a particle (rules 2, 3, 5 below do not
--- apply), so the last word is the last name and the words before it the first name. NULL for every other
--- name, which then needs split_name (the views call COALESCE(split_name_fast(x), split_name(x))). The title
--- pattern and the particle list are split_name's, tested on lower(name) as split_name tests lower(word) (a
--- word is a run of non-blanks, as split_name's '\s+' splits it), so both judge a word alike in any locale.
--- Two short regexes, not one: a single pattern of titles and particles cost ~15 us a name (the repeated title
--- group inside an alternation), these two ~1.3 us. Only the first word can be a title (split_name strips
--- leading titles only); a particle anywhere defers (the last word as a particle would not need to: rare).
--- tests/unit/test_mapping_rules.py checks that both agree.
+-- The name as split_name reads it: runs of blanks (the regex class \s) as one space, trimmed; '' for NULL.
+CREATE OR REPLACE FUNCTION squeeze_blanks(raw text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT pg_catalog.btrim(pg_catalog.regexp_replace(COALESCE(raw, ''), '\s+', ' ', 'g'))
+$$;
+
+-- split_name_fast(squeeze_blanks(name)): split_name(name) for the common name, one expression that the planner
+-- inlines: no comma, a first word that is not a title, and no word that is a particle (rules 2, 3, 5 below do
+-- not apply), so the last word is the last name and the words before it the first name. NULL for every other
+-- name, which then needs split_name (the views call COALESCE(split_name_fast(s), split_name(name)) with s =
+-- squeeze_blanks(name) computed once per row). It takes the squeezed name (the words split_name splits; the
+-- parameter is still called raw: CREATE OR REPLACE cannot rename it where the function exists), so that the
+-- regexp_replace runs once per name, not once per use (~1 us each). The title pattern and the particle list
+-- are split_name's, tested on lower(s) as split_name tests lower(word), so both judge a word alike in any
+-- locale. Two short regexes, not one: one pattern of titles and particles needs a regex DFA larger than the
+-- engine's preallocated one, allocated and freed on every call (one minor page fault per name, ~7 us of system
+-- time, in a backend whose heap happens to be trimmed between calls); these two do not. Only the first word
+-- can be a title (split_name strips leading titles only); a particle anywhere defers (the last word as a
+-- particle would not need to: rare). tests/unit/test_mapping_rules.py checks that both agree.
 CREATE OR REPLACE FUNCTION split_name_fast(raw text) RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN pg_catalog.strpos(COALESCE(raw, ''), ',') = 0
-                 AND pg_catalog.lower(COALESCE(raw, '')) !~
-                     '^\s*(?:(?:(?:dr|prof|dipl|ing|med|dent|vet|rer|nat|pol|oec|phil|jur|habil|mag|univ|h\.c)\.-?)+'
-                     '|dr|prof|herr|frau)(?:\s|$)'
-                 AND pg_catalog.lower(COALESCE(raw, '')) !~
-                     '(?:^|\s)(?:von|van|vom|zu|zum|zur|de|der|den|del|della|di|da|du|la|le|ten|ter|dos|das|af)(?:\s|$)'
+    SELECT CASE WHEN pg_catalog.strpos(raw, ',') = 0
+                 AND pg_catalog.lower(raw) !~
+                     '^(?:(?:(?:dr|prof|dipl|ing|med|dent|vet|rer|nat|pol|oec|phil|jur|habil|mag|univ|h\.c)\.-?)+'
+                     '|dr|prof|herr|frau)(?: |$)'
+                 AND pg_catalog.lower(raw) !~
+                     '(?:^| )(?:von|van|vom|zu|zum|zur|de|der|den|del|della|di|da|du|la|le|ten|ter|dos|das|af)(?: |$)'
            THEN ARRAY[NULL,
-                      NULLIF(pg_catalog.left(
-                          pg_catalog.btrim(pg_catalog.regexp_replace(COALESCE(raw, ''), '\s+', ' ', 'g')),
-                          -1 - pg_catalog.length(pg_catalog.split_part(
-                              pg_catalog.btrim(pg_catalog.regexp_replace(COALESCE(raw, ''), '\s+', ' ', 'g')), ' ', -1))),
-                          ''),
-                      NULLIF(pg_catalog.split_part(
-                          pg_catalog.btrim(pg_catalog.regexp_replace(COALESCE(raw, ''), '\s+', ' ', 'g')), ' ', -1), '')
+                      NULLIF(pg_catalog.left(raw, -1 - pg_catalog.length(pg_catalog.split_part(raw, ' ', -1))),
+                             ''),
+                      NULLIF(pg_catalog.split_part(raw, ' ', -1), '')
                      ]::text[]
            END
 $$;
