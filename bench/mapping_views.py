@@ -23,6 +23,11 @@ validation run) and without parallel workers (INSERT ... SELECT, the copy, runs 
 The table is printed worst first: by the larger of the scan cost per row (against 2 us) and the per-key
 latency (against 0.25 ms, about what a primary-key read of a legacy table costs, round trip included).
 
+``--paired OLD_SQL_DIR`` measures an old mapping beside the current one on the same data and session: the
+old ``sql/mapping`` of OLD_SQL_DIR goes into the schema ``carbot_migration_before``, and the full scan of
+every selected view alternates old, new, old, new ... ``--rounds`` times (a loaded machine hits both alike);
+it prints the median and the minimum of each, and their ratio.
+
 ``--snapshot FILE`` writes ``md5(string_agg(v::text, '' ORDER BY <key>))`` of every view (all rows, all
 columns, ``_src_key``/``_quarantine_reason`` included) to FILE; ``--compare-to FILE`` computes the same
 and fails (exit 1) when any view differs: the proof that a rewrite of the views kept their output.
@@ -207,6 +212,63 @@ def badness(rec):
     return max(1000.0 * rec["scan_ms"] / max(rec["rows"], 1) / 2.0, (rec.get("key_ms") or 0.0) / 0.25)
 
 
+BEFORE = "carbot_migration_before"
+
+
+def backend_cpu_ms(pid):
+    """CPU time (user + system) a local server process has used, in ms (/proc; None when not readable)."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
+def paired(port, entries, old_sql_dir, rounds):
+    """Full scan of each view, the old mapping (schema BEFORE) and the current one alternating ``rounds``
+    times on one connection; prints median and minimum of each (ms) and new/old: the wall time of
+    EXPLAIN ANALYZE and, when the cluster is local, the CPU time the server process spent on it (less
+    sensitive to a loaded machine: time spent waiting for a core is not in it)."""
+    conn = connect(port, autocommit=False)
+    mapping.ensure_schema(conn, BEFORE)
+    mapping.apply_sql_files(conn, os.path.join(old_sql_dir, "mapping"), mapping.mapping_search_path(BEFORE, LEGACY,
+                                                                                                     "carbot_v2"))
+    conn.commit()
+    conn.autocommit = True
+    print("paired full scans, %d rounds, load %s (old = %s)" % (rounds, os.getloadavg()[0], old_sql_dir))
+    head = "%-26s %12s %12s %12s %12s %9s %9s" % ("view", "old median", "new median", "old min", "new min",
+                                                 "new/old md", "new/old mn")
+    print(head)
+    print("-" * len(head))
+    with conn.cursor() as cur:
+        cur.execute("SET jit TO off")
+        cur.execute("SET max_parallel_workers_per_gather TO 0")
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+        for entry in entries:
+            took = {(kind, schema): [] for kind in ("wall", "cpu") for schema in (BEFORE, MAPPING)}
+            for _ in range(rounds):
+                for schema in (BEFORE, MAPPING):
+                    cpu0 = backend_cpu_ms(pid)
+                    took["wall", schema].append(explain_analyze(cur, sql.SQL("SELECT * FROM {}").format(
+                        sql.Identifier(schema, entry["view"])))[0])
+                    cpu1 = backend_cpu_ms(pid)
+                    if cpu0 is not None and cpu1 is not None:
+                        took["cpu", schema].append(max(cpu1 - cpu0, 1.0))
+            for kind in ("wall", "cpu"):
+                if not took[kind, BEFORE]:
+                    continue
+                old_md, new_md = statistics.median(took[kind, BEFORE]), statistics.median(took[kind, MAPPING])
+                old_mn, new_mn = min(took[kind, BEFORE]), min(took[kind, MAPPING])
+                print("%-26s %12.1f %12.1f %12.1f %12.1f %9.2f %9.2f" % (
+                    "%s (%s)" % (entry["view"], kind), old_md, new_md, old_mn, new_mn, new_md / old_md,
+                    new_mn / old_mn), flush=True)
+        cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(BEFORE)))
+    print("load at the end %s" % os.getloadavg()[0])
+    conn.close()
+
+
 def report(records):
     head = "%-26s %9s %10s %7s %9s %5s %7s %10s %9s  %s" % (
         "view", "rows", "scan ms", "x src", "key ms", "keys", "x pk", "batch ms", "us/row", "seq scans in key lookup")
@@ -233,6 +295,9 @@ def main():
     parser.add_argument("--snapshot", help="write the per-view output checksums to this file")
     parser.add_argument("--compare-to", help="compare the per-view output checksums with this snapshot")
     parser.add_argument("--no-timing", action="store_true", help="checksums only")
+    parser.add_argument("--paired", metavar="OLD_SQL_DIR",
+                        help="full scans of the old mapping in OLD_SQL_DIR and the current one, alternating")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of --paired")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="leave the cluster running (prints its port)")
     parser.add_argument("--sql-dir", default=str(REPO / "sql"),
@@ -278,7 +343,9 @@ def main():
                     failed = failed or not same
                     print("  %-26s %-7s %s rows" % (name, "same" if same else "DIFFERS", value[1]))
                 print("output identical to %s: %s" % (args.compare_to, "no" if failed else "yes, every view"))
-        if not args.no_timing:
+        if args.paired:
+            paired(port, entries, args.paired, args.rounds)
+        elif not args.no_timing:
             records = measure(port, entries, args.keys, args.batch)
             report(records)
             if args.json:

@@ -173,9 +173,8 @@ MUTATIONS = [
     m("freie-werkstatt-unknown", RULES,
       "WHEN 'freie werkstatt' THEN 'independent'", "WHEN 'freie-werkstatt' THEN 'independent'",
       MAPPING_SQL, "'Freie Werkstatt' is no longer mapped to independent"),
-    m("chat-history-object-kept", RULES,
-      "ELSIF pg_catalog.jsonb_typeof(raw) = 'object' THEN\n        RETURN pg_catalog.jsonb_build_array(raw);",
-      "ELSIF pg_catalog.jsonb_typeof(raw) = 'object' THEN\n        RETURN raw;",
+    m("chat-history-object-kept", RULES,  # the inlined fast path: the views wrap objects there
+      "        WHEN 'object' THEN '[]'::jsonb || raw\n", "        WHEN 'object' THEN raw\n",
       MAPPING_SQL, "a chat history object is not wrapped in an array"),
     m("name-particle-von-dropped", RULES,
       "particles constant text[] := ARRAY['von', 'van',", "particles constant text[] := ARRAY['van',",

@@ -12,6 +12,14 @@ the medians are compared:
 * ``update N notifications, one statement``, ``delete N consent records, one statement``: the same;
 * ``insert N analytics events, N statements``: one row per statement (what the per-row cost is);
 * ``update N appointments, one statement``: a table with children, synced per row.
+
+``--breakdown`` then shows where the per-row sync of that appointments update spends its time: the same update
+(``--breakdown-rows``, default 1,000) on the synced database with the generated functions as installed, without
+the triggers (``session_replication_role = replica``), and with one piece of the generated SQL left out at a time
+(the trigger's ``BEGIN … EXCEPTION`` subtransaction, the change-log insert, the quarantine ``DELETE``, the advisory
+lock, the "was it in the target" probe). Each variant is created inside the measuring transaction, which rolls back:
+nothing is ever installed. It prints the medians of the wall time and of the server process's CPU time (/proc;
+10 ms resolution, hence the many rows). A measurement of what each guarantee costs, not a proposal to drop one.
 """
 
 import argparse
@@ -28,11 +36,10 @@ sys.path.insert(0, os.path.join(REPO, ".collections"))
 import psycopg2  # noqa: E402
 from ansible_collections.carbot.migration.plugins.module_utils import (  # noqa: E402
     copy_engine,
-    legacy_data,
-    local_cluster,
     mapping,
     sync,
 )
+from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data, local_cluster  # noqa: E402
 
 PASSWORD = "carbot-bench"  # loopback-only throwaway cluster
 
@@ -98,11 +105,86 @@ def timed(kw, statements):
     return elapsed
 
 
+def breakdown(kw, n, repeat):
+    """Per-row sync of one UPDATE of ``n`` appointments, without each piece of the generated SQL in turn."""
+    conn = psycopg2.connect(**kw)
+    cur = conn.cursor()
+    cur.execute("SELECT pg_backend_pid()")
+    pid = cur.fetchone()[0]
+    cur.execute("SELECT prosrc FROM pg_proc WHERE oid = 'carbot_migration.carbot_sync_trg_appointments'::regproc")
+    trg = cur.fetchone()[0]
+    cur.execute("SELECT prosrc, pg_get_function_arguments(oid) FROM pg_proc "
+                "WHERE oid = 'carbot_migration.carbot_sync_appointments'::regproc")
+    fn, fn_args = cur.fetchone()
+    cur.execute("SELECT id FROM public.appointments ORDER BY id LIMIT %s", (n,))
+    ids = [r[0] for r in cur.fetchall()]
+    conn.rollback()
+    lines = fn.split("\n")
+
+    def without(prefix, extra=None):
+        body = "\n".join(line for line in lines if not line.startswith(prefix))
+        return body.replace(*extra) if extra else body
+
+    variants = [
+        ("without the triggers", "replica", None, None),
+        ("the per-row sync as installed", None, None, None),
+        ("- the trigger's subtransaction", None, trg[:trg.index("EXCEPTION WHEN")] + "END;\nEND\n", None),
+        ("- the change-log insert", None, None, without('INSERT INTO "carbot_migration"."carbot_sync_changes"')),
+        ("- the quarantine DELETE", None, None, without('DELETE FROM "carbot_v2"."migration_quarantine"')),
+        ("- the advisory lock", None, None, without("PERFORM pg_advisory_xact_lock")),
+        ("- the was-in-target probe", None, None,
+         without("SELECT true INTO v_was", ("v_was := coalesce(v_was, false);", "v_was := true;"))),
+    ]
+    for label, _, trg_body, fn_body in variants:
+        if trg_body == trg or fn_body == fn:  # the generated SQL changed: nothing was left out
+            print("note: %r leaves nothing out (its line is not in the generated SQL any more)" % label)
+    took = {v[0]: [] for v in variants}
+    for _ in range(repeat):
+        for label, role, trg_body, fn_body in variants:
+            if role:
+                cur.execute("SET LOCAL session_replication_role = replica")
+            if trg_body:
+                cur.execute("CREATE OR REPLACE FUNCTION carbot_migration.carbot_sync_trg_appointments() "
+                            "RETURNS trigger LANGUAGE plpgsql AS $f$" + trg_body + "$f$")
+            if fn_body:
+                cur.execute("CREATE OR REPLACE FUNCTION carbot_migration.carbot_sync_appointments(" + fn_args
+                            + ") RETURNS void LANGUAGE plpgsql AS $f$" + fn_body + "$f$")
+            cpu0, t0 = cpu_ms(pid), time.perf_counter()
+            cur.execute("UPDATE public.appointments SET notes = coalesce(notes, '') || 'x' WHERE id = ANY(%s::uuid[])",
+                        (ids,))
+            t1, cpu1 = time.perf_counter(), cpu_ms(pid)
+            conn.rollback()
+            took[label].append(((t1 - t0) * 1000.0, None if cpu0 is None else cpu1 - cpu0))
+    conn.close()
+    print("\nwhere the per-row sync of one UPDATE of %d appointments goes (medians of %d alternating runs, load %.1f)"
+          % (len(ids), repeat, os.getloadavg()[0]))
+    print("%-34s %12s %16s %14s" % ("", "wall", "server CPU", "CPU per row"))
+    for label, values in took.items():
+        wall = statistics.median(v[0] for v in values)
+        cpus = [v[1] for v in values if v[1] is not None]
+        cpu = statistics.median(cpus) if cpus else float("nan")
+        print("%-34s %9.1f ms %13.0f ms %11.0f us" % (label, wall, cpu, 1000.0 * cpu / max(len(ids), 1)))
+
+
+def cpu_ms(pid):
+    """CPU time (user + system) of a local server process in ms, None when /proc does not have it."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=0.2)
     parser.add_argument("--rows", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also: where the per-row sync of an appointments update spends its time")
+    parser.add_argument("--breakdown-rows", type=int, default=1000)
+    parser.add_argument("--only-breakdown", action="store_true", help="skip the comparison (builds one database)")
     args = parser.parse_args()
     base = tempfile.mkdtemp(prefix="carbot-multirow-")
     os.chmod(base, 0o755)
@@ -119,13 +201,14 @@ def main():
         admin.close()
         plain, synced = dict(kw, dbname="bench_plain"), dict(kw, dbname="bench_sync")
         rows = dict(kw, dbname="bench_rows")
-        build(plain, args.scale, False)
         build(synced, args.scale, True)
-        build(rows, args.scale, True, per_row=True)
-        print("scale %s, %d rows a write, medians of %d alternating runs (each rolled back)"
-              % (args.scale, args.rows, args.repeat))
-        print("%-58s %10s %10s %7s %14s %7s" % ("", "without", "with", "ratio", "per-row sync", "ratio"))
-        for label, statements in kinds(args.rows):
+        if not args.only_breakdown:
+            build(plain, args.scale, False)
+            build(rows, args.scale, True, per_row=True)
+            print("scale %s, %d rows a write, medians of %d alternating runs (each rolled back)"
+                  % (args.scale, args.rows, args.repeat))
+            print("%-58s %10s %10s %7s %14s %7s" % ("", "without", "with", "ratio", "per-row sync", "ratio"))
+        for label, statements in ([] if args.only_breakdown else kinds(args.rows)):
             without, with_, per_row = [], [], []
             for _ in range(args.repeat):
                 without.append(timed(plain, statements))
@@ -134,6 +217,8 @@ def main():
             a, b, c = statistics.median(without), statistics.median(with_), statistics.median(per_row)
             print("%-58s %8.1f ms %8.1f ms %6.2fx %11.1f ms %6.2fx" % (label, a * 1000, b * 1000, b / a,
                                                                       c * 1000, c / a))
+        if args.breakdown or args.only_breakdown:
+            breakdown(synced, args.breakdown_rows, args.repeat)
     finally:
         cluster.ensure_absent()
         shutil.rmtree(base, ignore_errors=True)

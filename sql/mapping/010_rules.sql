@@ -119,28 +119,37 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- Names ------------------------------------------------------------------------------------------
--- split_name_fast(name): split_name's result for the common name, one expression that the planner inlines:
--- no comma and no token that is a title or a particle (rules 2, 3, 5 below do not apply), so the last word is
--- the last name and the words before it the first name. NULL for every other name, which then needs
--- split_name (the views call COALESCE(split_name_fast(x), split_name(x))). The title and particle lists are
--- split_name's; a token is tested in lower case as split_name does ('İ' stands beside 'i' because lower('İ')
--- is 'i' in glibc's UTF-8 locales). tests/unit/test_mapping_rules.py checks that both agree.
+-- The name as split_name reads it: runs of blanks (the regex class \s) as one space, trimmed; '' for NULL.
+CREATE OR REPLACE FUNCTION squeeze_blanks(raw text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT pg_catalog.btrim(pg_catalog.regexp_replace(COALESCE(raw, ''), '\s+', ' ', 'g'))
+$$;
+
+-- split_name_fast(squeeze_blanks(name)): split_name(name) for the common name, one expression that the planner
+-- inlines: no comma, a first word that is not a title, and no word that is a particle (rules 2, 3, 5 below do
+-- not apply), so the last word is the last name and the words before it the first name. NULL for every other
+-- name, which then needs split_name (the views call COALESCE(split_name_fast(s), split_name(name)) with s =
+-- squeeze_blanks(name) computed once per row). It takes the squeezed name (the words split_name splits; the
+-- parameter is still called raw: CREATE OR REPLACE cannot rename it where the function exists), so that the
+-- regexp_replace runs once per name, not once per use (~1 us each). The title pattern and the particle list
+-- are split_name's, tested on lower(s) as split_name tests lower(word), so both judge a word alike in any
+-- locale. Two short regexes, not one: one pattern of titles and particles needs a regex DFA larger than the
+-- engine's preallocated one, allocated and freed on every call (one minor page fault per name, ~7 us of system
+-- time, in a backend whose heap happens to be trimmed between calls); these two do not. Only the first word
+-- can be a title (split_name strips leading titles only); a particle anywhere defers (the last word as a
+-- particle would not need to: rare). tests/unit/test_mapping_rules.py checks that both agree.
 CREATE OR REPLACE FUNCTION split_name_fast(raw text) RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN pg_catalog.strpos(COALESCE(raw, ''), ',') = 0
-                 AND pg_catalog.lower(COALESCE(raw, '')) !~ ('(?:^|[[:space:]])(?:'
-                     '(?:(?:dr|prof|d[iİ]pl|[iİ]ng|med|dent|vet|rer|nat|pol|oec|ph[iİ]l|jur|habil|mag|un[iİ]v|h\.c)\.-?)+'
-                     '|dr|prof|herr|frau'
-                     '|von|van|vom|zu|zum|zur|de|der|den|del|della|d[iİ]|da|du|la|le|ten|ter|dos|das|af'
-                     ')(?:[[:space:]]|$)')
+    SELECT CASE WHEN pg_catalog.strpos(raw, ',') = 0
+                 AND pg_catalog.lower(raw) !~
+                     '^(?:(?:(?:dr|prof|dipl|ing|med|dent|vet|rer|nat|pol|oec|phil|jur|habil|mag|univ|h\.c)\.-?)+'
+                     '|dr|prof|herr|frau)(?: |$)'
+                 AND pg_catalog.lower(raw) !~
+                     '(?:^| )(?:von|van|vom|zu|zum|zur|de|der|den|del|della|di|da|du|la|le|ten|ter|dos|das|af)(?: |$)'
            THEN ARRAY[NULL,
-                      NULLIF(pg_catalog.left(
-                          pg_catalog.btrim(pg_catalog.regexp_replace(COALESCE(raw, ''), '\s+', ' ', 'g')),
-                          -1 - pg_catalog.length(pg_catalog.split_part(
-                              pg_catalog.btrim(pg_catalog.regexp_replace(COALESCE(raw, ''), '\s+', ' ', 'g')), ' ', -1))),
-                          ''),
-                      NULLIF(pg_catalog.split_part(
-                          pg_catalog.btrim(pg_catalog.regexp_replace(COALESCE(raw, ''), '\s+', ' ', 'g')), ' ', -1), '')
+                      NULLIF(pg_catalog.left(raw, -1 - pg_catalog.length(pg_catalog.split_part(raw, ' ', -1))),
+                             ''),
+                      NULLIF(pg_catalog.split_part(raw, ' ', -1), '')
                      ]::text[]
            END
 $$;
@@ -249,8 +258,9 @@ $$;
 -- string or scalar becomes the single element of an array; SQL NULL and JSON null -> NULL.
 -- PARALLEL RESTRICTED, not SAFE: the EXCEPTION block is a subtransaction, which a parallel worker cannot
 -- start ("cannot start subtransactions during a parallel operation" when a parallel scan of leads runs it).
+-- STRICT: SQL NULL is NULL without a call (the views call it after normalise_chat_history_fast, below).
 CREATE OR REPLACE FUNCTION normalise_chat_history(raw jsonb) RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE PARALLEL RESTRICTED AS $$
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL RESTRICTED AS $$
 DECLARE
     parsed jsonb;
 BEGIN
@@ -274,6 +284,26 @@ BEGIN
     END IF;
     RETURN pg_catalog.jsonb_build_array(raw);
 END
+$$;
+
+-- normalise_chat_history_fast(raw): normalise_chat_history's result, one expression that the planner inlines,
+-- for every value but a JSON string that could hold an array or an object (its text starts, after JSON
+-- blanks, with '[' or '{': only such a text can parse to one), JSON null and SQL NULL: NULL for those, and
+-- the views call COALESCE(normalise_chat_history_fast(x), normalise_chat_history(x)). So the plpgsql function
+-- and its subtransaction run only for the strings that need a parse (PostgreSQL 15 has no
+-- pg_input_is_valid); any other string cannot parse to an array or object and becomes [string], as the
+-- function's EXCEPTION branch or scalar result makes it. tests/unit/test_mapping_rules.py checks both agree.
+CREATE OR REPLACE FUNCTION normalise_chat_history_fast(raw jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    -- '[]' || x is [x] for an object or scalar x, as jsonb_build_array(x) is; jsonb_build_array is STABLE,
+    -- and an IMMUTABLE function that calls a STABLE one is not inlined
+    SELECT CASE pg_catalog.jsonb_typeof(raw)
+        WHEN 'array' THEN raw
+        WHEN 'object' THEN '[]'::jsonb || raw
+        WHEN 'number' THEN '[]'::jsonb || raw
+        WHEN 'boolean' THEN '[]'::jsonb || raw
+        WHEN 'string' THEN CASE WHEN (raw #>> '{}') !~ '^[ \t\n\r]*[{[]' THEN '[]'::jsonb || raw END
+    END
 $$;
 
 -- Closed sets ----------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ SELECT l.id,
        lead_status_map(l.status)::lead_status AS status,
        lead_priority_map(l.priority)::lead_priority AS priority,
        CASE WHEN l.lead_score BETWEEN 0 AND 100 THEN l.lead_score END AS lead_score,
-       normalise_chat_history(l.chatverlauf) AS chat_history,
+       -- the plpgsql normalise_chat_history only for the JSON strings that may hold an array or object
+       COALESCE(normalise_chat_history_fast(l.chatverlauf), normalise_chat_history(l.chatverlauf)) AS chat_history,
        lead_source_map(l.source)::lead_source AS source,
        l.consent_given,                          -- NULL stays NULL: unknown is not consent
        l.consent_at AS consent_timestamp,

@@ -73,7 +73,7 @@ SPLIT_CASES = [  # every case above, plus the edges of split_name_fast's test (t
 @pytest.mark.parametrize("raw", SPLIT_CASES)
 def test_split_name_fast_agrees_or_defers(rules, raw):
     """split_name_fast is split_name's result, or NULL (the view then calls split_name)."""
-    fast = call(rules, "split_name_fast(%s)", raw)
+    fast = call(rules, "split_name_fast(carbot_migration.squeeze_blanks(%s))", raw)
     assert fast is None or fast == call(rules, "split_name(%s)", raw)
 
 
@@ -86,14 +86,15 @@ def test_split_name_fast_agrees_or_defers(rules, raw):
     (None, [None, None, None]),
 ])
 def test_split_name_fast_takes_the_common_names(rules, raw, expected):
-    assert call(rules, "split_name_fast(%s)", raw) == expected
+    assert call(rules, "split_name_fast(carbot_migration.squeeze_blanks(%s))", raw) == expected
 
 
 def test_split_name_fast_agrees_on_random_names(rules):
     """200k names drawn from titles, particles, commas, odd blanks and Unicode: split_name_fast never differs."""
     rules.execute("""
         SELECT count(*) FILTER (WHERE f IS NOT NULL), count(*) FILTER (WHERE f IS NOT NULL AND f <> s)
-          FROM (SELECT carbot_migration.split_name_fast(name) AS f, carbot_migration.split_name(name) AS s
+          FROM (SELECT carbot_migration.split_name_fast(carbot_migration.squeeze_blanks(name)) AS f,
+                       carbot_migration.split_name(name) AS s
                   FROM (SELECT (SELECT string_agg(w[1 + (hashint8(g * 16 + i) & 2147483647) % 40],
                                                   CASE WHEN hashint8(g * 32 + i) % 4 = 0 THEN '' ELSE ' ' END)
                                   FROM generate_series(1, 1 + g % 6) i) AS name
@@ -311,6 +312,56 @@ def test_normalise_chat_history(rules, raw, expected):
 def test_normalise_chat_history_nulls(rules):
     assert call(rules, "normalise_chat_history(%s::jsonb)", None) is None
     assert call(rules, "normalise_chat_history(%s::jsonb)", "null") is None
+
+
+CHAT_CASES = [  # every case above, plus the edges of normalise_chat_history_fast's test (JSON blanks, brackets)
+    [MSG], MSG, json.dumps([MSG]), json.dumps(MSG), "Kunde hat angerufen", "[{broken", 5, [], {}, "", " ", True,
+    False, 0, -1.5, "[]", "{}", " \t\n\r[1]", "\u00a0[1]", "\ufeff{}", "x[1]", '"[1]"', "[", "{", "]", "}",
+    "[1] x", " {\"a\": [1]} ", "null", "5", "true", '"text"', "Hallo 👋", "\\[1]", "\r\n{\"a\":1}",
+]
+
+
+@pytest.mark.parametrize("raw", CHAT_CASES + [None])
+def test_normalise_chat_history_fast_agrees_or_defers(rules, raw):
+    """normalise_chat_history_fast is normalise_chat_history's result, or NULL (the view then calls it)."""
+    value = None if raw is None else json.dumps(raw)
+    fast = call(rules, "normalise_chat_history_fast(%s::jsonb)", value)
+    slow = call(rules, "normalise_chat_history(%s::jsonb)", value)
+    assert fast is None or fast == slow
+    rules.execute("SELECT COALESCE(carbot_migration.normalise_chat_history_fast(%s::jsonb), "
+                  "carbot_migration.normalise_chat_history(%s::jsonb))", (value, value))
+    assert rules.fetchone()[0] == slow
+
+
+@pytest.mark.parametrize("raw", [[MSG], MSG, "Kunde hat angerufen", 5, True, "x[1]", '"[1]"', "", "\u00a0[1]"])
+def test_normalise_chat_history_fast_takes_what_needs_no_parse(rules, raw):
+    assert call(rules, "normalise_chat_history_fast(%s::jsonb)", json.dumps(raw)) is not None
+
+
+def test_normalise_chat_history_null_json_and_sql_null(rules):
+    assert call(rules, "normalise_chat_history_fast(%s::jsonb)", "null") is None
+    assert call(rules, "normalise_chat_history_fast(%s::jsonb)", None) is None
+    rules.execute("SELECT COALESCE(carbot_migration.normalise_chat_history_fast(x), "
+                  "carbot_migration.normalise_chat_history(x)) FROM (VALUES (NULL::jsonb), ('null')) v(x)")
+    assert rules.fetchall() == [(None,), (None,)]
+
+
+def test_normalise_chat_history_fast_agrees_on_random_strings(rules):
+    """50k JSON strings drawn from brackets, braces, quotes, JSON and other blanks: the fast path never differs."""
+    rules.execute("""
+        SELECT count(*) FILTER (WHERE f IS NOT NULL), count(*) FILTER (WHERE f IS DISTINCT FROM s AND f IS NOT NULL),
+               count(*) FILTER (WHERE f IS NULL AND s IS NULL)
+          FROM (SELECT carbot_migration.normalise_chat_history_fast(v) AS f,
+                       carbot_migration.normalise_chat_history(v) AS s
+                  FROM (SELECT to_jsonb((SELECT string_agg(w[1 + (hashint8(g * 16 + i) & 2147483647) % 20], '')
+                                           FROM generate_series(1, 1 + g % 5) i)) AS v
+                          FROM generate_series(1, 50000) g,
+                               (SELECT ARRAY['[', ']', '{', '}', '"', ' ', E'\t', E'\n', E'\r', chr(160), chr(65279),
+                                             '1', ',', ':', '"a"', 'x', 'null', 'true', '\\', 'ü'] AS w) words) n) r""")
+    taken, differ, both_null = rules.fetchone()
+    assert differ == 0
+    assert both_null == 0
+    assert taken > 10000
 
 
 # --- purity --------------------------------------------------------------------------------------------
