@@ -52,6 +52,8 @@ import random
 import time
 
 from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils.keys import (  # noqa: F401 pylint: disable=unused-import
+    LOCK_BASE, key_hash, key_text as _key_text, lock_id)
 from ansible_collections.carbot.migration.plugins.module_utils import schemas
 
 try:
@@ -84,8 +86,6 @@ SYNC_FAILED = "sync failed: "
 CHANGE_LOG = "carbot_sync_changes"
 
 FUNCTION_PREFIX = "carbot_sync_"
-# advisory lock class ids: LOCK_BASE + index of the target in TABLES
-LOCK_BASE = 0x43420000
 QUARANTINE = "migration_quarantine"
 STATUS = "migration_status"
 SYNC_RUN_ID = "sync"
@@ -232,26 +232,8 @@ def _params(n):
     return [sql.Identifier("p_k%d" % (i + 1)) for i in range(n)]
 
 
-def _key_text(exprs):
-    """The quarantine's source_pk text of a key, as the copy engine writes it."""
-    if len(exprs) == 1:
-        return sql.SQL("({})::text").format(exprs[0])
-    return sql.SQL("ARRAY[{}]::text").format(_join(sql.SQL("({})::text").format(e) for e in exprs))
-
-
 def _match(alias, cols, exprs):
     return _join([sql.SQL("{}.{} = {}").format(_id(alias), _id(c), e) for c, e in zip(cols, exprs)], " AND ")
-
-
-def lock_id(tables, target):
-    """The advisory lock class of ``target``'s sync function: LOCK_BASE + its index in the declaration.
-    The copy engine takes the same locks (shared) through this and :func:`key_hash`."""
-    return LOCK_BASE + [t["target"] for t in tables].index(target)
-
-
-def key_hash(exprs):
-    """The advisory lock key of one row's key (expressions), as every sync function computes it."""
-    return sql.SQL("hashtext({})").format(_key_text(exprs))
 
 
 def _from_source_pk(types, var):
