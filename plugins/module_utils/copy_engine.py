@@ -604,14 +604,8 @@ class CopyEngine:
         def attempt(func):
             def call():
                 c = conn()
-                try:
+                with db.transaction(c):  # a connection that cannot roll back is closed: reconnect next time
                     return func(c)
-                except Exception:
-                    try:
-                        c.rollback()
-                    except Exception:  # noqa: BLE001 - the connection is gone; reconnect next time
-                        c.close()
-                    raise
             result, used = db.with_retries(call, attempts=self.max_retries, base=self.retry_base, also=(BatchRaced,),
                                            on_retry=lambda a, e, d: self._note_retry(spec, a, e, d))
             return result

@@ -52,6 +52,7 @@ import random
 import time
 
 from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils.errors import PreconditionError
 from ansible_collections.carbot.migration.plugins.module_utils.keys import (  # noqa: F401 pylint: disable=unused-import
     LOCK_BASE, key_hash, key_text as _key_text, lock_id)
 from ansible_collections.carbot.migration.plugins.module_utils import schemas
@@ -116,7 +117,7 @@ EXTRA_DEPENDENCIES = {
 CHAT_SESSIONS = "chat_sessions"
 
 
-class SyncError(Exception):
+class SyncError(PreconditionError):
     """An operator-facing reason why the sync cannot be installed or checked."""
 
 

@@ -64,7 +64,10 @@ def order_tables(tables, selected=None):
 
 def load_declaration():
     """mapping.TABLES, imported lazily (the mapping module is written by the schema step)."""
-    from ansible_collections.carbot.migration.plugins.module_utils import mapping
+    try:
+        from ansible_collections.carbot.migration.plugins.module_utils import mapping
+    except ImportError as exc:
+        raise TableError("The mapping declaration (module_utils/mapping.py) is not available: %s" % exc)
     return list(mapping.TABLES)
 
 

@@ -226,16 +226,16 @@ import subprocess
 import tempfile
 import time
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.carbot.migration.plugins.module_utils import db, job_progress
+from ansible_collections.carbot.migration.plugins.module_utils import common, db, job_progress
 from ansible_collections.carbot.migration.plugins.module_utils.db import sql
+from ansible_collections.carbot.migration.plugins.module_utils.errors import CarbotError
 
 KIND = "carbot.migration backup"
 CHUNK = 1024 * 1024
 
 
-class BackupError(Exception):
-    pass
+class BackupError(CarbotError):
+    """The backup or its verification cannot be made or trusted (the message says which and why)."""
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -748,8 +748,7 @@ class Backup:
 
 
 def main():
-    argument_spec = db.postgres_argument_spec()
-    argument_spec.update(
+    argument_spec = common.argument_spec(
         mode=dict(type="str", default="backup", choices=["backup", "verify"]),
         backup_dir=dict(type="path", required=True),
         run_id=dict(type="str"),
@@ -766,23 +765,17 @@ def main():
         bin_dir=dict(type="path"),
         progress_file=dict(type="path"),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    db.require_psycopg2(module)
+    module = common.database_module(argument_spec, supports_check_mode=True)
     for name in module.params["verify_tables"]:
         if "." not in name:
             module.fail_json(msg="verify_tables entries are schema.table, got %r" % name)
     job = Backup(module)
-    try:
-        result = job.verify() if module.params["mode"] == "verify" else job.backup()
-    except BackupError as exc:
-        job.progress.finish("failed")
-        module.fail_json(msg=str(exc), verified=False, run_id=module.params["run_id"], removed=[],
-                         carbot_report={"backup": {"verified": False, "error": str(exc)}})
-    except db.psycopg2.Error as exc:
-        job.progress.finish("failed")
-        module.fail_json(msg="database error during %s of %s: %s" % (
-            module.params["mode"], module.params["login_db"], db.describe_error(exc)), verified=False, removed=[],
-            run_id=module.params["run_id"], carbot_report={"backup": {"verified": False, "error": str(exc).strip()}})
+    result = common.run(
+        module, job.verify if module.params["mode"] == "verify" else job.backup,
+        "database error during %s of %s" % (module.params["mode"], module.params["login_db"]),
+        out=lambda error: dict(verified=False, run_id=module.params["run_id"], removed=[],
+                               carbot_report={"backup": {"verified": False, "error": error}}),
+        on_error=lambda: job.progress.finish("failed"))
     module.exit_json(**result)
 
 

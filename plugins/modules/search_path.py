@@ -218,10 +218,8 @@ carbot_report:
 import copy
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.carbot.migration.plugins.module_utils import cutover_db as cdb
-from ansible_collections.carbot.migration.plugins.module_utils import db
-from ansible_collections.carbot.migration.plugins.module_utils.schemas import schema_argument_spec
+from ansible_collections.carbot.migration.plugins.module_utils import common, db
 
 STATE_KEY = "search_path"
 
@@ -530,14 +528,14 @@ class Switch:
 
 def read_only(module):
     """state=read: the settings as lists, nothing changed, no state table needed (it may not exist yet)."""
-    conn = db.connect_or_fail(module)
-    try:
+    def read(conn):
         with conn.cursor() as cur:
             settings = cdb.read_path_settings(cur, module.params["login_db"])
             found = cdb.overrides(settings, module.params["login_db"])
         conn.rollback()
-    finally:
-        conn.close()
+        return settings, found
+
+    settings, found = common.run_connected(module, read, "search_path read failed")
     for item in found:
         item.pop("names")
     level, path = cdb.effective_setting(settings, module.params["app_role"])
@@ -548,11 +546,78 @@ def read_only(module):
                      carbot_report={"search_path": {"state": "read", "changed": False, "effective": effective}})
 
 
+def switch_path(module, conn, switch):
+    """Switch the search_path (state target or legacy); ends the module."""
+    with conn.cursor() as cur:
+        settings, handled, statements, new_record, since = switch.plan(cur)
+        found = cdb.overrides(settings, switch.dbname)
+        for item in found:
+            item["handled"] = item["role"] in handled
+            item.pop("names")
+            if not item["handled"]:
+                switch.warnings.append(
+                    "role %s has its own search_path (%s, %s level); it is not handled here (add it to roles "
+                    "if the application connects as it)" % (item["role"], item["value"], item["level"]))
+        switch.queries = [cur.mogrify(stmt, args).decode() for stmt, args in statements]
+    conn.commit()
+    changed = bool(statements) or new_record is not None
+    if changed and not module.check_mode:
+        since = switch.apply(conn, statements, new_record)
+    elif changed and statements:
+        since = "infinity"  # check mode: every current session would be old once the change is made
+    sessions = switch.sessions(conn, handled, since)
+    changed = changed or sessions["terminated"] > 0
+    with conn.cursor() as cur:
+        after = cdb.read_path_settings(cur, switch.dbname)
+        record = cdb.read_state(cur, module.params["target_schema"], STATE_KEY)
+    conn.commit()
+    if module.check_mode and new_record is not None:
+        record = new_record
+    level, path = cdb.effective_setting(after, module.params["app_role"])
+    result = dict(
+        changed=changed,
+        state=module.params["state"],
+        previous={"database": cdb.format_search_path(((record or {}).get("previous") or {}).get("database")),
+                  "roles": {r: cdb.format_search_path(v)
+                            for r, v in (((record or {}).get("previous") or {}).get("roles") or {}).items()}},
+        current=_fmt_settings(after),
+        settings=after,
+        effective={"role": module.params["app_role"], "level": level, "search_path": cdb.format_search_path(path),
+                   "names": path},
+        overrides=found,
+        sessions=sessions,
+        executed_queries=switch.queries,
+    )
+    if module._diff:
+        # --diff: every search_path setting of the database, before and after (in check mode: after the
+        # planned statements)
+        result["diff"] = {
+            "before_header": "search_path settings in %s (now)" % switch.dbname,
+            "after_header": "search_path settings in %s (%s)" % (
+                switch.dbname, "after the switch" if module.check_mode else "after this run"),
+            "before": diff_text(settings, switch.dbname, module.params["app_role"]),
+            "after": diff_text(switch.expected if module.check_mode else after, switch.dbname,
+                               module.params["app_role"]),
+        }
+    if module.params["app_password"] and not module.check_mode:
+        result["verification"] = switch.verify(conn, after)
+    result["carbot_report"] = {"search_path": {
+        "state": module.params["state"], "changed": changed, "effective": result["effective"],
+        "overrides": found, "sessions": {k: v for k, v in sessions.items() if k != "pids"},
+        "verified": (result.get("verification") or {}).get("ok")}}
+    for warning in switch.warnings:
+        module.warn(warning)
+    if result.get("verification") and not result["verification"]["ok"]:
+        module.fail_json(msg="search_path %s: verification as %s failed: %s" % (
+            module.params["state"], module.params["app_role"], "; ".join(result["verification"]["problems"])),
+            **result)
+    module.exit_json(**result)
+
+
 def main():
-    argument_spec = db.postgres_argument_spec()
-    argument_spec.update(
+    argument_spec = common.argument_spec(
+        ("target_schema", "legacy_schema"),
         state=dict(type="str", default="target", choices=["target", "legacy", "read"]),
-        **schema_argument_spec("target_schema", "legacy_schema"),
         search_path=dict(type="list", elements="str"),
         app_role=dict(type="str", required=True),
         app_password=dict(type="str", no_log=True),
@@ -563,79 +628,12 @@ def main():
         verify_write_table=dict(type="str", default="audit_logs"),
         verify_write_column=dict(type="str", default="id"),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    db.require_psycopg2(module)
+    module = common.database_module(argument_spec, supports_check_mode=True)
     if module.params["state"] == "read":
         read_only(module)
     switch = Switch(module)
-    conn = db.connect_or_fail(module)
-    try:
-        with conn.cursor() as cur:
-            settings, handled, statements, new_record, since = switch.plan(cur)
-            found = cdb.overrides(settings, switch.dbname)
-            for item in found:
-                item["handled"] = item["role"] in handled
-                item.pop("names")
-                if not item["handled"]:
-                    switch.warnings.append(
-                        "role %s has its own search_path (%s, %s level); it is not handled here (add it to roles "
-                        "if the application connects as it)" % (item["role"], item["value"], item["level"]))
-            switch.queries = [cur.mogrify(stmt, args).decode() for stmt, args in statements]
-        conn.commit()
-        changed = bool(statements) or new_record is not None
-        if changed and not module.check_mode:
-            since = switch.apply(conn, statements, new_record)
-        elif changed and statements:
-            since = "infinity"  # check mode: every current session would be old once the change is made
-        sessions = switch.sessions(conn, handled, since)
-        changed = changed or sessions["terminated"] > 0
-        with conn.cursor() as cur:
-            after = cdb.read_path_settings(cur, switch.dbname)
-            record = cdb.read_state(cur, module.params["target_schema"], STATE_KEY)
-        conn.commit()
-        if module.check_mode and new_record is not None:
-            record = new_record
-        level, path = cdb.effective_setting(after, module.params["app_role"])
-        result = dict(
-            changed=changed,
-            state=module.params["state"],
-            previous={"database": cdb.format_search_path(((record or {}).get("previous") or {}).get("database")),
-                      "roles": {r: cdb.format_search_path(v)
-                                for r, v in (((record or {}).get("previous") or {}).get("roles") or {}).items()}},
-            current=_fmt_settings(after),
-            settings=after,
-            effective={"role": module.params["app_role"], "level": level, "search_path": cdb.format_search_path(path),
-                       "names": path},
-            overrides=found,
-            sessions=sessions,
-            executed_queries=switch.queries,
-        )
-        if module._diff:
-            # --diff: every search_path setting of the database, before and after (in check mode: after the
-            # planned statements)
-            result["diff"] = {
-                "before_header": "search_path settings in %s (now)" % switch.dbname,
-                "after_header": "search_path settings in %s (%s)" % (
-                    switch.dbname, "after the switch" if module.check_mode else "after this run"),
-                "before": diff_text(settings, switch.dbname, module.params["app_role"]),
-                "after": diff_text(switch.expected if module.check_mode else after, switch.dbname,
-                                   module.params["app_role"]),
-            }
-        if module.params["app_password"] and not module.check_mode:
-            result["verification"] = switch.verify(conn, after)
-        result["carbot_report"] = {"search_path": {
-            "state": module.params["state"], "changed": changed, "effective": result["effective"],
-            "overrides": found, "sessions": {k: v for k, v in sessions.items() if k != "pids"},
-            "verified": (result.get("verification") or {}).get("ok")}}
-        for warning in switch.warnings:
-            module.warn(warning)
-        if result.get("verification") and not result["verification"]["ok"]:
-            module.fail_json(msg="search_path %s: verification as %s failed: %s" % (
-                module.params["state"], module.params["app_role"], "; ".join(result["verification"]["problems"])),
-                **result)
-        module.exit_json(**result)
-    finally:
-        conn.close()
+    common.run_connected(module, lambda conn: switch_path(module, conn, switch),
+                         "search_path %s failed" % module.params["state"])
 
 
 if __name__ == "__main__":

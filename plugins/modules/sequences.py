@@ -134,11 +134,9 @@ carbot_report:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.carbot.migration.plugins.module_utils import cutover_db as cdb
-from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils import common, db
 from ansible_collections.carbot.migration.plugins.module_utils.db import sql
-from ansible_collections.carbot.migration.plugins.module_utils.schemas import schema_argument_spec
 
 OWNER_SQL = """
 SELECT n.nspname, c.relname, a.attname
@@ -375,10 +373,52 @@ class Aligner:
         return proof, problems
 
 
+def align(module, conn):
+    """Align the sequences (or report what is off); ends the module."""
+    aligner = Aligner(module, conn)
+    with conn.cursor() as cur:
+        items = aligner.columns(cur)
+        if module._diff:
+            aligner.before = aligner.state(cur)
+    conn.commit()
+    for item in items:
+        aligner.align(item)
+    # In check mode nothing moved: report what is there now (the plan is in executed_queries).
+    columns, problems = aligner.report(items)
+    result = dict(changed=aligner.changed and not module.params["check_only"], columns=columns,
+                  executed_queries=aligner.queries)
+    if module.params["check_only"] or module.check_mode:
+        problems = [pr for c in columns for pr in c["problems"]]
+    if module.params["app_password"] and not module.check_mode and not module.params["check_only"]:
+        result["proof"], proof_problems = aligner.prove(columns)
+        problems += proof_problems
+    result["problems"] = problems
+    result["ok"] = not problems
+    if module._diff:
+        # --diff: what each id column draws from, its next value and the sequence's owner
+        dry = module.check_mode or module.params["check_only"]
+        if dry:
+            after = dict(aligner.before, **aligner.expected)
+        else:
+            with conn.cursor() as cur:
+                after = aligner.state(cur)
+            conn.commit()
+        result["diff"] = {"before_header": "id sequences of %s (now)" % module.params["target_schema"],
+                          "after_header": "id sequences of %s (%s)" % (
+                              module.params["target_schema"], "after aligning" if dry else "after this run"),
+                          "before": aligner.diff_text(aligner.before), "after": aligner.diff_text(after)}
+    result["carbot_report"] = {"sequences": {
+        "%s.%s" % (c["table"], c["column"]): {
+            "rule": c["rule"], "sequence": c["sequence"], "next_value": c["next_value"], "ok": c["ok"]}
+        for c in columns}}
+    if problems and not module.params["check_only"] and not module.check_mode:
+        module.fail_json(msg="sequences not right after aligning: %s" % "; ".join(problems), **result)
+    module.exit_json(**result)
+
+
 def main():
-    argument_spec = db.postgres_argument_spec()
-    argument_spec.update(
-        **schema_argument_spec("target_schema", "legacy_schema"),
+    argument_spec = common.argument_spec(
+        ("target_schema", "legacy_schema"),
         check_only=dict(type="bool", default=False),
         sequence_owned_by=dict(type="str", default="legacy", choices=["legacy", "target"]),
         replaced_sequences=dict(type="str", default="keep", choices=["keep", "drop"]),
@@ -386,52 +426,9 @@ def main():
         app_password=dict(type="str", no_log=True),
         tables=dict(type="list", elements="str"),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_by={"app_password": "app_role"})
-    db.require_psycopg2(module)
-    conn = db.connect_or_fail(module)
-    try:
-        aligner = Aligner(module, conn)
-        with conn.cursor() as cur:
-            items = aligner.columns(cur)
-            if module._diff:
-                aligner.before = aligner.state(cur)
-        conn.commit()
-        for item in items:
-            aligner.align(item)
-        # In check mode nothing moved: report what is there now (the plan is in executed_queries).
-        columns, problems = aligner.report(items)
-        result = dict(changed=aligner.changed and not module.params["check_only"], columns=columns,
-                      executed_queries=aligner.queries)
-        if module.params["check_only"] or module.check_mode:
-            problems = [pr for c in columns for pr in c["problems"]]
-        if module.params["app_password"] and not module.check_mode and not module.params["check_only"]:
-            result["proof"], proof_problems = aligner.prove(columns)
-            problems += proof_problems
-        result["problems"] = problems
-        result["ok"] = not problems
-        if module._diff:
-            # --diff: what each id column draws from, its next value and the sequence's owner
-            dry = module.check_mode or module.params["check_only"]
-            if dry:
-                after = dict(aligner.before, **aligner.expected)
-            else:
-                with conn.cursor() as cur:
-                    after = aligner.state(cur)
-                conn.commit()
-            result["diff"] = {"before_header": "id sequences of %s (now)" % module.params["target_schema"],
-                              "after_header": "id sequences of %s (%s)" % (
-                                  module.params["target_schema"], "after aligning" if dry else "after this run"),
-                              "before": aligner.diff_text(aligner.before), "after": aligner.diff_text(after)}
-        result["carbot_report"] = {"sequences": {
-            "%s.%s" % (c["table"], c["column"]): {
-                "rule": c["rule"], "sequence": c["sequence"], "next_value": c["next_value"], "ok": c["ok"]}
-            for c in columns}}
-        if problems and not module.params["check_only"] and not module.check_mode:
-            module.fail_json(msg="sequences not right after aligning: %s" % "; ".join(problems), **result)
-        module.exit_json(**result)
-    finally:
-        conn.close()
+    module = common.database_module(argument_spec, supports_check_mode=True,
+                                    required_by={"app_password": "app_role"})
+    common.run_connected(module, lambda conn: align(module, conn), "sequences failed")
 
 
 if __name__ == "__main__":

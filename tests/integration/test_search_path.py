@@ -430,4 +430,4 @@ def test_read_fails_cleanly_when_the_database_is_unreachable(legacy_db):
     db.app_role = "nobody"
     got = run_module("search_path", module_args(db, state="read", app_password=None, login_port=1,
                                                 connect_timeout=2))
-    assert got.get("failed") is True and "cannot connect" in got["msg"] and db.password not in json.dumps(got)
+    assert got.get("failed") is True and "Could not connect to" in got["msg"] and db.password not in json.dumps(got)
