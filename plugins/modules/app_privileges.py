@@ -140,7 +140,7 @@ carbot_report:
   type: dict
 """
 
-from ansible_collections.carbot.migration.plugins.module_utils import cutover_db as cdb
+from ansible_collections.carbot.migration.plugins.module_utils import catalog, cutover_state, sequences as seqs
 from ansible_collections.carbot.migration.plugins.module_utils import common, db
 from ansible_collections.carbot.migration.plugins.module_utils.db import sql
 
@@ -219,7 +219,7 @@ class Privileges:
         return "".join("%s: %s\n" % (label, ", ".join(privileges) or "(none)") for label, privileges in held.items())
 
     def q(self, schema, name):
-        return cdb.qualified(self.conn, schema, name)
+        return catalog.qualified(self.conn, schema, name)
 
     def missing(self, cur):
         """Everything the app role lacks, as (dicts, grant statements)."""
@@ -247,14 +247,14 @@ class Privileges:
                                                                            sql.Identifier(app)))
             self._plan("schema", "schema %s" % target, target, grant=["USAGE"])
 
-        legacy_tables = set(cdb.tables_in(cur, legacy))
-        for table in cdb.tables_in(cur, target):
+        legacy_tables = set(catalog.tables_in(cur, legacy))
+        for table in catalog.tables_in(cur, target):
             if table in p["exclude_tables"]:
                 m, g = self.excess(cur, table)
                 missing += m
                 grants += g
                 continue
-            source = cdb.counterpart(table, legacy_tables)
+            source = catalog.counterpart(table, legacy_tables)
             if p["table_privileges"]:
                 wanted, why = list(p["table_privileges"]), "declared table_privileges"
             elif source:
@@ -272,9 +272,9 @@ class Privileges:
                     sql.Identifier(app)))
                 self._plan("table", "table %s.%s" % (target, table), (target, table), grant=lacking)
 
-        legacy_seqs = {(c["table"], c["column"]): c for c in cdb.sequence_columns(cur, legacy)}
+        legacy_seqs = {(c["table"], c["column"]): c for c in seqs.sequence_columns(cur, legacy)}
         seen = set()
-        for col in cdb.sequence_columns(cur, target):
+        for col in seqs.sequence_columns(cur, target):
             if col["table"] in p["exclude_tables"]:
                 seq = (col["sequence_schema"], col["sequence"])
                 having = [pr for pr in SEQUENCE_PRIVILEGES if _has(cur, "sequence", app, self.q(*seq), pr)]
@@ -291,7 +291,7 @@ class Privileges:
                 continue
             seen.add(seq)
             wanted = set(p["sequence_privileges"])
-            source = cdb.counterpart(col["table"], legacy_tables)
+            source = catalog.counterpart(col["table"], legacy_tables)
             lc = legacy_seqs.get((source, col["column"])) if source else None
             why = "sequence of %s.%s.%s" % (target, col["table"], col["column"])
             if lc:
@@ -420,7 +420,7 @@ def main():
         sequence_privileges=dict(type="list", elements="str", choices=list(SEQUENCE_PRIVILEGES),
                                  default=["USAGE", "SELECT"]),
         exclude_tables=dict(type="list", elements="str",
-                            default=["migration_status", "migration_quarantine", cdb.STATE_TABLE]),
+                            default=["migration_status", "migration_quarantine", cutover_state.STATE_TABLE]),
         default_privileges_for=dict(type="list", elements="str"),
     )
     module = common.database_module(argument_spec, supports_check_mode=True)

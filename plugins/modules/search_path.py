@@ -218,7 +218,9 @@ carbot_report:
 import copy
 import time
 
-from ansible_collections.carbot.migration.plugins.module_utils import cutover_db as cdb
+from ansible_collections.carbot.migration.plugins.module_utils import (
+
+    catalog, cutover_state, probe, search_path as paths, sequences as seqs, sessions as app_sessions)
 from ansible_collections.carbot.migration.plugins.module_utils import common, db
 
 STATE_KEY = "search_path"
@@ -228,7 +230,7 @@ def diff_text(settings, dbname, app_role):
     """The search_path settings that apply in ``dbname``, one per line, for ``--diff``: the database level,
     ALTER ROLE ALL, every role's own levels, and the path a new session of the app role gets."""
     def show(names):
-        return "(not set)" if names is None else cdb.format_search_path(names)
+        return "(not set)" if names is None else paths.format_search_path(names)
 
     lines = ["database %s: %s" % (dbname, show(settings["database"])),
              "all roles: %s" % show(settings["all_roles"])]
@@ -236,7 +238,7 @@ def diff_text(settings, dbname, app_role):
         entry = settings["roles"][role]
         lines.append("role %s (all databases): %s" % (role, show(entry.get("role"))))
         lines.append("role %s in database %s: %s" % (role, dbname, show(entry.get("role_in_database"))))
-    level, path = cdb.effective_setting(settings, app_role)
+    level, path = paths.effective_setting(settings, app_role)
     lines.append("a new session of %s gets: %s (%s)" % (app_role, show(path), level or "postgresql.conf"))
     return "".join(line + "\n" for line in lines)
 
@@ -255,9 +257,9 @@ def predicted(settings, database, roles):
 
 def _fmt_settings(settings):
     return {
-        "database": cdb.format_search_path(settings["database"]),
-        "all_roles": cdb.format_search_path(settings["all_roles"]),
-        "roles": {r: {k: cdb.format_search_path(v) for k, v in e.items()} for r, e in settings["roles"].items()},
+        "database": paths.format_search_path(settings["database"]),
+        "all_roles": paths.format_search_path(settings["all_roles"]),
+        "roles": {r: {k: paths.format_search_path(v) for k, v in e.items()} for r, e in settings["roles"].items()},
     }
 
 
@@ -276,11 +278,11 @@ class Switch:
     # ---- planning -----------------------------------------------------------------------------
     def plan(self, cur):
         self.cur = cur
-        settings = cdb.read_path_settings(cur, self.dbname)
+        settings = paths.read_path_settings(cur, self.dbname)
         try:
-            record = cdb.read_state(cur, self.p["target_schema"], STATE_KEY, verify=True) \
+            record = cutover_state.read_state(cur, self.p["target_schema"], STATE_KEY, verify=True) \
                 if self._schema_exists(cur) else None
-        except cdb.StateError as exc:
+        except cutover_state.StateError as exc:
             self.module.fail_json(msg="search_path %s: %s Nothing was changed." % (self.p["state"], exc))
         handled = [r for r in self.roles
                    if (settings["roles"].get(r) or {}).get("role") is not None
@@ -300,10 +302,10 @@ class Switch:
         self.expected = predicted(settings, self.target_path, dict((r, self.target_path) for r in handled))
         statements = []
         if settings["database"] != self.target_path:
-            statements.append(cdb.set_database_path_sql(self.dbname, self.target_path))
+            statements.append(paths.set_database_path_sql(self.dbname, self.target_path))
         for role in handled:
             if settings["roles"][role]["role_in_database"] != self.target_path:
-                statements.append(cdb.set_role_database_path_sql(role, self.dbname, self.target_path))
+                statements.append(paths.set_role_database_path_sql(role, self.dbname, self.target_path))
         if record is None or record.get("direction") != "target":
             previous = {"database": settings["database"],
                         "roles": {r: settings["roles"][r]["role_in_database"] for r in handled}}
@@ -311,7 +313,7 @@ class Switch:
                 self.warnings.append(
                     "search_path of database %s already is %s but nothing recorded the value before it: the way "
                     "back ('legacy') will keep it. Set the database-level search_path by hand before the switch "
-                    "if that is not what you want." % (self.dbname, cdb.format_search_path(self.target_path)))
+                    "if that is not what you want." % (self.dbname, paths.format_search_path(self.target_path)))
             new_record = {"direction": "target", "previous": previous, "search_path": self.target_path,
                           "switched_at": None}
         else:
@@ -333,8 +335,8 @@ class Switch:
                 self.module.fail_json(
                     msg="search_path is %s but %s.%s holds no record of the previous value, so the way back is not "
                         "known. Set it by hand (ALTER DATABASE %s SET search_path TO ...)." % (
-                            cdb.format_search_path(self.target_path), self.p["target_schema"], cdb.STATE_TABLE,
-                            self.dbname))
+                            paths.format_search_path(self.target_path), self.p["target_schema"],
+                            cutover_state.STATE_TABLE, self.dbname))
             return settings, [], [], None, None
         previous = record.get("previous")
         problems = self._invalid_previous(previous, record)
@@ -342,15 +344,15 @@ class Switch:
             self.module.fail_json(
                 msg="search_path legacy: refusing the recorded way back in %s.%s: %s. Nothing was changed; set the "
                     "values by hand after checking them." % (
-                        self.p["target_schema"], cdb.STATE_TABLE, "; ".join(problems)))
+                        self.p["target_schema"], cutover_state.STATE_TABLE, "; ".join(problems)))
         self.expected = predicted(settings, previous["database"], previous["roles"])
         statements = []
         if settings["database"] != previous["database"]:
-            statements.append(cdb.set_database_path_sql(self.dbname, previous["database"]))
+            statements.append(paths.set_database_path_sql(self.dbname, previous["database"]))
         for role, value in sorted(previous["roles"].items()):
             current = (settings["roles"].get(role) or {}).get("role_in_database")
             if current != value:
-                statements.append(cdb.set_role_database_path_sql(role, self.dbname, value))
+                statements.append(paths.set_role_database_path_sql(role, self.dbname, value))
         new_record = None
         if record.get("direction") != "legacy":
             new_record = dict(copy.deepcopy(record), direction="legacy", restored_at=None)
@@ -399,23 +401,23 @@ class Switch:
             try:
                 with conn.cursor() as cur:
                     if new_record is not None:
-                        cdb.ensure_state_table(cur, self.p["target_schema"])
+                        cutover_state.ensure_state_table(cur, self.p["target_schema"])
                     for stmt, args in statements:
                         cur.execute(stmt, args)
                     if new_record is not None:
-                        cdb.write_state(cur, self.p["target_schema"], STATE_KEY, new_record)
+                        cutover_state.write_state(cur, self.p["target_schema"], STATE_KEY, new_record)
                 conn.commit()
             except Exception:
                 conn.rollback()
                 raise
             # The moment from which new sessions get the new path; older sessions are "old".
             with conn.cursor() as cur:
-                stamp = cdb.now_iso(cur)
+                stamp = cutover_state.now_iso(cur)
                 key = "switched_at" if self.p["state"] == "target" else "restored_at"
-                record = cdb.read_state(cur, self.p["target_schema"], STATE_KEY)
+                record = cutover_state.read_state(cur, self.p["target_schema"], STATE_KEY)
                 if record is not None:
                     record[key] = stamp
-                    cdb.write_state(cur, self.p["target_schema"], STATE_KEY, record)
+                    cutover_state.write_state(cur, self.p["target_schema"], STATE_KEY, record)
             conn.commit()
             return stamp
 
@@ -429,7 +431,7 @@ class Switch:
         if since is None:
             return result
         with conn.cursor() as cur:
-            old = cdb.old_sessions(cur, self.dbname, roles, since)
+            old = app_sessions.old_sessions(cur, self.dbname, roles, since)
             conn.commit()
             result["old_path"] = len(old)
             result["pids"] = [s["pid"] for s in old]
@@ -442,9 +444,10 @@ class Switch:
             terminated = set()
             deadline = time.monotonic() + max(0, self.p["session_wait_seconds"])
             while True:
-                current = [s for s in cdb.old_sessions(cur, self.dbname, roles, since) if s["pid"] not in terminated]
+                current = [s for s in app_sessions.old_sessions(cur, self.dbname, roles, since)
+                           if s["pid"] not in terminated]
                 victims = [s["pid"] for s in current if policy == "terminate_all" or s["state"] == "idle"]
-                terminated.update(cdb.terminate(cur, victims))
+                terminated.update(app_sessions.terminate(cur, victims))
                 conn.commit()
                 left = [s for s in current if s["pid"] not in terminated]
                 if not left or time.monotonic() >= deadline:
@@ -453,12 +456,13 @@ class Switch:
             # A terminated backend needs a moment to go away; wait for it so that "remaining" is true.
             settle = time.monotonic() + 5
             while time.monotonic() < settle:
-                still = cdb.old_sessions(cur, self.dbname, roles, since)
+                still = app_sessions.old_sessions(cur, self.dbname, roles, since)
                 conn.commit()
                 if not [s for s in still if s["pid"] in terminated]:
                     break
                 time.sleep(0.1)
-            remaining = [s for s in cdb.old_sessions(cur, self.dbname, roles, since) if s["pid"] not in terminated]
+            remaining = [s for s in app_sessions.old_sessions(cur, self.dbname, roles, since)
+                         if s["pid"] not in terminated]
             conn.commit()
         result["terminated"] = len(terminated)
         result["remaining"] = len(remaining)
@@ -475,9 +479,9 @@ class Switch:
         p = self.p
         app_params = dict(p, login_user=p["app_role"], login_password=p["app_password"])
         expected_schema = p["target_schema"] if p["state"] == "target" else p["legacy_schema"]
-        level, expected_path = cdb.effective_setting(settings_after, p["app_role"])
+        level, expected_path = paths.effective_setting(settings_after, p["app_role"])
         out = {"role": p["app_role"], "expected_schema": expected_schema,
-               "expected_search_path": cdb.format_search_path(expected_path), "problems": []}
+               "expected_search_path": paths.format_search_path(expected_path), "problems": []}
         try:
             conn = db.connect(app_params, application_name="carbot.migration search_path verify")
         except Exception as exc:  # noqa: BLE001 - reported, with the password never in the text
@@ -489,16 +493,16 @@ class Switch:
                 cur.execute("SHOW search_path")
                 shown = cur.fetchone()[0]
                 out["search_path"] = shown
-                if expected_path is not None and cdb.split_search_path(shown) != expected_path:
+                if expected_path is not None and paths.split_search_path(shown) != expected_path:
                     out["problems"].append("a fresh session of %s has search_path %s, expected %s" % (
-                        p["app_role"], shown, cdb.format_search_path(expected_path)))
-                out["resolved_schema"] = cdb.resolve_schema(cur, p["verify_table"])
+                        p["app_role"], shown, paths.format_search_path(expected_path)))
+                out["resolved_schema"] = catalog.resolve_schema(cur, p["verify_table"])
                 if out["resolved_schema"] != expected_schema:
                     out["problems"].append("%s resolves in schema %s for %s, expected %s" % (
                         p["verify_table"], out["resolved_schema"], p["app_role"], expected_schema))
                 if p["verify_write_table"]:
                     try:
-                        out["write_schema"], out["write_id"] = cdb.probe_insert(
+                        out["write_schema"], out["write_id"] = probe.probe_insert(
                             cur, None, p["verify_write_table"], p["verify_write_column"])
                     except Exception as exc:  # noqa: BLE001 - a failed write is the finding
                         conn.rollback()
@@ -511,8 +515,8 @@ class Switch:
             highest = {}
             with admin_conn.cursor() as cur:
                 for schema in (p["legacy_schema"], p["target_schema"]):
-                    if cdb.column_exists(cur, schema, p["verify_write_table"], p["verify_write_column"]):
-                        highest[schema] = cdb.max_id(cur, schema, p["verify_write_table"], p["verify_write_column"])
+                    if catalog.column_exists(cur, schema, p["verify_write_table"], p["verify_write_column"]):
+                        highest[schema] = seqs.max_id(cur, schema, p["verify_write_table"], p["verify_write_column"])
             admin_conn.commit()
             out["max_ids"] = highest
             beaten = [s for s, m in highest.items() if m is not None and out["write_id"] <= m]
@@ -530,16 +534,16 @@ def read_only(module):
     """state=read: the settings as lists, nothing changed, no state table needed (it may not exist yet)."""
     def read(conn):
         with conn.cursor() as cur:
-            settings = cdb.read_path_settings(cur, module.params["login_db"])
-            found = cdb.overrides(settings, module.params["login_db"])
+            settings = paths.read_path_settings(cur, module.params["login_db"])
+            found = paths.overrides(settings, module.params["login_db"])
         conn.rollback()
         return settings, found
 
     settings, found = common.run_connected(module, read, "search_path read failed")
     for item in found:
         item.pop("names")
-    level, path = cdb.effective_setting(settings, module.params["app_role"])
-    effective = {"role": module.params["app_role"], "level": level, "search_path": cdb.format_search_path(path),
+    level, path = paths.effective_setting(settings, module.params["app_role"])
+    effective = {"role": module.params["app_role"], "level": level, "search_path": paths.format_search_path(path),
                  "names": path}
     module.exit_json(changed=False, state="read", previous={}, current=_fmt_settings(settings), settings=settings,
                      effective=effective, overrides=found, sessions={}, executed_queries=[],
@@ -550,7 +554,7 @@ def switch_path(module, conn, switch):
     """Switch the search_path (state target or legacy); ends the module."""
     with conn.cursor() as cur:
         settings, handled, statements, new_record, since = switch.plan(cur)
-        found = cdb.overrides(settings, switch.dbname)
+        found = paths.overrides(settings, switch.dbname)
         for item in found:
             item["handled"] = item["role"] in handled
             item.pop("names")
@@ -568,21 +572,21 @@ def switch_path(module, conn, switch):
     sessions = switch.sessions(conn, handled, since)
     changed = changed or sessions["terminated"] > 0
     with conn.cursor() as cur:
-        after = cdb.read_path_settings(cur, switch.dbname)
-        record = cdb.read_state(cur, module.params["target_schema"], STATE_KEY)
+        after = paths.read_path_settings(cur, switch.dbname)
+        record = cutover_state.read_state(cur, module.params["target_schema"], STATE_KEY)
     conn.commit()
     if module.check_mode and new_record is not None:
         record = new_record
-    level, path = cdb.effective_setting(after, module.params["app_role"])
+    level, path = paths.effective_setting(after, module.params["app_role"])
     result = dict(
         changed=changed,
         state=module.params["state"],
-        previous={"database": cdb.format_search_path(((record or {}).get("previous") or {}).get("database")),
-                  "roles": {r: cdb.format_search_path(v)
+        previous={"database": paths.format_search_path(((record or {}).get("previous") or {}).get("database")),
+                  "roles": {r: paths.format_search_path(v)
                             for r, v in (((record or {}).get("previous") or {}).get("roles") or {}).items()}},
         current=_fmt_settings(after),
         settings=after,
-        effective={"role": module.params["app_role"], "level": level, "search_path": cdb.format_search_path(path),
+        effective={"role": module.params["app_role"], "level": level, "search_path": paths.format_search_path(path),
                    "names": path},
         overrides=found,
         sessions=sessions,

@@ -134,7 +134,7 @@ carbot_report:
   type: dict
 """
 
-from ansible_collections.carbot.migration.plugins.module_utils import cutover_db as cdb
+from ansible_collections.carbot.migration.plugins.module_utils import catalog, probe, sequences as seqs
 from ansible_collections.carbot.migration.plugins.module_utils import common, db
 from ansible_collections.carbot.migration.plugins.module_utils.db import sql
 
@@ -160,7 +160,7 @@ class Aligner:
         self.expected = {}  # --diff: what align() would leave per column (check mode, check_only)
 
     def _owner(self, cur, schema, name):
-        cur.execute(OWNER_SQL, (cdb.qualified(self.conn, schema, name),))
+        cur.execute(OWNER_SQL, (catalog.qualified(self.conn, schema, name),))
         row = cur.fetchone()
         return ".".join(row) if row else None
 
@@ -169,10 +169,10 @@ class Aligner:
         out = {}
         for col in self.columns(cur):
             schema, name = col["current_sequence"].split(".", 1)
-            last, called, inc = cdb.sequence_position(cur, schema, name)
+            last, called, inc = seqs.sequence_position(cur, schema, name)
             out["%s.%s.%s" % (self.p["target_schema"], col["table"], col["column"])] = {
                 "sequence": col["current_sequence"], "how": "identity" if col["identity"] else "default",
-                "next_value": cdb.next_value(last, called, inc), "owned_by": self._owner(cur, schema, name)}
+                "next_value": seqs.next_value(last, called, inc), "owned_by": self._owner(cur, schema, name)}
         return out
 
     @staticmethod
@@ -183,13 +183,13 @@ class Aligner:
 
     def columns(self, cur):
         target, legacy = self.p["target_schema"], self.p["legacy_schema"]
-        legacy_cols = {(c["table"], c["column"]): c for c in cdb.sequence_columns(cur, legacy)}
-        legacy_tables = set(cdb.tables_in(cur, legacy))
+        legacy_cols = {(c["table"], c["column"]): c for c in seqs.sequence_columns(cur, legacy)}
+        legacy_tables = set(catalog.tables_in(cur, legacy))
         out = []
-        for col in cdb.sequence_columns(cur, target):
+        for col in seqs.sequence_columns(cur, target):
             if self.p["tables"] and col["table"] not in self.p["tables"]:
                 continue
-            source = cdb.counterpart(col["table"], legacy_tables)
+            source = catalog.counterpart(col["table"], legacy_tables)
             lc = legacy_cols.get((source, col["column"])) if source else None
             item = {"table": col["table"], "column": col["column"], "identity": col["identity"],
                     "current_sequence": "%s.%s" % (col["sequence_schema"], col["sequence"])}
@@ -224,15 +224,15 @@ class Aligner:
                             self.drop_identity(cur, item, table, column)
                         self._run(cur, sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT "
                                                "pg_catalog.nextval(%s::regclass)").format(table, column),
-                                  (cdb.qualified(self.conn, item["seq_schema"], item["seq"]),))
-                    floor = [cdb.max_id(cur, target, item["table"], item["column"])]
+                                  (catalog.qualified(self.conn, item["seq_schema"], item["seq"]),))
+                    floor = [seqs.max_id(cur, target, item["table"], item["column"])]
                     if item["legacy_table"]:
-                        floor.append(cdb.max_id(cur, legacy, item["legacy_table"], item["column"]))
+                        floor.append(seqs.max_id(cur, legacy, item["legacy_table"], item["column"]))
                     floor = max([f for f in floor if f is not None], default=None)
-                    last, called, inc = cdb.sequence_position(cur, item["seq_schema"], item["seq"])
+                    last, called, inc = seqs.sequence_position(cur, item["seq_schema"], item["seq"])
                     if self.before is not None:  # --diff: what this leaves (check mode shows it as 'after')
                         key = "%s.%s.%s" % (target, item["table"], item["column"])
-                        nxt = cdb.next_value(last, called, inc)
+                        nxt = seqs.next_value(last, called, inc)
                         owned = self._owner(cur, item["seq_schema"], item["seq"])
                         if item["rule"] == "shared" and self.p["sequence_owned_by"] == "target":
                             owned = "%s.%s.%s" % (target, item["table"], item["column"])
@@ -241,14 +241,14 @@ class Aligner:
                             "how": "default" if not item["aligned"] else self.before.get(key, {}).get("how", "default"),
                             "next_value": max(floor, last) + inc if floor is not None and nxt <= floor else nxt,
                             "owned_by": owned}
-                    if floor is not None and cdb.next_value(last, called, inc) <= floor:
+                    if floor is not None and seqs.next_value(last, called, inc) <= floor:
                         # Never backwards: a concurrent nextval may have moved it on meanwhile.
                         self._run(cur, sql.SQL("SELECT pg_catalog.setval(%s::regclass, GREATEST(%s::bigint,"
                                                " (SELECT last_value FROM {})), true)").format(
                                                    sql.Identifier(item["seq_schema"], item["seq"])),
-                                  (cdb.qualified(self.conn, item["seq_schema"], item["seq"]), floor))
+                                  (catalog.qualified(self.conn, item["seq_schema"], item["seq"]), floor))
                     if item["rule"] == "shared" and self.p["sequence_owned_by"] == "target":
-                        cur.execute(OWNER_SQL, (cdb.qualified(self.conn, item["seq_schema"], item["seq"]),))
+                        cur.execute(OWNER_SQL, (catalog.qualified(self.conn, item["seq_schema"], item["seq"]),))
                         owner = cur.fetchone()
                         if owner != (target, item["table"], item["column"]):
                             self._run(cur, sql.SQL("ALTER SEQUENCE {} OWNED BY {}.{}").format(
@@ -266,17 +266,17 @@ class Aligner:
         writes, so by default a plain sequence of the same name, position and grants stands in for it."""
         old_schema, old_name = item["current_sequence"].split(".", 1)
         old = sql.Identifier(old_schema, old_name)
-        last, called = cdb.sequence_position(cur, old_schema, old_name)[:2]
+        last, called = seqs.sequence_position(cur, old_schema, old_name)[:2]
         cur.execute("SELECT CASE WHEN x.grantee = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(x.grantee) END,"
                     " x.privilege_type FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) x"
-                    " WHERE c.oid = pg_catalog.to_regclass(%s)", (cdb.qualified(self.conn, old_schema, old_name),))
+                    " WHERE c.oid = pg_catalog.to_regclass(%s)", (catalog.qualified(self.conn, old_schema, old_name),))
         acl = cur.fetchall()
         self._run(cur, sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP IDENTITY IF EXISTS").format(table, column))
         if self.p["replaced_sequences"] != "keep":
             return
         self._run(cur, sql.SQL("CREATE SEQUENCE {} AS bigint").format(old))
         self._run(cur, sql.SQL("SELECT pg_catalog.setval(%s::regclass, %s, %s)"),
-                  (cdb.qualified(self.conn, old_schema, old_name), last, called))
+                  (catalog.qualified(self.conn, old_schema, old_name), last, called))
         for grantee, privilege in acl:
             self._run(cur, sql.SQL("GRANT {} ON SEQUENCE {} TO {}").format(
                 sql.SQL(privilege), old, sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee)))
@@ -301,11 +301,11 @@ class Aligner:
                 if not now["aligned"]:
                     entry["problems"].append("%s.%s.%s draws from %s, not from the legacy sequence %s" % (
                         target, item["table"], item["column"], now["current_sequence"], now["sequence"]))
-                entry["max_target"] = cdb.max_id(cur, target, item["table"], item["column"])
-                entry["max_legacy"] = (cdb.max_id(cur, legacy, item["legacy_table"], item["column"])
+                entry["max_target"] = seqs.max_id(cur, target, item["table"], item["column"])
+                entry["max_legacy"] = (seqs.max_id(cur, legacy, item["legacy_table"], item["column"])
                                        if item["legacy_table"] else None)
-                last, called, inc = cdb.sequence_position(cur, cur_schema, cur_name)
-                entry["next_value"] = cdb.next_value(last, called, inc)
+                last, called, inc = seqs.sequence_position(cur, cur_schema, cur_name)
+                entry["next_value"] = seqs.next_value(last, called, inc)
                 highest = max([v for v in (entry["max_target"], entry["max_legacy"]) if v is not None], default=None)
                 if highest is not None and entry["next_value"] <= highest:
                     entry["problems"].append("%s would hand out %s next, but the highest id is %s" % (
@@ -313,14 +313,14 @@ class Aligner:
                 if app:
                     # Only where the app may insert at all (not into the migration's bookkeeping, say);
                     # app_privileges reports missing table privileges.
-                    tables = [cdb.qualified(self.conn, target, item["table"])]
+                    tables = [catalog.qualified(self.conn, target, item["table"])]
                     if item["legacy_table"]:
-                        tables.append(cdb.qualified(self.conn, legacy, item["legacy_table"]))
+                        tables.append(catalog.qualified(self.conn, legacy, item["legacy_table"]))
                     cur.execute("SELECT bool_or(pg_catalog.has_table_privilege(%s, t, 'INSERT'))"
                                 " FROM pg_catalog.unnest(%s::text[]) t", (app, tables))
                     inserts = cur.fetchone()[0]
                     cur.execute("SELECT pg_catalog.has_sequence_privilege(%s, %s, 'USAGE')",
-                                (app, cdb.qualified(self.conn, cur_schema, cur_name)))
+                                (app, catalog.qualified(self.conn, cur_schema, cur_name)))
                     entry["app_usage"] = cur.fetchone()[0] if inserts else None
                     if entry["app_usage"] is False:
                         entry["problems"].append("role %s has no USAGE on %s: its inserts into %s would fail" % (
@@ -350,7 +350,7 @@ class Aligner:
                     try:
                         with conn.cursor() as cur:
                             cur.execute("SAVEPOINT probe")
-                            got[side] = cdb.probe_insert(cur, schema, table, item["column"])[1]
+                            got[side] = probe.probe_insert(cur, schema, table, item["column"])[1]
                             cur.execute("RELEASE SAVEPOINT probe")
                     except Exception as exc:  # noqa: BLE001 - the failure is the finding
                         with conn.cursor() as cur:

@@ -117,7 +117,7 @@ carbot_report:
   type: dict
 """
 
-from ansible_collections.carbot.migration.plugins.module_utils import cutover_db as cdb
+from ansible_collections.carbot.migration.plugins.module_utils import catalog, probe, search_path as paths
 from ansible_collections.carbot.migration.plugins.module_utils import common, db
 from ansible_collections.carbot.migration.plugins.module_utils.db import sql
 
@@ -149,12 +149,12 @@ def plan(cur, dbname, p, password_works):
     if not member:
         statement = sql.SQL("GRANT {} TO {}").format(sql.Identifier(app), sql.Identifier(role))
         steps.append((statement, [], "GRANT %s TO %s" % (app, role)))
-    settings = cdb.read_path_settings(cur, dbname)
+    settings = paths.read_path_settings(cur, dbname)
     current = (settings["roles"].get(role) or {}).get("role_in_database")
     if created or current != wanted_path:
-        statement, params = cdb.set_role_database_path_sql(role, dbname, wanted_path)
+        statement, params = paths.set_role_database_path_sql(role, dbname, wanted_path)
         steps.append((statement, params, "ALTER ROLE %s IN DATABASE %s SET search_path TO %s"
-                      % (role, dbname, cdb.format_search_path(wanted_path))))
+                      % (role, dbname, paths.format_search_path(wanted_path))))
     return created, steps, wanted_path
 
 
@@ -181,13 +181,13 @@ def verify(params, wanted_path):
         with conn.cursor() as cur:
             cur.execute("SHOW search_path")
             out["search_path"] = cur.fetchone()[0]
-            out["resolved_schema"] = cdb.resolve_schema(cur, params["verify_table"])
+            out["resolved_schema"] = catalog.resolve_schema(cur, params["verify_table"])
             if params["verify_write_table"]:
-                out["write_schema"], out["write_id"] = cdb.probe_insert(
+                out["write_schema"], out["write_id"] = probe.probe_insert(
                     cur, None, params["verify_write_table"], params["verify_write_column"])
                 out["write_id"] = str(out["write_id"])
         conn.rollback()
-        out["ok"] = (cdb.split_search_path(out["search_path"]) == wanted_path
+        out["ok"] = (paths.split_search_path(out["search_path"]) == wanted_path
                      and out["resolved_schema"] == params["target_schema"]
                      and out.get("write_schema", params["target_schema"]) == params["target_schema"])
         if not out["ok"]:
@@ -216,7 +216,7 @@ def prepare(module, conn, works):
     conn.rollback()
     shown = [text for _s, _p, text in steps]
     result = dict(changed=bool(steps), created=created, executed_queries=shown,
-                  search_path=cdb.format_search_path(wanted_path))
+                  search_path=paths.format_search_path(wanted_path))
     if steps and not module.check_mode:
         def attempt():
             with db.transaction(conn), conn.cursor() as cur:
