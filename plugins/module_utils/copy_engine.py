@@ -591,136 +591,7 @@ class CopyEngine:
 
     # one table ------------------------------------------------------------------------
     def _copy_table(self, spec):
-        state = {"conn": None}
-        quarantine_box = {}
-
-        def conn():
-            if state["conn"] is None or state["conn"].closed:
-                state["conn"] = self.connect("copy %s" % spec.name)
-                quarantine_box["q"] = QuarantineWriter(state["conn"], self.target_schema)
-                quarantine_box["s"] = StatusTable(state["conn"], self.target_schema)
-            return state["conn"]
-
-        def attempt(func):
-            def call():
-                c = conn()
-                with db.transaction(c):  # a connection that cannot roll back is closed: reconnect next time
-                    return func(c)
-            result, used = db.with_retries(call, attempts=self.max_retries, base=self.retry_base, also=(BatchRaced,),
-                                           on_retry=lambda a, e, d: self._note_retry(spec, a, e, d))
-            return result
-
-        t0 = time.monotonic()
-        copied = quarantined = scanned = batches = 0
-        try:
-            def start(c):
-                with c.cursor() as cur:
-                    status = quarantine_box["s"]
-                    row = status.read(cur, spec.name, lock=True) or {}
-                    # the total, for progress: exact for row tables (the key count); derived tables are
-                    # aggregates that cost a full pass to count, so their last total is kept
-                    if spec.kind == "row":
-                        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(spec.source_rel))
-                        total = cur.fetchone()[0]
-                    else:
-                        total = row.get("rows_total_estimate")
-                    values = {"state": STATE_COPYING, "finished_at": None, "rows_total_estimate": total,
-                              "run_id": self.run_id, "last_error": None}
-                    if not row.get("started_at"):
-                        # kept over reruns: rows/s in migration_status is the average since the first start
-                        values["started_at"] = True
-                    status.update(cur, spec.name, values)
-                c.commit()
-                return row, total
-
-            before, total = attempt(start)
-            done_before = int(before.get("rows_copied") or 0) + int(before.get("rows_quarantined") or 0)
-            # Derived tables go in one statement: their view is an aggregate that every keyset batch
-            # would evaluate in full again (quadratic); rerunning it after a crash is idempotent.
-            limit = self.batch_size if spec.kind == "row" else None
-            live = {}  # rows/s and ETA so far, written with the checkpoint when the table has the columns
-            self._emit(spec, STATE_COPYING, done_before, total, 0, 0.0, t0)
-            while True:
-                def batch(c, limit=limit, live=live):  # pylint: disable=dangerous-default-value
-                    with c.cursor() as cur:
-                        status = quarantine_box["s"]
-                        # Read the checkpoint under a row lock: two runs (say, an orphaned async job and
-                        # its rerun) then take turns per batch instead of racing on the same keys.
-                        row = status.read(cur, spec.name, lock=True) or {}
-                        last_key = row.get("last_key")
-                        try:
-                            cur.execute(batch_statement(spec, quarantine_box["q"], last_key, limit, self.run_id))
-                        except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
-                            # a value the mapping cannot take: retrying would fail the same way, so name the rows
-                            c.rollback()
-                            raise CopyError(unmappable_message(c, spec, last_key, limit, exc))
-                        row = cur.fetchone()
-                        n_scanned, n_ins, n_q, new_last, n_stale, n_wanted, n_locked = row[:7]
-                        n_entered = 0
-                        check, check_args = entered_statement(spec, row[7:])
-                        if check is not None:
-                            cur.execute(check, check_args)
-                            n_entered = cur.fetchone()[0]
-                        if n_stale or n_locked < n_wanted or n_entered:
-                            # start over on a fresh snapshot (the module docstring says why)
-                            raise BatchRaced(
-                                "%s: %d row(s) changed, %d of %d parent row(s) gone and %d parent(s) entered "
-                                "while the batch ran" % (spec.name, n_stale, n_wanted - n_locked, n_wanted,
-                                                         n_entered))
-                        if n_scanned:
-                            status.update(cur, spec.name, dict(live, last_key=new_last),
-                                          {"rows_copied": n_ins, "rows_quarantined": n_q})
-                    c.commit()
-                    return n_scanned, n_ins, n_q
-
-                if self._stop.is_set():
-                    raise CopyError("stopped on request after %d batches; rerun to resume" % batches)
-                b0 = time.monotonic()
-                n_scanned, n_ins, n_q = attempt(batch)
-                took = time.monotonic() - b0
-                batches += 1
-                scanned += n_scanned
-                copied += n_ins
-                quarantined += n_q
-                elapsed = time.monotonic() - t0
-                rate = scanned / elapsed if elapsed > 0 else 0.0
-                rec = self._emit(spec, STATE_COPYING, done_before + copied + quarantined, total, scanned, rate, t0)
-                live = {"rows_per_second": rec["rows_per_second"], "eta_seconds": rec["eta_seconds"]}
-                if limit is None or n_scanned < limit:
-                    break
-                if self.adaptive:
-                    limit = self._adapt(limit, took)
-
-            def finish(c):
-                with c.cursor() as cur:
-                    values = {"state": STATE_DONE, "finished_at": True}
-                    if spec.kind != "row" and scanned:
-                        values["rows_total_estimate"] = scanned
-                    quarantine_box["s"].update(cur, spec.name, values)
-                    cur.execute(sql.SQL("SELECT count(*) FROM {}").format(spec.target_rel))
-                    target_rows = cur.fetchone()[0]
-                c.commit()
-                return target_rows
-
-            target_rows = attempt(finish)
-            elapsed = time.monotonic() - t0
-            result = {
-                "state": STATE_DONE, "kind": spec.kind, "source": spec.source,
-                "source_rows": total if spec.kind == "row" or (total and not scanned) else scanned,
-                "copied": copied, "quarantined": quarantined, "scanned": scanned,
-                "already_present": max(target_rows - copied, 0), "target_rows": target_rows,
-                "batches": batches, "elapsed": round(elapsed, 3),
-                "rows_per_second": round(scanned / elapsed, 1) if elapsed > 0 else 0.0,
-            }
-            self._emit(spec, STATE_DONE, done_before + copied + quarantined, total, scanned,
-                       result["rows_per_second"], t0)
-            return result
-        except Exception as exc:
-            self._mark_failed(spec, exc)
-            raise
-        finally:
-            if state["conn"] is not None and not state["conn"].closed:
-                state["conn"].close()
+        return _TableCopy(self, spec).run()
 
     @staticmethod
     def _adapt(limit, took):
@@ -772,3 +643,143 @@ class CopyEngine:
         with self._lock:
             with open(self.progress_file, "a") as handle:
                 handle.write(line + "\n")
+
+
+class _TableCopy:
+    """One table's copy, on one connection of its own (reopened after a drop): ``start`` marks it copying and
+    counts its source rows, ``batch`` runs one keyset batch with its checkpoint, ``finish`` marks it copied.
+    Each runs through :meth:`attempt`: one transaction (db.transaction), retried with backoff on lock timeouts,
+    dropped connections and raced batches (BatchRaced)."""
+
+    def __init__(self, engine, spec):
+        self.engine, self.spec = engine, spec
+        self.conn = self.quarantine = self.status = None
+        self.copied = self.quarantined = self.scanned = self.batches = 0
+
+    def connection(self):
+        if self.conn is None or self.conn.closed:
+            self.conn = self.engine.connect("copy %s" % self.spec.name)
+            self.quarantine = QuarantineWriter(self.conn, self.engine.target_schema)
+            self.status = StatusTable(self.conn, self.engine.target_schema)
+        return self.conn
+
+    def attempt(self, func, *args):
+        def call():
+            c = self.connection()
+            with db.transaction(c):  # a connection that cannot roll back is closed: reconnect next time
+                return func(c, *args)
+        engine = self.engine
+        result, _used = db.with_retries(call, attempts=engine.max_retries, base=engine.retry_base,
+                                        also=(BatchRaced,),
+                                        on_retry=lambda a, e, d: engine._note_retry(self.spec, a, e, d))
+        return result
+
+    def start(self, c):
+        spec = self.spec
+        with c.cursor() as cur:
+            row = self.status.read(cur, spec.name, lock=True) or {}
+            # the total, for progress: exact for row tables (the key count); derived tables are
+            # aggregates that cost a full pass to count, so their last total is kept
+            if spec.kind == "row":
+                cur.execute(sql.SQL("SELECT count(*) FROM {}").format(spec.source_rel))
+                total = cur.fetchone()[0]
+            else:
+                total = row.get("rows_total_estimate")
+            values = {"state": STATE_COPYING, "finished_at": None, "rows_total_estimate": total,
+                      "run_id": self.engine.run_id, "last_error": None}
+            if not row.get("started_at"):
+                # kept over reruns: rows/s in migration_status is the average since the first start
+                values["started_at"] = True
+            self.status.update(cur, spec.name, values)
+        return row, total
+
+    def batch(self, c, limit, live):
+        spec = self.spec
+        with c.cursor() as cur:
+            # Read the checkpoint under a row lock: two runs (say, an orphaned async job and
+            # its rerun) then take turns per batch instead of racing on the same keys.
+            row = self.status.read(cur, spec.name, lock=True) or {}
+            last_key = row.get("last_key")
+            try:
+                cur.execute(batch_statement(spec, self.quarantine, last_key, limit, self.engine.run_id))
+            except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
+                # a value the mapping cannot take: retrying would fail the same way, so name the rows
+                c.rollback()
+                raise CopyError(unmappable_message(c, spec, last_key, limit, exc))
+            row = cur.fetchone()
+            n_scanned, n_ins, n_q, new_last, n_stale, n_wanted, n_locked = row[:7]
+            n_entered = 0
+            check, check_args = entered_statement(spec, row[7:])
+            if check is not None:
+                cur.execute(check, check_args)
+                n_entered = cur.fetchone()[0]
+            if n_stale or n_locked < n_wanted or n_entered:
+                # start over on a fresh snapshot (the module docstring says why)
+                raise BatchRaced(
+                    "%s: %d row(s) changed, %d of %d parent row(s) gone and %d parent(s) entered "
+                    "while the batch ran" % (spec.name, n_stale, n_wanted - n_locked, n_wanted, n_entered))
+            if n_scanned:
+                self.status.update(cur, spec.name, dict(live, last_key=new_last),
+                                   {"rows_copied": n_ins, "rows_quarantined": n_q})
+        return n_scanned, n_ins, n_q
+
+    def finish(self, c):
+        spec = self.spec
+        with c.cursor() as cur:
+            values = {"state": STATE_DONE, "finished_at": True}
+            if spec.kind != "row" and self.scanned:
+                values["rows_total_estimate"] = self.scanned
+            self.status.update(cur, spec.name, values)
+            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(spec.target_rel))
+            return cur.fetchone()[0]
+
+    def run(self):
+        engine, spec = self.engine, self.spec
+        t0 = time.monotonic()
+        try:
+            before, total = self.attempt(self.start)
+            done_before = int(before.get("rows_copied") or 0) + int(before.get("rows_quarantined") or 0)
+            # Derived tables go in one statement: their view is an aggregate that every keyset batch
+            # would evaluate in full again (quadratic); rerunning it after a crash is idempotent.
+            limit = engine.batch_size if spec.kind == "row" else None
+            live = {}  # rows/s and ETA so far, written with the checkpoint when the table has the columns
+            engine._emit(spec, STATE_COPYING, done_before, total, 0, 0.0, t0)
+            while True:
+                if engine._stop.is_set():
+                    raise CopyError("stopped on request after %d batches; rerun to resume" % self.batches)
+                b0 = time.monotonic()
+                n_scanned, n_ins, n_q = self.attempt(self.batch, limit, live)
+                took = time.monotonic() - b0
+                self.batches += 1
+                self.scanned += n_scanned
+                self.copied += n_ins
+                self.quarantined += n_q
+                elapsed = time.monotonic() - t0
+                rate = self.scanned / elapsed if elapsed > 0 else 0.0
+                rec = engine._emit(spec, STATE_COPYING, done_before + self.copied + self.quarantined, total,
+                                   self.scanned, rate, t0)
+                live = {"rows_per_second": rec["rows_per_second"], "eta_seconds": rec["eta_seconds"]}
+                if limit is None or n_scanned < limit:
+                    break
+                if engine.adaptive:
+                    limit = engine._adapt(limit, took)
+            target_rows = self.attempt(self.finish)
+            elapsed = time.monotonic() - t0
+            scanned, copied = self.scanned, self.copied
+            result = {
+                "state": STATE_DONE, "kind": spec.kind, "source": spec.source,
+                "source_rows": total if spec.kind == "row" or (total and not scanned) else scanned,
+                "copied": copied, "quarantined": self.quarantined, "scanned": scanned,
+                "already_present": max(target_rows - copied, 0), "target_rows": target_rows,
+                "batches": self.batches, "elapsed": round(elapsed, 3),
+                "rows_per_second": round(scanned / elapsed, 1) if elapsed > 0 else 0.0,
+            }
+            engine._emit(spec, STATE_DONE, done_before + copied + self.quarantined, total, scanned,
+                         result["rows_per_second"], t0)
+            return result
+        except Exception as exc:
+            engine._mark_failed(spec, exc)
+            raise
+        finally:
+            if self.conn is not None and not self.conn.closed:
+                self.conn.close()
