@@ -15,6 +15,7 @@ try:
 except ImportError:  # pragma: no cover - db.require_psycopg2 reports the missing psycopg2
     sql = None
 
+
 def tables_in(cur, schema):
     cur.execute("SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
                 " WHERE n.nspname = %s AND c.relkind IN ('r', 'p') ORDER BY 1", (schema,))

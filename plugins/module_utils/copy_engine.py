@@ -244,7 +244,6 @@ def _desc(names):
     return sql.SQL(", ").join(sql.SQL("{} DESC").format(sql.Identifier(n)) for n in names)
 
 
-
 class QuarantineWriter(tables.QuarantineKeys):
     """The INSERT into migration_quarantine (sql/v2/040_migration_tables.sql); the columns and key
     expressions are tables.QuarantineKeys."""

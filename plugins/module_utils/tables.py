@@ -36,7 +36,7 @@ def order_tables(tables, selected=None):
         unknown = sorted(set(selected) - set(by_name))
         if unknown:
             raise TableError("Unknown target tables %s; the mapping declares: %s"
-                            % (", ".join(unknown), ", ".join(sorted(by_name))))
+                             % (", ".join(unknown), ", ".join(sorted(by_name))))
         wanted = [by_name[name] for name in by_name if name in set(selected)]
     else:
         wanted = list(tables)
@@ -92,7 +92,7 @@ def view_key_columns(view_cols, nkeys):
     if all(k in names for k in keys):
         return keys
     raise TableError("The mapping view has no key column(s) %s (contract: docs/architecture.md)"
-                    % ("_src_key" if nkeys == 1 else ", ".join(keys)))
+                     % ("_src_key" if nkeys == 1 else ", ".join(keys)))
 
 
 class TableSpec:
@@ -118,7 +118,7 @@ class TableSpec:
         missing = [c for c in mapped if c not in target_insertable]
         if missing:
             raise TableError("View %s.%s has columns that %s.%s cannot take: %s"
-                            % (self.mapping, self.view, self.target, self.name, ", ".join(missing)))
+                             % (self.mapping, self.view, self.target, self.name, ", ".join(missing)))
         self.columns = mapped
         self.has_reason = QUARANTINE_REASON in [c[0] for c in view_cols]
         # (column, parent table, parent key column): the parents a copied row points at, locked by the batch
@@ -169,11 +169,11 @@ def resolve(conn, tables, legacy_schema, mapping_schema, target_schema, declarat
             view_cols = table_columns(cur, mapping_schema, view)
             if not view_cols:
                 raise TableError("Mapping view %s.%s does not exist: apply the mapping first (roles/schema)"
-                                % (mapping_schema, view))
+                                 % (mapping_schema, view))
             target_cols = table_columns(cur, target_schema, decl["target"])
             if not target_cols:
                 raise TableError("Target table %s.%s does not exist: apply the carbot_v2 schema first (roles/schema)"
-                                % (target_schema, decl["target"]))
+                                 % (target_schema, decl["target"]))
             if decl.get("kind", "row") == "row" and not table_columns(cur, legacy_schema, decl["source"]):
                 raise TableError("Legacy table %s.%s does not exist" % (legacy_schema, decl["source"]))
             specs.append(TableSpec(decl, (legacy_schema, mapping_schema, target_schema), view_cols, target_cols,
@@ -181,7 +181,7 @@ def resolve(conn, tables, legacy_schema, mapping_schema, target_schema, declarat
         for name in (STATUS_TABLE, QUARANTINE_TABLE):
             if not table_columns(cur, target_schema, name):
                 raise TableError("%s.%s does not exist: apply the carbot_v2 schema first (roles/schema)"
-                                % (target_schema, name))
+                                 % (target_schema, name))
     return specs
 
 
@@ -203,7 +203,8 @@ class QuarantineKeys:
         missing = {"target_table", "source_table", self.key_col, "reason"} - set(self.columns)
         if self.columns and missing:
             raise TableError("%s.%s lacks the columns %s (contract: sql/v2/040_migration_tables.sql)"
-                            % (target_schema, QUARANTINE_TABLE, ", ".join(sorted(missing))))
+                             % (target_schema, QUARANTINE_TABLE, ", ".join(sorted(missing))))
+
     def key_expr(self, spec, alias):
         """The quarantine key of the view row ``alias``, in the type of the key column."""
         arr = keys.key_text_array(spec.view_key, alias)
@@ -213,6 +214,7 @@ class QuarantineKeys:
         if len(spec.view_key) == 1:
             return sql.SQL("{}.{}::text").format(sql.Identifier(alias), sql.Identifier(spec.view_key[0]))
         return sql.SQL("{}::text").format(arr)
+
     def exists_sql(self, spec, alias):
         """``EXISTS`` a quarantine row for the view row ``alias``."""
         return sql.SQL("EXISTS (SELECT 1 FROM {rel} x WHERE x.target_table = {t} AND x.{kcol} = {key})").format(

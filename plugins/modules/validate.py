@@ -186,6 +186,7 @@ def main():
             module.fail_json(msg="consent_columns entries need target, legacy_column and target_column: %s" % pair)
     progress = job_progress.ProgressFile(p["progress_file"], "validation")
     progress.update(phase="connecting", detail="to %s" % p["login_db"])
+
     def validate():
         with common.connection(p, "carbot.migration validate") as conn:
             conn.set_session(readonly=True)
