@@ -68,8 +68,12 @@ import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-from ansible_collections.carbot.migration.plugins.module_utils import db, sync
-from ansible_collections.carbot.migration.plugins.module_utils import schemas
+from ansible_collections.carbot.migration.plugins.module_utils import db, schemas, tables
+from ansible_collections.carbot.migration.plugins.module_utils.keys import key_hash, key_text_array
+# the table metadata, re-exported: callers and tests use copy_engine.<name>
+from ansible_collections.carbot.migration.plugins.module_utils.tables import (  # noqa: F401 pylint: disable=unused-import
+    QUARANTINE_REASON, QUARANTINE_TABLE, STATUS_TABLE, TableSpec, load_declaration, order_tables, resolve,
+    table_columns, view_key_columns)
 
 try:
     import psycopg2
@@ -83,15 +87,13 @@ MAX_BATCH_SIZE = 100000
 # Adaptive batches aim at this duration: long enough to amortise the round trip and
 # the commit, short enough that an application DELETE never waits long on our locks.
 TARGET_BATCH_SECONDS = 1.0
-STATUS_TABLE = "migration_status"
-QUARANTINE_TABLE = "migration_quarantine"
-QUARANTINE_REASON = "_quarantine_reason"
 # Values of carbot_v2's migration_state enum (sql/v2/010_types.sql).
 STATE_PENDING, STATE_COPYING, STATE_DONE, STATE_FAILED = "pending", "copying", "copied", "failed"
 
 
-class CopyError(Exception):
-    """An operator-facing reason why the copy cannot run."""
+# An operator-facing reason why the copy cannot run: one class with the metadata's (tables.py), which
+# order_tables/resolve raise.
+CopyError = tables.TableError
 
 
 class BatchRaced(Exception):
@@ -105,163 +107,6 @@ def default_workers():
 
 def now_iso():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-# --------------------------------------------------------------------------- plan
-def order_tables(tables, selected=None):
-    """The declarations to copy, in dependency order, restricted to ``selected`` names.
-
-    Raises CopyError for unknown names or a dependency cycle.
-    """
-    by_name = {t["target"]: t for t in tables}
-    if selected:
-        unknown = sorted(set(selected) - set(by_name))
-        if unknown:
-            raise CopyError("Unknown target tables %s; the mapping declares: %s"
-                            % (", ".join(unknown), ", ".join(sorted(by_name))))
-        wanted = [by_name[name] for name in by_name if name in set(selected)]
-    else:
-        wanted = list(tables)
-    names = {t["target"] for t in wanted}
-    ordered, done, visiting = [], set(), set()
-
-    def visit(decl):
-        name = decl["target"]
-        if name in done:
-            return
-        if name in visiting:
-            raise CopyError("Dependency cycle in the mapping declaration at table %s" % name)
-        visiting.add(name)
-        for dep in decl.get("depends_on") or []:
-            if dep in names:
-                visit(by_name[dep])
-        visiting.discard(name)
-        done.add(name)
-        ordered.append(decl)
-
-    for decl in wanted:
-        visit(decl)
-    return ordered
-
-
-def load_declaration():
-    """mapping.TABLES, imported lazily (the mapping module is written by the schema step)."""
-    from ansible_collections.carbot.migration.plugins.module_utils import mapping
-    return list(mapping.TABLES)
-
-
-# ------------------------------------------------------------------ catalog reads
-def table_columns(cur, schema, table):
-    """[(name, type, generated)] of a table or view, in column order; [] when it does not exist."""
-    cur.execute(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '' "
-        "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-        (schema, table),
-    )
-    return [(r[0], r[1], r[2]) for r in cur.fetchall()]
-
-
-def view_key_columns(view_cols, nkeys):
-    """The view's key columns: ``_src_key`` for one key, ``_src_key1``.. for composite keys."""
-    names = [c[0] for c in view_cols]
-    if nkeys == 1 and "_src_key" in names:
-        return ["_src_key"]
-    keys = ["_src_key%d" % (i + 1) for i in range(nkeys)]
-    if all(k in names for k in keys):
-        return keys
-    raise CopyError("The mapping view has no key column(s) %s (contract: docs/architecture.md)"
-                    % ("_src_key" if nkeys == 1 else ", ".join(keys)))
-
-
-class TableSpec:
-    """Everything the engine needs about one target table, resolved from the catalog once."""
-
-    def __init__(self, decl, schemas, view_cols, target_cols, parents=None):
-        self.decl = decl
-        self.name = decl["target"]
-        self.view = decl.get("view") or "map_%s" % self.name
-        self.source = decl.get("source")
-        self.kind = decl.get("kind", "row")
-        self.source_key = list(decl.get("source_key") or [])
-        self.target_key = list(decl.get("target_key") or self.source_key)
-        self.depends_on = list(decl.get("depends_on") or [])
-        self.legacy, self.mapping, self.target = schemas
-        nkeys = len(self.source_key) if self.kind == "row" else len(self.target_key)
-        self.view_key = list(decl.get("view_key") or view_key_columns(view_cols, nkeys))
-        if self.kind == "derived":
-            # keyset over the view's own key; nothing to lock
-            self.source_key = list(self.view_key)
-        target_insertable = {c[0] for c in target_cols if not c[2]}
-        mapped = [c[0] for c in view_cols if not c[0].startswith("_src_key") and c[0] != QUARANTINE_REASON]
-        missing = [c for c in mapped if c not in target_insertable]
-        if missing:
-            raise CopyError("View %s.%s has columns that %s.%s cannot take: %s"
-                            % (self.mapping, self.view, self.target, self.name, ", ".join(missing)))
-        self.columns = mapped
-        self.has_reason = QUARANTINE_REASON in [c[0] for c in view_cols]
-        # (column, parent table, parent key column): the parents a copied row points at, locked by the batch
-        self.parent_locks = []
-        # (column, parent table, parent key column, sync lock id): required references to row tables, whose
-        # parent can enter the target while the batch quarantines its children
-        self.entering_locks = []
-        for ref in decl.get("references") or []:
-            parent = (parents or {}).get(ref["parent"])
-            if parent is None or ref["parent"] == self.name or ref["column"] not in self.columns:
-                continue
-            pkey = list(parent.get("target_key") or parent.get("source_key") or [])
-            if len(pkey) != 1:
-                continue
-            self.parent_locks.append((ref["column"], ref["parent"], pkey[0]))
-            if ref.get("required") and parent.get("kind", "row") == "row" and self.kind == "row" and self.has_reason:
-                # the advisory lock of the parent's sync function (sync.lock_id), taken shared by the batch
-                self.entering_locks.append((ref["column"], ref["parent"], pkey[0],
-                                            sync.lock_id(list(parents.values()), ref["parent"])))
-
-    # identifiers --------------------------------------------------------------
-    def ident(self, schema, name):
-        return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
-
-    @property
-    def source_rel(self):
-        return self.ident(self.legacy, self.source)
-
-    @property
-    def view_rel(self):
-        return self.ident(self.mapping, self.view)
-
-    @property
-    def target_rel(self):
-        return self.ident(self.target, self.name)
-
-
-def resolve(conn, tables, legacy_schema, mapping_schema, target_schema, declaration=None):
-    """TableSpec for each declaration; CopyError naming what is missing.
-
-    ``declaration`` (default: ``tables``) is where the parents of ``references`` are looked up.
-    """
-    parents = {t["target"]: t for t in (declaration or tables)}
-    specs = []
-    with conn.cursor() as cur:
-        for decl in tables:
-            view = decl.get("view") or "map_%s" % decl["target"]
-            view_cols = table_columns(cur, mapping_schema, view)
-            if not view_cols:
-                raise CopyError("Mapping view %s.%s does not exist: apply the mapping first (roles/schema)"
-                                % (mapping_schema, view))
-            target_cols = table_columns(cur, target_schema, decl["target"])
-            if not target_cols:
-                raise CopyError("Target table %s.%s does not exist: apply the carbot_v2 schema first (roles/schema)"
-                                % (target_schema, decl["target"]))
-            if decl.get("kind", "row") == "row" and not table_columns(cur, legacy_schema, decl["source"]):
-                raise CopyError("Legacy table %s.%s does not exist" % (legacy_schema, decl["source"]))
-            specs.append(TableSpec(decl, (legacy_schema, mapping_schema, target_schema), view_cols, target_cols,
-                                   parents))
-        for name in (STATUS_TABLE, QUARANTINE_TABLE):
-            if not table_columns(cur, target_schema, name):
-                raise CopyError("%s.%s does not exist: apply the carbot_v2 schema first (roles/schema)"
-                                % (target_schema, name))
-    return specs
 
 
 # -------------------------------------------------------------- the status table
@@ -399,41 +244,9 @@ def _desc(names):
     return sql.SQL(", ").join(sql.SQL("{} DESC").format(sql.Identifier(n)) for n in names)
 
 
-def _key_text_array(names, prefix=None):
-    parts = []
-    for n in names:
-        ident = sql.SQL("{}.{}").format(sql.Identifier(prefix), sql.Identifier(n)) if prefix else sql.Identifier(n)
-        parts.append(sql.SQL("{}::text").format(ident))
-    return sql.SQL("ARRAY[{}]").format(sql.SQL(", ").join(parts))
-
-
-class QuarantineWriter:
-    """The INSERT into migration_quarantine (sql/v2/040_migration_tables.sql).
-
-    Columns used: target_table, source_table, source_pk (text: the key, composite keys as a
-    text[] literal), reason, row_data (the legacy row as jsonb; for derived tables, the view
-    row), run_id. Other columns keep their defaults.
-    """
-
-    def __init__(self, conn, target_schema, legacy_schema=None):
-        with conn.cursor() as cur:
-            self.columns = {c[0]: c[1] for c in table_columns(cur, target_schema, QUARANTINE_TABLE)}
-        self.rel = sql.SQL("{}.{}").format(sql.Identifier(target_schema), sql.Identifier(QUARANTINE_TABLE))
-        self.key_col = "source_pk" if "source_pk" in self.columns else "source_key"
-        missing = {"target_table", "source_table", self.key_col, "reason"} - set(self.columns)
-        if self.columns and missing:
-            raise CopyError("%s.%s lacks the columns %s (contract: sql/v2/040_migration_tables.sql)"
-                            % (target_schema, QUARANTINE_TABLE, ", ".join(sorted(missing))))
-
-    def key_expr(self, spec, alias):
-        """The quarantine key of the view row ``alias``, in the type of the key column."""
-        arr = _key_text_array(spec.view_key, alias)
-        col_type = self.columns.get(self.key_col, "text")
-        if col_type.endswith("[]"):
-            return arr
-        if len(spec.view_key) == 1:
-            return sql.SQL("{}.{}::text").format(sql.Identifier(alias), sql.Identifier(spec.view_key[0]))
-        return sql.SQL("{}::text").format(arr)
+class QuarantineWriter(tables.QuarantineKeys):
+    """The INSERT into migration_quarantine (sql/v2/040_migration_tables.sql); the columns and key
+    expressions are tables.QuarantineKeys."""
 
     def row_data_expr(self, spec):
         """The legacy row of a quarantined view row ``q`` (row tables); the view row for derived ones."""
@@ -471,12 +284,6 @@ class QuarantineWriter:
             src=sql.Identifier(src_cte), reason=sql.Identifier(QUARANTINE_REASON),
             t=sql.Literal(spec.name), kcol=sql.Identifier(self.key_col), xkey=self.key_expr(spec, "q"),
         )
-
-    def exists_sql(self, spec, alias):
-        """``EXISTS`` a quarantine row for the view row ``alias``."""
-        return sql.SQL("EXISTS (SELECT 1 FROM {rel} x WHERE x.target_table = {t} AND x.{kcol} = {key})").format(
-            rel=self.rel, t=sql.Literal(spec.name), kcol=sql.Identifier(self.key_col),
-            key=self.key_expr(spec, alias))
 
 
 def _to_target(spec, alias=None):
@@ -518,7 +325,7 @@ def batch_statement(spec, quarantine, last_key, limit, run_id):
             vrow=_row(vkey, "m"), lower_view=lower_view,
         )
         scanned = sql.SQL("(SELECT count(*) FROM locked)")
-        last = sql.SQL("(SELECT {} FROM bound)").format(_key_text_array(skey))
+        last = sql.SQL("(SELECT {} FROM bound)").format(key_text_array(skey))
         # rows whose locked version is not the one the statement's snapshot (and so the view) saw: the lock
         # waited for an update that committed after the snapshot
         # (the batch's key range keeps the probe on the primary key's index: without it the planner hashes
@@ -539,7 +346,7 @@ def batch_statement(spec, quarantine, last_key, limit, run_id):
         ).format(view=spec.view_rel, lower=lower, vkey=_cols(vkey), vdesc=_desc(vkey),
                  limit=sql.Literal(int(limit)) if limit else sql.SQL("ALL"))
         scanned = sql.SQL("(SELECT count(*) FROM src)")
-        last = sql.SQL("(SELECT {} FROM bound)").format(_key_text_array(vkey))
+        last = sql.SQL("(SELECT {} FROM bound)").format(key_text_array(vkey))
         stale = sql.SQL("0")
     where_ok = _to_target(spec)
     # the conflict target is the primary key: a row the sync already wrote is skipped; any other unique clash (a
@@ -578,7 +385,7 @@ def batch_statement(spec, quarantine, last_key, limit, run_id):
             quarantined=sql.Literal("parent quarantined: %s" % column))
         plocks.append(sql.SQL(", {cte} AS MATERIALIZED (SELECT d.k, pg_advisory_xact_lock_shared({lock}, {hash})"
                               " FROM (SELECT DISTINCT x.{col}::text AS k FROM src x WHERE {because}) d)").format(
-            cte=cte, lock=sql.Literal(lock_id), hash=sync.key_hash([sql.SQL("d.k")]), col=sql.Identifier(column),
+            cte=cte, lock=sql.Literal(lock_id), hash=key_hash([sql.SQL("d.k")]), col=sql.Identifier(column),
             because=because))
         entering.append(sql.SQL(", (SELECT coalesce(array_agg(k), '{{}}') FROM {})").format(cte))
     return sql.SQL("{head}{ins}{q}{plocks} SELECT {scanned}, (SELECT count(*) FROM ins), {qcount}, {last},"
@@ -783,142 +590,7 @@ class CopyEngine:
 
     # one table ------------------------------------------------------------------------
     def _copy_table(self, spec):
-        state = {"conn": None}
-        quarantine_box = {}
-
-        def conn():
-            if state["conn"] is None or state["conn"].closed:
-                state["conn"] = self.connect("copy %s" % spec.name)
-                quarantine_box["q"] = QuarantineWriter(state["conn"], self.target_schema)
-                quarantine_box["s"] = StatusTable(state["conn"], self.target_schema)
-            return state["conn"]
-
-        def attempt(func):
-            def call():
-                c = conn()
-                try:
-                    return func(c)
-                except Exception:
-                    try:
-                        c.rollback()
-                    except Exception:  # noqa: BLE001 - the connection is gone; reconnect next time
-                        c.close()
-                    raise
-            result, used = db.with_retries(call, attempts=self.max_retries, base=self.retry_base, also=(BatchRaced,),
-                                           on_retry=lambda a, e, d: self._note_retry(spec, a, e, d))
-            return result
-
-        t0 = time.monotonic()
-        copied = quarantined = scanned = batches = 0
-        try:
-            def start(c):
-                with c.cursor() as cur:
-                    status = quarantine_box["s"]
-                    row = status.read(cur, spec.name, lock=True) or {}
-                    # the total, for progress: exact for row tables (the key count); derived tables are
-                    # aggregates that cost a full pass to count, so their last total is kept
-                    if spec.kind == "row":
-                        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(spec.source_rel))
-                        total = cur.fetchone()[0]
-                    else:
-                        total = row.get("rows_total_estimate")
-                    values = {"state": STATE_COPYING, "finished_at": None, "rows_total_estimate": total,
-                              "run_id": self.run_id, "last_error": None}
-                    if not row.get("started_at"):
-                        # kept over reruns: rows/s in migration_status is the average since the first start
-                        values["started_at"] = True
-                    status.update(cur, spec.name, values)
-                c.commit()
-                return row, total
-
-            before, total = attempt(start)
-            done_before = int(before.get("rows_copied") or 0) + int(before.get("rows_quarantined") or 0)
-            # Derived tables go in one statement: their view is an aggregate that every keyset batch
-            # would evaluate in full again (quadratic); rerunning it after a crash is idempotent.
-            limit = self.batch_size if spec.kind == "row" else None
-            live = {}  # rows/s and ETA so far, written with the checkpoint when the table has the columns
-            self._emit(spec, STATE_COPYING, done_before, total, 0, 0.0, t0)
-            while True:
-                def batch(c, limit=limit, live=live):  # pylint: disable=dangerous-default-value
-                    with c.cursor() as cur:
-                        status = quarantine_box["s"]
-                        # Read the checkpoint under a row lock: two runs (say, an orphaned async job and
-                        # its rerun) then take turns per batch instead of racing on the same keys.
-                        row = status.read(cur, spec.name, lock=True) or {}
-                        last_key = row.get("last_key")
-                        try:
-                            cur.execute(batch_statement(spec, quarantine_box["q"], last_key, limit, self.run_id))
-                        except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
-                            # a value the mapping cannot take: retrying would fail the same way, so name the rows
-                            c.rollback()
-                            raise CopyError(unmappable_message(c, spec, last_key, limit, exc))
-                        row = cur.fetchone()
-                        n_scanned, n_ins, n_q, new_last, n_stale, n_wanted, n_locked = row[:7]
-                        n_entered = 0
-                        check, check_args = entered_statement(spec, row[7:])
-                        if check is not None:
-                            cur.execute(check, check_args)
-                            n_entered = cur.fetchone()[0]
-                        if n_stale or n_locked < n_wanted or n_entered:
-                            # start over on a fresh snapshot (the module docstring says why)
-                            raise BatchRaced(
-                                "%s: %d row(s) changed, %d of %d parent row(s) gone and %d parent(s) entered "
-                                "while the batch ran" % (spec.name, n_stale, n_wanted - n_locked, n_wanted,
-                                                         n_entered))
-                        if n_scanned:
-                            status.update(cur, spec.name, dict(live, last_key=new_last),
-                                          {"rows_copied": n_ins, "rows_quarantined": n_q})
-                    c.commit()
-                    return n_scanned, n_ins, n_q
-
-                if self._stop.is_set():
-                    raise CopyError("stopped on request after %d batches; rerun to resume" % batches)
-                b0 = time.monotonic()
-                n_scanned, n_ins, n_q = attempt(batch)
-                took = time.monotonic() - b0
-                batches += 1
-                scanned += n_scanned
-                copied += n_ins
-                quarantined += n_q
-                elapsed = time.monotonic() - t0
-                rate = scanned / elapsed if elapsed > 0 else 0.0
-                rec = self._emit(spec, STATE_COPYING, done_before + copied + quarantined, total, scanned, rate, t0)
-                live = {"rows_per_second": rec["rows_per_second"], "eta_seconds": rec["eta_seconds"]}
-                if limit is None or n_scanned < limit:
-                    break
-                if self.adaptive:
-                    limit = self._adapt(limit, took)
-
-            def finish(c):
-                with c.cursor() as cur:
-                    values = {"state": STATE_DONE, "finished_at": True}
-                    if spec.kind != "row" and scanned:
-                        values["rows_total_estimate"] = scanned
-                    quarantine_box["s"].update(cur, spec.name, values)
-                    cur.execute(sql.SQL("SELECT count(*) FROM {}").format(spec.target_rel))
-                    target_rows = cur.fetchone()[0]
-                c.commit()
-                return target_rows
-
-            target_rows = attempt(finish)
-            elapsed = time.monotonic() - t0
-            result = {
-                "state": STATE_DONE, "kind": spec.kind, "source": spec.source,
-                "source_rows": total if spec.kind == "row" or (total and not scanned) else scanned,
-                "copied": copied, "quarantined": quarantined, "scanned": scanned,
-                "already_present": max(target_rows - copied, 0), "target_rows": target_rows,
-                "batches": batches, "elapsed": round(elapsed, 3),
-                "rows_per_second": round(scanned / elapsed, 1) if elapsed > 0 else 0.0,
-            }
-            self._emit(spec, STATE_DONE, done_before + copied + quarantined, total, scanned,
-                       result["rows_per_second"], t0)
-            return result
-        except Exception as exc:
-            self._mark_failed(spec, exc)
-            raise
-        finally:
-            if state["conn"] is not None and not state["conn"].closed:
-                state["conn"].close()
+        return _TableCopy(self, spec).run()
 
     @staticmethod
     def _adapt(limit, took):
@@ -970,3 +642,143 @@ class CopyEngine:
         with self._lock:
             with open(self.progress_file, "a") as handle:
                 handle.write(line + "\n")
+
+
+class _TableCopy:
+    """One table's copy, on one connection of its own (reopened after a drop): ``start`` marks it copying and
+    counts its source rows, ``batch`` runs one keyset batch with its checkpoint, ``finish`` marks it copied.
+    Each runs through :meth:`attempt`: one transaction (db.transaction), retried with backoff on lock timeouts,
+    dropped connections and raced batches (BatchRaced)."""
+
+    def __init__(self, engine, spec):
+        self.engine, self.spec = engine, spec
+        self.conn = self.quarantine = self.status = None
+        self.copied = self.quarantined = self.scanned = self.batches = 0
+
+    def connection(self):
+        if self.conn is None or self.conn.closed:
+            self.conn = self.engine.connect("copy %s" % self.spec.name)
+            self.quarantine = QuarantineWriter(self.conn, self.engine.target_schema)
+            self.status = StatusTable(self.conn, self.engine.target_schema)
+        return self.conn
+
+    def attempt(self, func, *args):
+        def call():
+            c = self.connection()
+            with db.transaction(c):  # a connection that cannot roll back is closed: reconnect next time
+                return func(c, *args)
+        engine = self.engine
+        result, _used = db.with_retries(call, attempts=engine.max_retries, base=engine.retry_base,
+                                        also=(BatchRaced,),
+                                        on_retry=lambda a, e, d: engine._note_retry(self.spec, a, e, d))
+        return result
+
+    def start(self, c):
+        spec = self.spec
+        with c.cursor() as cur:
+            row = self.status.read(cur, spec.name, lock=True) or {}
+            # the total, for progress: exact for row tables (the key count); derived tables are
+            # aggregates that cost a full pass to count, so their last total is kept
+            if spec.kind == "row":
+                cur.execute(sql.SQL("SELECT count(*) FROM {}").format(spec.source_rel))
+                total = cur.fetchone()[0]
+            else:
+                total = row.get("rows_total_estimate")
+            values = {"state": STATE_COPYING, "finished_at": None, "rows_total_estimate": total,
+                      "run_id": self.engine.run_id, "last_error": None}
+            if not row.get("started_at"):
+                # kept over reruns: rows/s in migration_status is the average since the first start
+                values["started_at"] = True
+            self.status.update(cur, spec.name, values)
+        return row, total
+
+    def batch(self, c, limit, live):
+        spec = self.spec
+        with c.cursor() as cur:
+            # Read the checkpoint under a row lock: two runs (say, an orphaned async job and
+            # its rerun) then take turns per batch instead of racing on the same keys.
+            row = self.status.read(cur, spec.name, lock=True) or {}
+            last_key = row.get("last_key")
+            try:
+                cur.execute(batch_statement(spec, self.quarantine, last_key, limit, self.engine.run_id))
+            except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
+                # a value the mapping cannot take: retrying would fail the same way, so name the rows
+                c.rollback()
+                raise CopyError(unmappable_message(c, spec, last_key, limit, exc))
+            row = cur.fetchone()
+            n_scanned, n_ins, n_q, new_last, n_stale, n_wanted, n_locked = row[:7]
+            n_entered = 0
+            check, check_args = entered_statement(spec, row[7:])
+            if check is not None:
+                cur.execute(check, check_args)
+                n_entered = cur.fetchone()[0]
+            if n_stale or n_locked < n_wanted or n_entered:
+                # start over on a fresh snapshot (the module docstring says why)
+                raise BatchRaced(
+                    "%s: %d row(s) changed, %d of %d parent row(s) gone and %d parent(s) entered "
+                    "while the batch ran" % (spec.name, n_stale, n_wanted - n_locked, n_wanted, n_entered))
+            if n_scanned:
+                self.status.update(cur, spec.name, dict(live, last_key=new_last),
+                                   {"rows_copied": n_ins, "rows_quarantined": n_q})
+        return n_scanned, n_ins, n_q
+
+    def finish(self, c):
+        spec = self.spec
+        with c.cursor() as cur:
+            values = {"state": STATE_DONE, "finished_at": True}
+            if spec.kind != "row" and self.scanned:
+                values["rows_total_estimate"] = self.scanned
+            self.status.update(cur, spec.name, values)
+            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(spec.target_rel))
+            return cur.fetchone()[0]
+
+    def run(self):
+        engine, spec = self.engine, self.spec
+        t0 = time.monotonic()
+        try:
+            before, total = self.attempt(self.start)
+            done_before = int(before.get("rows_copied") or 0) + int(before.get("rows_quarantined") or 0)
+            # Derived tables go in one statement: their view is an aggregate that every keyset batch
+            # would evaluate in full again (quadratic); rerunning it after a crash is idempotent.
+            limit = engine.batch_size if spec.kind == "row" else None
+            live = {}  # rows/s and ETA so far, written with the checkpoint when the table has the columns
+            engine._emit(spec, STATE_COPYING, done_before, total, 0, 0.0, t0)
+            while True:
+                if engine._stop.is_set():
+                    raise CopyError("stopped on request after %d batches; rerun to resume" % self.batches)
+                b0 = time.monotonic()
+                n_scanned, n_ins, n_q = self.attempt(self.batch, limit, live)
+                took = time.monotonic() - b0
+                self.batches += 1
+                self.scanned += n_scanned
+                self.copied += n_ins
+                self.quarantined += n_q
+                elapsed = time.monotonic() - t0
+                rate = self.scanned / elapsed if elapsed > 0 else 0.0
+                rec = engine._emit(spec, STATE_COPYING, done_before + self.copied + self.quarantined, total,
+                                   self.scanned, rate, t0)
+                live = {"rows_per_second": rec["rows_per_second"], "eta_seconds": rec["eta_seconds"]}
+                if limit is None or n_scanned < limit:
+                    break
+                if engine.adaptive:
+                    limit = engine._adapt(limit, took)
+            target_rows = self.attempt(self.finish)
+            elapsed = time.monotonic() - t0
+            scanned, copied = self.scanned, self.copied
+            result = {
+                "state": STATE_DONE, "kind": spec.kind, "source": spec.source,
+                "source_rows": total if spec.kind == "row" or (total and not scanned) else scanned,
+                "copied": copied, "quarantined": self.quarantined, "scanned": scanned,
+                "already_present": max(target_rows - copied, 0), "target_rows": target_rows,
+                "batches": self.batches, "elapsed": round(elapsed, 3),
+                "rows_per_second": round(scanned / elapsed, 1) if elapsed > 0 else 0.0,
+            }
+            engine._emit(spec, STATE_DONE, done_before + copied + self.quarantined, total, scanned,
+                         result["rows_per_second"], t0)
+            return result
+        except Exception as exc:
+            engine._mark_failed(spec, exc)
+            raise
+        finally:
+            if self.conn is not None and not self.conn.closed:
+                self.conn.close()

@@ -17,6 +17,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.carbot.migration.plugins.module_utils import db, schemas
+from ansible_collections.carbot.migration.plugins.module_utils import job_progress
 
 DONE_STATES = ("copied",)
 END_STATES = ("copied", "failed")
@@ -24,24 +25,16 @@ END_STATES = ("copied", "failed")
 
 def follow_argument_spec():
     """Options of carbot.migration.copy_follow (the action plugin and its documentation module)."""
-    spec = db.postgres_argument_spec()
-    spec.update(
-        jid=dict(type="str", required=True),
-        poll_interval=dict(type="float", default=15.0),
-        check_interval=dict(type="float", default=1.0),
-        timeout=dict(type="int", default=43200),
-        cleanup=dict(type="bool", default=True),
-        **schemas.schema_argument_spec("target_schema"),
-        tables=dict(type="list", elements="str", default=[]),
-    )
-    return spec
+    return job_progress.follow_argument_spec(
+        poll_interval=15.0, **db.postgres_argument_spec(), **schemas.schema_argument_spec("target_schema"),
+        tables=dict(type="list", elements="str", default=[]))
 
 
 def copy_order():
     """Target table names in the order the engine copies them; [] when the declaration cannot be read."""
     try:
-        from ansible_collections.carbot.migration.plugins.module_utils import copy_engine, mapping
-        return [decl["target"] for decl in copy_engine.order_tables(mapping.TABLES)]
+        from ansible_collections.carbot.migration.plugins.module_utils import tables
+        return [decl["target"] for decl in tables.order_tables(tables.load_declaration())]
     except Exception:  # noqa: BLE001 - the order is cosmetic: alphabetical then
         return []
 
@@ -95,18 +88,6 @@ class Tracker:
         }
 
 
-def _duration(seconds):
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return "%ds" % seconds
-    if seconds < 3600:
-        return "%dm%02ds" % divmod(seconds, 60)
-    hours, rest = divmod(seconds, 3600)
-    return "%dh%02dm" % (hours, rest // 60)
-
-
 def _rows(n):
     return "{:,}".format(int(n))
 
@@ -117,8 +98,8 @@ def format_lines(records, overall, elapsed=None, order=None):
     lines = ["copy: %s / %s rows (%.1f %%), %s rows/s, ETA %s%s; tables: %d copied, %d copying, %d pending%s" % (
         _rows(overall["rows_done"]), _rows(overall["rows_total"]), overall["percent"],
         "-" if overall["rows_per_second"] is None else _rows(overall["rows_per_second"]),
-        _duration(overall["eta_seconds"]),
-        "" if elapsed is None else ", elapsed %s" % _duration(elapsed),
+        job_progress.duration(overall["eta_seconds"]),
+        "" if elapsed is None else ", elapsed %s" % job_progress.duration(elapsed),
         overall["tables_copied"], overall["tables_copying"], overall["tables_pending"],
         ", %d FAILED" % overall["tables_failed"] if overall["tables_failed"] else "")]
     lines.append("%-24s %-8s %25s %6s %9s %7s" % ("table (copy order)", "state", "rows done / total", "%",
@@ -131,7 +112,7 @@ def format_lines(records, overall, elapsed=None, order=None):
         done_total = "%s / %s" % (_rows(r["rows_done"]), "?" if total is None else _rows(total))
         lines.append("%-24s %-8s %25s %6s %9s %7s" % (
             r["table"], r.get("state") or "-", done_total, pct, _rows(r.get("rows_per_second") or 0),
-            _duration(r.get("eta_seconds"))))
+            job_progress.duration(r.get("eta_seconds"))))
         if r.get("last_error") and r.get("state") == "failed":
             lines.append("    error: %s" % r["last_error"])
     return lines

@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import random
 import time
 import traceback
@@ -90,13 +91,31 @@ def connect(params, autocommit=False, application_name=None):
     return conn
 
 
-def connect_or_fail(module, **kwargs):
-    """``connect(module.params)``, or ``module.fail_json`` with which database and role could not connect."""
+@contextlib.contextmanager
+def connection(params, autocommit=False, application_name=None):
+    """``connect()`` for the block, closed after it. Its errors are psycopg2's, so that ``with_retries``
+    can retry a dropped connection; a module reports them through common.connection/common.run."""
+    conn = connect(params, autocommit=autocommit, application_name=application_name)
     try:
-        return connect(module.params, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - any connection error is reported to the operator
-        module.fail_json(msg="cannot connect to %s as %s: %s" % (
-            module.params["login_db"], module.params["login_user"], describe_error(exc)))
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def transaction(conn):
+    """One transaction on ``conn``: commit when the block ends, roll back when it raises (anything, a
+    ``fail_json`` too), and re-raise. A connection that cannot even roll back (it is gone) is closed, so
+    that a retry (``with_retries``) reconnects; the error that broke it is the one raised."""
+    try:
+        yield conn
+    except BaseException:
+        try:
+            conn.rollback()
+        except Exception:  # noqa: BLE001 - the connection is gone: the caller's error matters, not this one
+            conn.close()
+        raise
+    conn.commit()
 
 
 # Connection errors that no retry can cure: the credentials, the role, the database or the host

@@ -414,11 +414,8 @@ def erase(conn, legacy, target, email=None, kunde_id=None, sync="auto", request_
 
     def attempt(func):
         def wrapped():
-            try:
+            with db.transaction(conn):  # func commits (or, for a dry run, rolls back) itself
                 return func()
-            except Exception:
-                conn.rollback()
-                raise
         return db.with_retries(wrapped, attempts=retries)[0]
 
     result["legacy"] = attempt(legacy_tx)

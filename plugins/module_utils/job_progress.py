@@ -30,6 +30,8 @@ import subprocess
 import threading
 import time
 
+from ansible.module_utils.basic import AnsibleModule
+
 FIELDS = ("phase", "step", "steps", "done", "total", "unit", "current", "bytes", "detail", "state")
 
 
@@ -173,6 +175,8 @@ def parse(text):
 
 
 def duration(seconds):
+    """``42s``, ``3m05s``, ``2h10m``; ``-`` for None. A negative duration (clocks of two hosts, an ETA already
+    passed) shows as ``0s``. The one formatter of the progress lines (job_progress and copy_progress)."""
     if seconds is None:
         return "-"
     seconds = int(round(max(seconds, 0)))
@@ -224,14 +228,23 @@ def format_line(record, now=None):
     return text + ("; " + elapsed if elapsed else "")
 
 
-def follow_argument_spec():
-    """Options of carbot.migration.job_follow (the action plugin and its documentation module)."""
-    return dict(
+def follow_argument_spec(poll_interval=10.0, **options):
+    """Options of a follower of a background job (doc fragment carbot.migration.follow), and ``options``.
+    Without ``options``: carbot.migration.job_follow's (the action plugin and its documentation module)."""
+    spec = dict(
         jid=dict(type="str", required=True),
-        progress_file=dict(type="path"),
-        label=dict(type="str", default="job"),
-        poll_interval=dict(type="float", default=10.0),
+        poll_interval=dict(type="float", default=poll_interval),
         check_interval=dict(type="float", default=1.0),
         timeout=dict(type="int", default=43200),
         cleanup=dict(type="bool", default=True),
     )
+    spec.update(options or dict(progress_file=dict(type="path"), label=dict(type="str", default="job")))
+    return spec
+
+
+def action_only(name, argument_spec):
+    """main() of the documentation module of an action plugin (job_follow, copy_follow): run as a module file,
+    it fails saying so."""
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=False)
+    module.fail_json(msg="carbot.migration.%s runs as an action plugin on the controller; "
+                         "call it as a task, not as a module file" % name)

@@ -35,8 +35,9 @@ import math
 import re
 import time
 
-from ansible_collections.carbot.migration.plugins.module_utils import copy_engine
 from ansible_collections.carbot.migration.plugins.module_utils import schemas
+# table metadata (below copy and validation); aliased: ``tables`` is a parameter of Validator
+from ansible_collections.carbot.migration.plugins.module_utils import tables as meta
 
 try:
     from psycopg2 import sql
@@ -211,8 +212,8 @@ class Validator:
         # operator following the job (carbot.migration.job_follow); None: no progress
         self.progress = progress
         self.legacy, self.mapping, self.target = legacy_schema, mapping_schema, target_schema
-        self.full_declaration = list(tables) if tables is not None else copy_engine.load_declaration()
-        self.declaration = copy_engine.order_tables(self.full_declaration, selected)
+        self.full_declaration = list(tables) if tables is not None else meta.load_declaration()
+        self.declaration = meta.order_tables(self.full_declaration, selected)
         self.chunk_rows = max(1, int(chunk_rows))
         self.max_keys = max(1, int(max_keys))
         self.consent_columns = CONSENT_COLUMNS if consent_columns is None else consent_columns
@@ -235,13 +236,13 @@ class Validator:
     @property
     def specs(self):
         if self._specs is None:
-            self._specs = copy_engine.resolve(self.conn, self.declaration, self.legacy, self.mapping, self.target)
+            self._specs = meta.resolve(self.conn, self.declaration, self.legacy, self.mapping, self.target)
         return self._specs
 
     @property
     def quarantine(self):
         if self._quarantine is None:
-            self._quarantine = copy_engine.QuarantineWriter(self.conn, self.target)
+            self._quarantine = meta.QuarantineKeys(self.conn, self.target)
         return self._quarantine
 
     def run(self, checks=DEFAULT_CHECKS):
@@ -327,7 +328,7 @@ class Validator:
 
     # -------------------------------------------------------------------- checksums
     def _key_type(self, cur, spec):
-        cols = dict((c[0], c[1]) for c in copy_engine.table_columns(cur, self.target, spec.name))
+        cols = dict((c[0], c[1]) for c in meta.table_columns(cur, self.target, spec.name))
         return cols.get(spec.target_key[0], "text")
 
     def _chunking(self, key_type, rows):
@@ -373,7 +374,7 @@ class Validator:
                                       for c, k in zip(key_cols, keys))
         preds = []
         if which == "m" and spec.has_reason:
-            preds.append(sql.SQL("m.{} IS NULL").format(sql.Identifier(copy_engine.QUARANTINE_REASON)))
+            preds.append(sql.SQL("m.{} IS NULL").format(sql.Identifier(meta.QUARANTINE_REASON)))
         if extra is not None:
             preds.append(extra)
         where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(preds) if preds else sql.SQL("")
@@ -475,7 +476,7 @@ class Validator:
     # ---------------------------------------------------------------------- changes
     def _key_parts(self, cur, spec, text_expr):
         """Typed key expressions from a key's text (the change log's and the quarantine's form)."""
-        types = [dict((c[0], c[1]) for c in copy_engine.table_columns(cur, self.target, spec.name)).get(k, "text")
+        types = [dict((c[0], c[1]) for c in meta.table_columns(cur, self.target, spec.name)).get(k, "text")
                  for k in spec.target_key]
         if len(types) == 1:
             return [sql.SQL("({})::{}").format(text_expr, sql.SQL(types[0]))]
@@ -499,7 +500,7 @@ class Validator:
             else:
                 vmatch = sql.SQL(" AND ").join(sql.SQL("m.{} = {}").format(sql.Identifier(v), e)
                                                for v, e in zip(spec.view_key, parts))
-            reason = sql.SQL("m.{}").format(sql.Identifier(copy_engine.QUARANTINE_REASON)) if spec.has_reason \
+            reason = sql.SQL("m.{}").format(sql.Identifier(meta.QUARANTINE_REASON)) if spec.has_reason \
                 else sql.SQL("NULL::text")
             cur.execute(sql.SQL(
                 "SELECT k.key, v.found, v.reason, v.h, t.h, q.reason FROM (SELECT DISTINCT key FROM {log} "
@@ -594,7 +595,7 @@ class Validator:
     def check_quality(self, cur):
         findings, failures, warnings = [], [], []
         for spec in self._each(self.specs):
-            cols = copy_engine.table_columns(cur, self.target, spec.name)
+            cols = meta.table_columns(cur, self.target, spec.name)
             for rule, name_re, value_re, strict in QUALITY_RULES:
                 for col, ctype, _gen in cols:
                     if not re.search(name_re, col) or ctype not in ("text", "character varying", "citext"):
@@ -623,8 +624,8 @@ class Validator:
             spec = by_name.get(pair["target"])
             if spec is None or spec.kind != "row":
                 continue
-            lcols = {c[0] for c in copy_engine.table_columns(cur, self.legacy, spec.source)}
-            tcols = {c[0] for c in copy_engine.table_columns(cur, self.target, spec.name)}
+            lcols = {c[0] for c in meta.table_columns(cur, self.legacy, spec.source)}
+            tcols = {c[0] for c in meta.table_columns(cur, self.target, spec.name)}
             if pair["legacy_column"] not in lcols or pair["target_column"] not in tcols:
                 failures.append("%s: consent columns %s.%s / %s.%s not found" % (
                     spec.name, spec.source, pair["legacy_column"], spec.name, pair["target_column"]))
@@ -638,7 +639,7 @@ class Validator:
             # legacy figures of the rows that were migrated (not quarantined), through the view's key
             kmatch = sql.SQL(" AND ").join(sql.SQL("m.{} = s.{}").format(sql.Identifier(v), sql.Identifier(k))
                                            for v, k in zip(spec.view_key, spec.source_key))
-            reason = sql.SQL("AND m.{} IS NULL").format(sql.Identifier(copy_engine.QUARANTINE_REASON)) \
+            reason = sql.SQL("AND m.{} IS NULL").format(sql.Identifier(meta.QUARANTINE_REASON)) \
                 if spec.has_reason else sql.SQL("")
             cur.execute(sql.SQL("SELECT {} FROM {} s JOIN {} m ON {} {}").format(
                 figures.format(c=sql.SQL("s.{}").format(lc)), spec.source_rel, spec.view_rel, kmatch, reason))
@@ -670,7 +671,7 @@ class Validator:
     # --------------------------------------------------------------------- unmapped
     def check_unmapped(self, cur):
         failures, values = [], []
-        view_cols = copy_engine.table_columns(cur, self.mapping, "unmapped_values")
+        view_cols = meta.table_columns(cur, self.mapping, "unmapped_values")
         if view_cols:
             cur.execute(sql.SQL("SELECT * FROM {} LIMIT 200").format(_rel(self.mapping, "unmapped_values")))
             names = [d[0] for d in cur.description]

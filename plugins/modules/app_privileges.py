@@ -140,11 +140,9 @@ carbot_report:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.carbot.migration.plugins.module_utils import cutover_db as cdb
-from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils import catalog, cutover_state, sequences as seqs
+from ansible_collections.carbot.migration.plugins.module_utils import common, db
 from ansible_collections.carbot.migration.plugins.module_utils.db import sql
-from ansible_collections.carbot.migration.plugins.module_utils.schemas import schema_argument_spec
 
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 SEQUENCE_PRIVILEGES = ("USAGE", "SELECT", "UPDATE")
@@ -221,7 +219,7 @@ class Privileges:
         return "".join("%s: %s\n" % (label, ", ".join(privileges) or "(none)") for label, privileges in held.items())
 
     def q(self, schema, name):
-        return cdb.qualified(self.conn, schema, name)
+        return catalog.qualified(self.conn, schema, name)
 
     def missing(self, cur):
         """Everything the app role lacks, as (dicts, grant statements)."""
@@ -249,14 +247,14 @@ class Privileges:
                                                                            sql.Identifier(app)))
             self._plan("schema", "schema %s" % target, target, grant=["USAGE"])
 
-        legacy_tables = set(cdb.tables_in(cur, legacy))
-        for table in cdb.tables_in(cur, target):
+        legacy_tables = set(catalog.tables_in(cur, legacy))
+        for table in catalog.tables_in(cur, target):
             if table in p["exclude_tables"]:
                 m, g = self.excess(cur, table)
                 missing += m
                 grants += g
                 continue
-            source = cdb.counterpart(table, legacy_tables)
+            source = catalog.counterpart(table, legacy_tables)
             if p["table_privileges"]:
                 wanted, why = list(p["table_privileges"]), "declared table_privileges"
             elif source:
@@ -274,9 +272,9 @@ class Privileges:
                     sql.Identifier(app)))
                 self._plan("table", "table %s.%s" % (target, table), (target, table), grant=lacking)
 
-        legacy_seqs = {(c["table"], c["column"]): c for c in cdb.sequence_columns(cur, legacy)}
+        legacy_seqs = {(c["table"], c["column"]): c for c in seqs.sequence_columns(cur, legacy)}
         seen = set()
-        for col in cdb.sequence_columns(cur, target):
+        for col in seqs.sequence_columns(cur, target):
             if col["table"] in p["exclude_tables"]:
                 seq = (col["sequence_schema"], col["sequence"])
                 having = [pr for pr in SEQUENCE_PRIVILEGES if _has(cur, "sequence", app, self.q(*seq), pr)]
@@ -293,7 +291,7 @@ class Privileges:
                 continue
             seen.add(seq)
             wanted = set(p["sequence_privileges"])
-            source = cdb.counterpart(col["table"], legacy_tables)
+            source = catalog.counterpart(col["table"], legacy_tables)
             lc = legacy_seqs.get((source, col["column"])) if source else None
             why = "sequence of %s.%s.%s" % (target, col["table"], col["column"])
             if lc:
@@ -365,11 +363,56 @@ class Privileges:
         return missing, grants
 
 
+def grant(module, conn):
+    """The grants (or, with check_only or in check mode, what is missing); ends the module."""
+    priv = Privileges(module, conn)
+    with conn.cursor() as cur:
+        missing, grants = priv.missing(cur)
+        queries = [g.as_string(conn) for g in grants]
+        planned = list(priv.changes)
+        before = priv.diff(cur) if module._diff else None
+    conn.commit()
+    dry = module.check_mode or module.params["check_only"]
+    if grants and not dry:
+        def attempt():
+            with db.transaction(conn), conn.cursor() as cur:
+                for grant in grants:
+                    cur.execute(grant)
+        db.with_retries(attempt, attempts=8)
+        with conn.cursor() as cur:
+            still = priv.missing(cur)[0]
+        conn.commit()
+    else:
+        still = missing
+    diff = None
+    if module._diff:
+        # --diff: the app role's privileges on every object this run grants or revokes something on
+        priv.changes = planned
+        with conn.cursor() as cur:
+            after = priv.diff(cur, before) if dry else priv.diff(cur)
+        conn.commit()
+        diff = {"before_header": "privileges of %s (now)" % module.params["app_role"],
+                "after_header": "privileges of %s (%s)" % (module.params["app_role"],
+                                                           "after the grants" if dry else "after this run"),
+                "before": priv.diff_text(before), "after": priv.diff_text(after)}
+    ok = not still
+    result = dict(changed=bool(grants) and not module.params["check_only"], missing=missing, still_missing=still,
+                  ok=ok, executed_queries=queries,
+                  carbot_report={"app_privileges": {"role": module.params["app_role"],
+                                                    "missing_before": len(missing),
+                                                    "granted": 0 if dry else len(grants), "ok": ok}})
+    if diff is not None:
+        result["diff"] = diff
+    if still and not dry:
+        module.fail_json(msg="role %s still lacks: %s" % (module.params["app_role"], ", ".join(
+            "%s on %s" % (m["privilege"], m["object"]) for m in still)), **result)
+    module.exit_json(**result)
+
+
 def main():
-    argument_spec = db.postgres_argument_spec()
-    argument_spec.update(
+    argument_spec = common.argument_spec(
+        ("target_schema", "legacy_schema"),
         app_role=dict(type="str", required=True),
-        **schema_argument_spec("target_schema", "legacy_schema"),
         check_only=dict(type="bool", default=False),
         table_privileges=dict(type="list", elements="str", choices=list(TABLE_PRIVILEGES)),
         new_table_privileges=dict(type="list", elements="str", choices=list(TABLE_PRIVILEGES),
@@ -377,62 +420,11 @@ def main():
         sequence_privileges=dict(type="list", elements="str", choices=list(SEQUENCE_PRIVILEGES),
                                  default=["USAGE", "SELECT"]),
         exclude_tables=dict(type="list", elements="str",
-                            default=["migration_status", "migration_quarantine", cdb.STATE_TABLE]),
+                            default=["migration_status", "migration_quarantine", cutover_state.STATE_TABLE]),
         default_privileges_for=dict(type="list", elements="str"),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    db.require_psycopg2(module)
-    conn = db.connect_or_fail(module)
-    try:
-        priv = Privileges(module, conn)
-        with conn.cursor() as cur:
-            missing, grants = priv.missing(cur)
-            queries = [g.as_string(conn) for g in grants]
-            planned = list(priv.changes)
-            before = priv.diff(cur) if module._diff else None
-        conn.commit()
-        dry = module.check_mode or module.params["check_only"]
-        if grants and not dry:
-            def attempt():
-                try:
-                    with conn.cursor() as cur:
-                        for grant in grants:
-                            cur.execute(grant)
-                    conn.commit()
-                except Exception:
-                    conn.rollback()
-                    raise
-            db.with_retries(attempt, attempts=8)
-            with conn.cursor() as cur:
-                still = priv.missing(cur)[0]
-            conn.commit()
-        else:
-            still = missing
-        diff = None
-        if module._diff:
-            # --diff: the app role's privileges on every object this run grants or revokes something on
-            priv.changes = planned
-            with conn.cursor() as cur:
-                after = priv.diff(cur, before) if dry else priv.diff(cur)
-            conn.commit()
-            diff = {"before_header": "privileges of %s (now)" % module.params["app_role"],
-                    "after_header": "privileges of %s (%s)" % (module.params["app_role"],
-                                                               "after the grants" if dry else "after this run"),
-                    "before": priv.diff_text(before), "after": priv.diff_text(after)}
-        ok = not still
-        result = dict(changed=bool(grants) and not module.params["check_only"], missing=missing, still_missing=still,
-                      ok=ok, executed_queries=queries,
-                      carbot_report={"app_privileges": {"role": module.params["app_role"],
-                                                        "missing_before": len(missing),
-                                                        "granted": 0 if dry else len(grants), "ok": ok}})
-        if diff is not None:
-            result["diff"] = diff
-        if still and not dry:
-            module.fail_json(msg="role %s still lacks: %s" % (module.params["app_role"], ", ".join(
-                "%s on %s" % (m["privilege"], m["object"]) for m in still)), **result)
-        module.exit_json(**result)
-    finally:
-        conn.close()
+    module = common.database_module(argument_spec, supports_check_mode=True)
+    common.run_connected(module, lambda conn: grant(module, conn), "app_privileges failed")
 
 
 if __name__ == "__main__":

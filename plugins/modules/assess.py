@@ -148,15 +148,13 @@ carbot_report:
 
 import datetime
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.carbot.migration.plugins.module_utils import assess as assess_lib
-from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils import common
 from ansible_collections.carbot.migration.plugins.module_utils.schemas import LEGACY_SCHEMA
 
 
 def main():
-    spec = db.postgres_argument_spec()
-    spec.update(
+    spec = common.argument_spec(
         schema=dict(type="str", default=LEGACY_SCHEMA),
         backup_dir=dict(type="path", required=True),
         safety_factor=dict(type="float", default=1.5),
@@ -168,26 +166,22 @@ def main():
         baseline_path=dict(type="path"),
         fail_on_nogo=dict(type="bool", default=False),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    db.require_psycopg2(module)
+    module = common.database_module(spec, supports_check_mode=True)
     p = module.params
-    try:
-        conn = db.connect(p, application_name="carbot.migration assess")
-    except Exception as exc:  # noqa: BLE001 - reported to the operator
-        module.fail_json(msg="Could not connect: %s" % db.describe_error(exc))
-    try:
-        conn.set_session(readonly=True)
-        with conn.cursor() as cur:
-            doc = assess_lib.assess(
-                cur, p["schema"], p["backup_dir"], required_extensions=p["required_extensions"],
-                recommended_extensions=p["recommended_extensions"], safety_factor=p["safety_factor"],
-                max_transaction_seconds=p["max_transaction_seconds"], exact_counts=p["exact_counts"],
-                blocking_role_settings=p["blocking_role_settings"])
-        conn.rollback()
-    except Exception as exc:  # noqa: BLE001 - a database error
-        module.fail_json(msg="The assessment could not run: %s: %s" % (type(exc).__name__, exc))
-    finally:
-        conn.close()
+
+    def assess():
+        with common.connection(p, "carbot.migration assess") as conn:
+            conn.set_session(readonly=True)
+            with conn.cursor() as cur:
+                doc = assess_lib.assess(
+                    cur, p["schema"], p["backup_dir"], required_extensions=p["required_extensions"],
+                    recommended_extensions=p["recommended_extensions"], safety_factor=p["safety_factor"],
+                    max_transaction_seconds=p["max_transaction_seconds"], exact_counts=p["exact_counts"],
+                    blocking_role_settings=p["blocking_role_settings"])
+            conn.rollback()
+        return doc
+
+    doc = common.run(module, assess, "The assessment could not run")
 
     path, changed = None, False
     if p["baseline_path"] and not module.check_mode:

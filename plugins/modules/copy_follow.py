@@ -29,31 +29,19 @@ description:
 version_added: 1.1.0
 author: CarBot operations (@carbot)
 extends_documentation_fragment:
+  - carbot.migration.follow
   - carbot.migration.postgres
   - carbot.migration.schemas.target
 options:
   jid:
     description: The async job id of the copy (C(ansible_job_id) of the task that started it).
-    type: str
-    required: true
   poll_interval:
     description: Seconds between two progress tables.
-    type: float
     default: 15.0
-  check_interval:
-    description: Seconds between two checks whether the job ended.
-    type: float
-    default: 1.0
   timeout:
     description:
       - Seconds to follow before giving up; the job goes on in the background and a rerun of the role
         follows it.
-    type: int
-    default: 43200
-  cleanup:
-    description: Remove the job's status file once it ended.
-    type: bool
-    default: true
   target_schema:
     description: Schema holding C(migration_status) (the target schema, C(carbot_target_schema)).
   tables:
@@ -63,13 +51,6 @@ options:
     default: []
 notes:
   - Does not support check mode (there is no job to follow in check mode; the role previews the copy instead).
-attributes:
-  action:
-    description: Runs as an action plugin on the controller.
-    support: full
-  check_mode:
-    description: Not supported.
-    support: none
 """
 
 EXAMPLES = r"""
@@ -116,14 +97,11 @@ msg:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.carbot.migration.plugins.module_utils.copy_progress import follow_argument_spec
+from ansible_collections.carbot.migration.plugins.module_utils import copy_progress, job_progress
 
 
 def main():
-    module = AnsibleModule(argument_spec=follow_argument_spec(), supports_check_mode=False)
-    module.fail_json(msg="carbot.migration.copy_follow runs as an action plugin on the controller; "
-                         "call it as a task, not as a module file")
+    job_progress.action_only("copy_follow", copy_progress.follow_argument_spec())
 
 
 if __name__ == "__main__":

@@ -153,72 +153,48 @@ elapsed:
   type: float
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.carbot.migration.plugins.module_utils import db
-from ansible_collections.carbot.migration.plugins.module_utils.schemas import schema_argument_spec
-
-try:
-    from ansible_collections.carbot.migration.plugins.module_utils import copy_engine
-    HAS_ENGINE = True
-    ENGINE_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - psycopg2 missing, reported below
-    HAS_ENGINE = False
-    ENGINE_IMPORT_ERROR = exc
+from ansible_collections.carbot.migration.plugins.module_utils import common, copy_engine
 
 
 def argument_spec():
-    spec = db.postgres_argument_spec()
-    spec.update(
+    return common.argument_spec(
+        ("target_schema", "mapping_schema", "legacy_schema"),
         mode=dict(type="str", default="copy", choices=["copy", "progress"]),
-        **schema_argument_spec("target_schema", "mapping_schema", "legacy_schema"),
         tables=dict(type="list", elements="str", default=[]),
         batch_size=dict(type="int"),
         workers=dict(type="int"),
         progress_file=dict(type="path"),
         max_retries=dict(type="int", default=10),
     )
-    return spec
 
 
 def progress(params, tables=None):
-    conn = db.connect(params, autocommit=True, application_name="carbot.migration copy progress")
-    try:
+    with common.connection(params, "carbot.migration copy progress", autocommit=True) as conn:
         records = copy_engine.read_progress(conn, params["target_schema"], tables)
-    finally:
-        conn.close()
     return records, copy_engine.format_progress(records)
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    db.require_psycopg2(module, ENGINE_IMPORT_ERROR)
+    module = common.database_module(argument_spec(), supports_check_mode=True)
     p = module.params
     for name in ("batch_size", "workers", "max_retries"):
         if p[name] is not None and p[name] < 1:
             module.fail_json(msg="%s must be at least 1, got %s" % (name, p[name]))
 
     if p["mode"] == "progress":
-        try:
-            records, lines = progress(p, p["tables"] or None)
-        except Exception as exc:  # noqa: BLE001 - reported to the operator
-            module.fail_json(msg="Could not read the copy progress: %s" % db.describe_error(exc))
+        records, lines = common.run(module, lambda: progress(p, p["tables"] or None),
+                                    "Could not read the copy progress", prefix_known=True)
         module.exit_json(changed=False, progress=records, progress_lines=lines,
                          finished=bool(records) and all(r["state"] in ("copied", "failed") for r in records))
 
-    try:
-        engine = copy_engine.CopyEngine(
-            p, legacy_schema=p["legacy_schema"], mapping_schema=p["mapping_schema"],
-            target_schema=p["target_schema"], selected=p["tables"], batch_size=p["batch_size"],
-            workers=p["workers"], progress_file=p["progress_file"], max_retries=p["max_retries"],
-        )
-    except ImportError as exc:
-        module.fail_json(msg="The mapping declaration (module_utils/mapping.py) is not available: %s" % exc)
+    engine = common.run(module, lambda: copy_engine.CopyEngine(
+        p, legacy_schema=p["legacy_schema"], mapping_schema=p["mapping_schema"],
+        target_schema=p["target_schema"], selected=p["tables"], batch_size=p["batch_size"],
+        workers=p["workers"], progress_file=p["progress_file"], max_retries=p["max_retries"],
+    ), "The copy could not start")
 
     if module.check_mode:
-        try:
-            preview = engine.preview()
-        except Exception as exc:  # noqa: BLE001 - CopyError or a database error, reported as is
-            module.fail_json(msg="Could not work out what the copy would do: %s" % db.describe_error(exc))
+        preview = common.run(module, engine.preview, "Could not work out what the copy would do", prefix_known=True)
         would = sum(t["would_copy"] for t in preview.values())
         would_q = sum(t["would_quarantine"] for t in preview.values())
         module.exit_json(changed=(would + would_q) > 0, tables=preview, rows_copied=0, rows_quarantined=0,
@@ -226,12 +202,8 @@ def main():
                          skipped_tables=[], progress=[], progress_lines=[],
                          msg="would copy %d rows and quarantine %d" % (would, would_q))
 
-    try:
-        result = engine.run()
-    except copy_engine.CopyError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # noqa: BLE001 - e.g. the database cannot be reached
-        module.fail_json(msg="The copy could not start: %s: %s" % (type(exc).__name__, db.describe_error(exc)))
+    # a CopyError (errors.TableError: a missing view or table) says so; anything else: "The copy could not start"
+    result = common.run(module, engine.run, "The copy could not start")
     try:
         records, lines = progress(p, p["tables"] or None)
     except Exception:  # noqa: BLE001 - the copy result matters more than the progress table

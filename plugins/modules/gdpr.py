@@ -160,17 +160,78 @@ carbot_report:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.carbot.migration.plugins.module_utils import db
-from ansible_collections.carbot.migration.plugins.module_utils.schemas import schema_argument_spec
+from ansible_collections.carbot.migration.plugins.module_utils import common
+from ansible_collections.carbot.migration.plugins.module_utils.errors import PreconditionError
 from ansible_collections.carbot.migration.plugins.module_utils import gdpr
 
 
+def verify(module, conn):
+    """action=verify: the checks of module_utils/gdpr.py, read only."""
+    p = module.params
+    legacy, target = p["legacy_schema"], p["target_schema"]
+    conn.set_session(readonly=True)
+    with conn.cursor() as cur:
+        res = gdpr.verify(cur, legacy, target)
+    conn.rollback()
+    msg = "GDPR verification: %s" % ("all checks passed" if res["ok"] else "; ".join(res["failures"]))
+    out = dict(changed=False, verify=res, msg=msg, carbot_report=gdpr.report_verify(res))
+    if p["fail_on_findings"] and not res["ok"]:
+        module.fail_json(**out)
+    module.exit_json(**out)
+
+
+def retention(module, conn):
+    """action=retention: expired analytics rows and old IP addresses."""
+    p = module.params
+    legacy, target = p["legacy_schema"], p["target_schema"]
+    dry = p["dry_run"] or module.check_mode
+    schemas = p["retention_schemas"] or [legacy, target]
+    res = gdpr.retention(conn, schemas, p["analytics_retention_days"], p["ip_retention_days"],
+                         dry_run=dry, batch_size=p["batch_size"], reference_time=p["reference_time"])
+    would = any(r.get("expired_rows") or r.get("old_ip_addresses") for r in res["tables"].values())
+    changed = res.pop("changed") or (module.check_mode and would)
+    parts = ["%s: %s" % (t, ", ".join("%s %d" % kv for kv in sorted(r.items())))
+             for t, r in sorted(res["tables"].items())]
+    msg = "retention%s (events before %s, IPs before %s): %s" % (
+        " dry run" if dry else "", res["analytics_events_before"][:10], res["ip_addresses_before"][:10],
+        "; ".join(parts))
+    report = {"gdpr: retention": dict(res, analytics_retention_days=p["analytics_retention_days"],
+                                      ip_retention_days=p["ip_retention_days"])}
+    module.exit_json(changed=bool(changed), retention=res, msg=msg, carbot_report=report)
+
+
+def erase(module, conn):
+    """action=erase: one data subject, in both schemas."""
+    p = module.params
+    legacy, target = p["legacy_schema"], p["target_schema"]
+    execute = not (p["dry_run"] or module.check_mode)
+    res = gdpr.erase(conn, legacy, target, email=p["email"], kunde_id=p["kunde_id"], sync=p["sync"],
+                     request_id=p["request_id"], execute=execute, retries=p["max_retries"])
+    changed = res.pop("changed") or (module.check_mode and res["subject_found"])
+    if not res["subject_found"]:
+        msg = "erase: no data found for the subject"
+    else:
+        msg = "erase%s: legacy %d rows, target %d rows%s, quarantine %s; sync %s%s" % (
+            "" if execute else " (dry run, counts)", sum(res["legacy"].values()),
+            sum((res["target"] or {}).values()), " (directly)" if res["target_direct"] else "",
+            res["quarantine"], "active" if res["sync_active"] else "not active",
+            "" if res["sync_propagated"] is None else (
+                ", propagated" if res["sync_propagated"] else ", did NOT propagate everything: deleted directly"))
+    if execute:
+        msg += "; %s" % ("nothing left in either schema" if res["gone"] else "LEFT: %s" % res["remaining"])
+    report = {"notes": ["GDPR erasure: %s" % msg]}
+    if execute and not res["gone"]:
+        module.fail_json(msg=msg, erase=res, changed=changed, carbot_report=report)
+    module.exit_json(changed=changed, erase=res, msg=msg, carbot_report=report)
+
+
+ACTIONS = {"verify": verify, "retention": retention, "erase": erase}
+
+
 def main():
-    spec = db.postgres_argument_spec()
-    spec.update(
+    spec = common.argument_spec(
+        ("legacy_schema", "target_schema"),
         action=dict(type="str", required=True, choices=["verify", "retention", "erase"]),
-        **schema_argument_spec("legacy_schema", "target_schema"),
         analytics_retention_days=dict(type="int", default=395),
         ip_retention_days=dict(type="int", default=90),
         reference_time=dict(type="str"),
@@ -184,67 +245,18 @@ def main():
         fail_on_findings=dict(type="bool", default=False),
         max_retries=dict(type="int", default=10),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
-                           required_if=[("action", "erase", ("email", "kunde_id"), True)])
-    db.require_psycopg2(module)
+    module = common.database_module(spec, supports_check_mode=True,
+                                    required_if=[("action", "erase", ("email", "kunde_id"), True)])
     p = module.params
-    legacy, target = p["legacy_schema"], p["target_schema"]
-    try:
-        conn = db.connect(p, application_name="carbot.migration gdpr %s" % p["action"])
-    except Exception as exc:  # noqa: BLE001 - reported to the operator
-        module.fail_json(msg="Could not connect: %s" % db.describe_error(exc))
-    try:
-        if p["action"] == "verify":
-            conn.set_session(readonly=True)
-            with conn.cursor() as cur:
-                res = gdpr.verify(cur, legacy, target)
-            conn.rollback()
-            msg = "GDPR verification: %s" % ("all checks passed" if res["ok"] else "; ".join(res["failures"]))
-            out = dict(changed=False, verify=res, msg=msg, carbot_report=gdpr.report_verify(res))
-            if p["fail_on_findings"] and not res["ok"]:
-                module.fail_json(**out)
-            module.exit_json(**out)
-        if p["action"] == "retention":
-            dry = p["dry_run"] or module.check_mode
-            schemas = p["retention_schemas"] or [legacy, target]
-            res = gdpr.retention(conn, schemas, p["analytics_retention_days"], p["ip_retention_days"],
-                                 dry_run=dry, batch_size=p["batch_size"], reference_time=p["reference_time"])
-            would = any(r.get("expired_rows") or r.get("old_ip_addresses") for r in res["tables"].values())
-            changed = res.pop("changed") or (module.check_mode and would)
-            parts = ["%s: %s" % (t, ", ".join("%s %d" % kv for kv in sorted(r.items())))
-                     for t, r in sorted(res["tables"].items())]
-            msg = "retention%s (events before %s, IPs before %s): %s" % (
-                " dry run" if dry else "", res["analytics_events_before"][:10], res["ip_addresses_before"][:10],
-                "; ".join(parts))
-            report = {"gdpr: retention": dict(res, analytics_retention_days=p["analytics_retention_days"],
-                                              ip_retention_days=p["ip_retention_days"])}
-            module.exit_json(changed=bool(changed), retention=res, msg=msg, carbot_report=report)
-        # erase
-        execute = not (p["dry_run"] or module.check_mode)
-        res = gdpr.erase(conn, legacy, target, email=p["email"], kunde_id=p["kunde_id"], sync=p["sync"],
-                         request_id=p["request_id"], execute=execute, retries=p["max_retries"])
-        changed = res.pop("changed") or (module.check_mode and res["subject_found"])
-        if not res["subject_found"]:
-            msg = "erase: no data found for the subject"
-        else:
-            msg = "erase%s: legacy %d rows, target %d rows%s, quarantine %s; sync %s%s" % (
-                "" if execute else " (dry run, counts)", sum(res["legacy"].values()),
-                sum((res["target"] or {}).values()), " (directly)" if res["target_direct"] else "",
-                res["quarantine"], "active" if res["sync_active"] else "not active",
-                "" if res["sync_propagated"] is None else (
-                    ", propagated" if res["sync_propagated"] else ", did NOT propagate everything: deleted directly"))
-        if execute:
-            msg += "; %s" % ("nothing left in either schema" if res["gone"] else "LEFT: %s" % res["remaining"])
-        report = {"notes": ["GDPR erasure: %s" % msg]}
-        if execute and not res["gone"]:
-            module.fail_json(msg=msg, erase=res, changed=changed, carbot_report=report)
-        module.exit_json(changed=changed, erase=res, msg=msg, carbot_report=report)
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # noqa: BLE001 - a database error
-        module.fail_json(msg="gdpr %s could not run: %s: %s" % (p["action"], type(exc).__name__, exc))
-    finally:
-        conn.close()
+
+    def body():
+        with common.connection(p, "carbot.migration gdpr %s" % p["action"]) as conn:
+            try:
+                ACTIONS[p["action"]](module, conn)
+            except ValueError as exc:  # module_utils/gdpr.py refuses the request
+                raise PreconditionError(str(exc))
+
+    common.run(module, body, "gdpr %s could not run" % p["action"])
 
 
 if __name__ == "__main__":

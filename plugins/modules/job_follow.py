@@ -25,11 +25,9 @@ description:
   - C(carbot.migration.copy_follow) is the same for the copy, with the copy's per-table progress table.
 version_added: 1.1.0
 author: CarBot operations (@carbot)
+extends_documentation_fragment:
+  - carbot.migration.follow
 options:
-  jid:
-    description: The async job id (C(ansible_job_id) of the task that started the job).
-    type: str
-    required: true
   progress_file:
     description:
       - The file the job writes its progress into (the module's own C(progress_file) option), on the host.
@@ -41,30 +39,11 @@ options:
     default: job
   poll_interval:
     description: Seconds between two progress lines (the first one comes after at most 2 s).
-    type: float
-    default: 10.0
-  check_interval:
-    description: Seconds between two checks whether the job ended.
-    type: float
-    default: 1.0
-  timeout:
-    description: Seconds to follow before giving up; the job goes on in the background.
-    type: int
-    default: 43200
   cleanup:
     description: Remove the job's status file and O(progress_file) once the job ended.
-    type: bool
-    default: true
 notes:
   - Does not support check mode itself; give the task C(check_mode=false) when it follows a read-only job
     that runs in check mode too (the validation).
-attributes:
-  action:
-    description: Runs as an action plugin on the controller.
-    support: full
-  check_mode:
-    description: Not supported.
-    support: none
 """
 
 EXAMPLES = r"""
@@ -113,14 +92,11 @@ msg:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.carbot.migration.plugins.module_utils.job_progress import follow_argument_spec
+from ansible_collections.carbot.migration.plugins.module_utils import job_progress
 
 
 def main():
-    module = AnsibleModule(argument_spec=follow_argument_spec(), supports_check_mode=False)
-    module.fail_json(msg="carbot.migration.job_follow runs as an action plugin on the controller; "
-                         "call it as a task, not as a module file")
+    job_progress.action_only("job_follow", job_progress.follow_argument_spec())
 
 
 if __name__ == "__main__":

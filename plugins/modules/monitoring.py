@@ -108,8 +108,7 @@ carbot_report:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils import common, db
 from ansible_collections.carbot.migration.plugins.module_utils.schemas import TARGET_SCHEMA
 
 EXTENSION = "pg_stat_statements"
@@ -221,8 +220,7 @@ def missing_indexes(cur, schemas, min_seq_tup_read):
 
 
 def main():
-    spec = db.postgres_argument_spec()
-    spec.update(
+    spec = common.argument_spec(
         sections=dict(type="list", elements="str", choices=["statements", "missing_indexes"],
                       default=["statements", "missing_indexes"]),
         top=dict(type="int", default=10),
@@ -233,16 +231,13 @@ def main():
         extension_schema=dict(type="str"),
         reset_statements=dict(type="bool", default=False),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    db.require_psycopg2(module)
+    module = common.database_module(spec, supports_check_mode=True)
     p = module.params
-    try:
-        conn = db.connect(p, application_name="carbot.migration monitoring")
-    except Exception as exc:  # noqa: BLE001 - reported to the operator
-        module.fail_json(msg="Could not connect: %s" % db.describe_error(exc))
-    out, report, msgs, changed = {}, {"notes": []}, [], False
-    try:
-        with conn.cursor() as cur:
+    out, report, msgs = {}, {"notes": []}, []
+
+    def look():
+        changed = False
+        with common.connection(p, "carbot.migration monitoring") as conn, db.transaction(conn), conn.cursor() as cur:
             if "statements" in p["sections"]:
                 stmts = top_statements(module, cur, p["top"], p["query_chars"], p["create_extension"],
                                        p["reset_statements"])
@@ -261,11 +256,9 @@ def main():
                 msgs.append("%d tables with more sequential than index scans%s" % (
                     len(found), (": " + ", ".join("%s.%s" % (f["schema"], f["table"]) for f in found[:5]))
                     if found else ""))
-        conn.commit()
-    except Exception as exc:  # noqa: BLE001 - a database error
-        module.fail_json(msg="Monitoring could not run: %s: %s" % (type(exc).__name__, exc))
-    finally:
-        conn.close()
+        return changed
+
+    changed = common.run(module, look, "Monitoring could not run")
     module.exit_json(changed=changed, msg="; ".join(msgs), carbot_report=report, **out)
 
 

@@ -154,16 +154,13 @@ carbot_report:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.carbot.migration.plugins.module_utils import db
-from ansible_collections.carbot.migration.plugins.module_utils.schemas import schema_argument_spec
+from ansible_collections.carbot.migration.plugins.module_utils import common
 from ansible_collections.carbot.migration.plugins.module_utils import performance
 
 
 def main():
-    spec = db.postgres_argument_spec()
-    spec.update(
-        **schema_argument_spec("legacy_schema", "target_schema"),
+    spec = common.argument_spec(
+        ("legacy_schema", "target_schema"),
         queries=dict(type="list", elements="str", choices=sorted(performance.QUERIES),
                      default=["dashboard", "appointments"]),
         sample_size=dict(type="int", default=10),
@@ -177,25 +174,20 @@ def main():
         index_usage_target=dict(type="float", default=performance.INDEX_USAGE_TARGET),
         fail_on_unmet=dict(type="bool", default=False),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    db.require_psycopg2(module)
+    module = common.database_module(spec, supports_check_mode=True)
     p = module.params
     if p["runs"] < 1 or p["sample_size"] < 1:
         module.fail_json(msg="runs and sample_size must be at least 1")
-    try:
-        conn = db.connect(p, application_name="carbot.migration performance")
-    except Exception as exc:  # noqa: BLE001 - reported to the operator
-        module.fail_json(msg="Could not connect: %s" % db.describe_error(exc))
-    try:
-        result = performance.run(
-            conn, legacy_schema=p["legacy_schema"], target_schema=p["target_schema"], queries=p["queries"],
-            sample_size=p["sample_size"], workshops=p["workshops"], runs=p["runs"], period_days=p["period_days"],
-            until=p["until"], analyze=p["analyze"] and not module.check_mode, speedup_target=p["speedup_target"],
-            size_target=p["size_reduction_target"], index_target=p["index_usage_target"])
-    except Exception as exc:  # noqa: BLE001 - a database error, a missing table
-        module.fail_json(msg="The performance test could not run: %s: %s" % (type(exc).__name__, exc))
-    finally:
-        conn.close()
+
+    def measure():
+        with common.connection(p, "carbot.migration performance") as conn:
+            return performance.run(
+                conn, legacy_schema=p["legacy_schema"], target_schema=p["target_schema"], queries=p["queries"],
+                sample_size=p["sample_size"], workshops=p["workshops"], runs=p["runs"], period_days=p["period_days"],
+                until=p["until"], analyze=p["analyze"] and not module.check_mode, speedup_target=p["speedup_target"],
+                size_target=p["size_reduction_target"], index_target=p["index_usage_target"])
+
+    result = common.run(module, measure, "The performance test could not run")
     verdicts = ["%s: %s (%s%s)" % (c["name"], {True: "met", False: "NOT met", None: "not measured"}[c["met"]],
                                    c["value"], "%" if c["value"] is not None else "") for c in result["criteria"]]
     out = dict(changed=False, msg="; ".join(verdicts), carbot_report=performance.report_part(result), **result)

@@ -132,9 +132,7 @@ attempts:
 import os
 import re
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.carbot.migration.plugins.module_utils import db, mapping, sync
-from ansible_collections.carbot.migration.plugins.module_utils.schemas import schema_argument_spec
+from ansible_collections.carbot.migration.plugins.module_utils import common, db, mapping, sync
 
 try:
     from psycopg2 import sql
@@ -195,15 +193,13 @@ def enum_types_of(sql_dir):
 
 
 def main():
-    argument_spec = db.postgres_argument_spec()
-    argument_spec.update(
-        **schema_argument_spec("target_schema", "mapping_schema", "legacy_schema"),
+    argument_spec = common.argument_spec(
+        ("target_schema", "mapping_schema", "legacy_schema"),
         sql_dir=dict(type="path", required=True),
         foreign_keys=dict(type="str", default="none", choices=["none", "not_valid", "validated"]),
         max_retries=dict(type="int", default=10),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    db.require_psycopg2(module)
+    module = common.database_module(argument_spec, supports_check_mode=True)
     p = module.params
     target, mapping_schema, legacy = p["target_schema"], p["mapping_schema"], p["legacy_schema"]
     sql_dir = p["sql_dir"]
@@ -225,8 +221,7 @@ def main():
 
     # 1. Look: what exists, what was applied.
     def inspect():
-        conn = db.connect(p, autocommit=True)
-        try:
+        with db.connection(p, autocommit=True) as conn:
             with conn.cursor() as cur:
                 tables = relations(cur, target, ("r", "p"))
                 views = relations(cur, mapping_schema, ("v",))
@@ -238,13 +233,9 @@ def main():
                     problems.append(str(exc))
             fks = mapping.existing_foreign_keys(conn, target) if tables else {}
             return tables, views, previous, problems, fks
-        finally:
-            conn.close()
 
-    try:
-        tables, views, previous, problems, fks = retried(inspect)
-    except Exception as exc:  # noqa: BLE001 - reported to the operator
-        module.fail_json(msg="cannot inspect the database: %s" % db.describe_error(exc), **result)
+    tables, views, previous, problems, fks = common.run(
+        module, lambda: retried(inspect), "cannot inspect the database", out=result, prefix_known=True)
     result["previous_checksum"] = previous
     missing_tables = [t for t in expected_tables() if t not in tables]
     missing_views = [v for v in expected_views() if v not in views]
@@ -260,24 +251,15 @@ def main():
                                        for f in mapping.sql_files(os.path.join(sql_dir, sub))]
         else:
             def apply():
-                conn = db.connect(p, autocommit=False)
-                try:
+                with db.connection(p) as conn, db.transaction(conn):
                     applied = mapping.apply_all(conn, sql_dir, target, mapping_schema, legacy)
                     with conn.cursor() as cur:
                         cur.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
                             sql.Identifier(target), sql.Literal(CHECKSUM_PREFIX + checksum)))
-                    conn.commit()
                     return applied
-                except Exception:
-                    conn.rollback()
-                    raise
-                finally:
-                    conn.close()
 
-            try:
-                applied = retried(apply)
-            except Exception as exc:  # noqa: BLE001 - reported to the operator
-                module.fail_json(msg="applying the SQL files failed: %s" % exc, **result)
+            applied = common.run(module, lambda: retried(apply), "applying the SQL files failed", out=result,
+                                 prefix_known=True)
             result["files_applied"] = ["%s/%s" % (sub, f) for sub in mapping.SQL_SUBDIRS for f in applied[sub]]
 
     # 2. Foreign keys, after the copy only.
@@ -291,37 +273,22 @@ def main():
             result["changed"] = result["changed"] or bool(to_add or to_validate)
         else:
             def add():
-                conn = db.connect(p, autocommit=False)
-                try:
-                    added = mapping.add_foreign_keys(conn, target)
-                    conn.commit()
-                    return added
-                except Exception:
-                    conn.rollback()
-                    raise
-                finally:
-                    conn.close()
+                with db.connection(p) as conn, db.transaction(conn):
+                    return mapping.add_foreign_keys(conn, target)
 
             def validate():
                 # One transaction per constraint would release locks sooner; VALIDATE only takes
                 # SHARE UPDATE EXCLUSIVE (writes go on), so one transaction for all is fine.
-                conn = db.connect(p, autocommit=False)
-                try:
-                    done = mapping.validate_foreign_keys(conn, target)
-                    conn.commit()
-                    return done
-                except Exception:
-                    conn.rollback()
-                    raise
-                finally:
-                    conn.close()
+                with db.connection(p) as conn, db.transaction(conn):
+                    return mapping.validate_foreign_keys(conn, target)
 
-            try:
+            def add_and_validate():
                 result["foreign_keys_added"] = retried(add)
                 if p["foreign_keys"] == "validated":
                     result["foreign_keys_validated"] = retried(validate)
-            except Exception as exc:  # noqa: BLE001 - a violation names the constraint and the row
-                module.fail_json(msg="foreign keys: %s" % exc, **result)
+
+            # a violation names the constraint and the row
+            common.run(module, add_and_validate, "foreign keys", out=result, prefix_known=True)
             result["changed"] = result["changed"] or bool(result["foreign_keys_added"]
                                                           or result["foreign_keys_validated"])
 

@@ -138,18 +138,7 @@ msg:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.carbot.migration.plugins.module_utils import db
-from ansible_collections.carbot.migration.plugins.module_utils import messages
-from ansible_collections.carbot.migration.plugins.module_utils.schemas import schema_argument_spec
-
-try:
-    from ansible_collections.carbot.migration.plugins.module_utils import sync, validation
-    HAS_SYNC = True
-    SYNC_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover
-    HAS_SYNC = False
-    SYNC_IMPORT_ERROR = exc
+from ansible_collections.carbot.migration.plugins.module_utils import common, db, messages, sync, validation
 
 
 def pending_tables(conn, target_schema):
@@ -177,25 +166,23 @@ def repaired_summary(repaired, limit=50):
 
 
 def main():
-    spec = db.postgres_argument_spec()
-    spec.update(
+    spec = common.argument_spec(
+        ("legacy_schema", "target_schema", "mapping_schema"),
         directions=dict(type="list", elements="str", choices=["forward", "reverse"], default=["forward"]),
         checks=dict(type="list", elements="str", default=["counts", "checksums"]),
         repair=dict(type="bool", default=False),
         repair_from=dict(type="str", choices=["legacy", "target"], default="legacy"),
         max_keys=dict(type="int", default=1000, no_log=False),
-        **schema_argument_spec("legacy_schema", "target_schema", "mapping_schema"),
         fail_on_problem=dict(type="bool", default=True),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    db.require_psycopg2(module, SYNC_IMPORT_ERROR)
+    module = common.database_module(spec, supports_check_mode=True)
     p = module.params
     schemas = (p["legacy_schema"], p["mapping_schema"], p["target_schema"])
     out = dict(changed=False, triggers={}, missing_triggers=[], pending_tables=[], validation={}, repaired={},
                repaired_summary=[], timings={})
-    try:
-        conn = db.connect(p, application_name="carbot.migration sync_check")
-        try:
+
+    def body():
+        with common.connection(p, "carbot.migration sync_check") as conn:
             t0 = time.monotonic()
             state = sync.status(conn, *schemas)
             conn.rollback()
@@ -231,10 +218,8 @@ def main():
                 plan = sync.Plan(conn, *schemas)
                 out["change_log_pruned"] = sync.prune_change_log(conn, plan, report["checks"]["checksums"]["snapshot"])
                 conn.commit()
-        finally:
-            conn.close()
-    except Exception as exc:  # noqa: BLE001 - reported to the operator
-        module.fail_json(msg="sync_check failed: %s: %s" % (type(exc).__name__, db.describe_error(exc)), **out)
+
+    common.run(module, body, "sync_check failed", out=out, prefix_known=True)
     problems = []
     if out["missing_triggers"]:
         problems.append("triggers missing or disabled: %s" % messages.examples(out["missing_triggers"], keep=5))

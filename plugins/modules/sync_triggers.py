@@ -137,18 +137,7 @@ msg:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.carbot.migration.plugins.module_utils import db
-from ansible_collections.carbot.migration.plugins.module_utils import messages
-from ansible_collections.carbot.migration.plugins.module_utils.schemas import schema_argument_spec
-
-try:
-    from ansible_collections.carbot.migration.plugins.module_utils import sync
-    HAS_SYNC = True
-    SYNC_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover
-    HAS_SYNC = False
-    SYNC_IMPORT_ERROR = exc
+from ansible_collections.carbot.migration.plugins.module_utils import common, messages, sync
 
 
 def unapplied_plan_changes(conn, p, directions):
@@ -167,24 +156,22 @@ def unapplied_plan_changes(conn, p, directions):
 
 
 def main():
-    spec = db.postgres_argument_spec()
-    spec["sql_dir"] = dict(type="path")
-    spec.update(
+    spec = common.argument_spec(
+        ("legacy_schema", "target_schema", "mapping_schema"),
+        sql_dir=dict(type="path"),
         state=dict(type="str", choices=["present", "absent"], default="present"),
         direction=dict(type="str", choices=["forward", "reverse", "both"], default="forward"),
-        **schema_argument_spec("legacy_schema", "target_schema", "mapping_schema"),
         max_attempts=dict(type="int", default=30),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    db.require_psycopg2(module, SYNC_IMPORT_ERROR)
+    module = common.database_module(spec, supports_check_mode=True)
     p = module.params
     directions = ["forward", "reverse"] if p["direction"] == "both" else [p["direction"]]
     if p["state"] == "absent":
         directions.reverse()
     out = dict(changed=False, tables={}, functions={}, sequences={}, attempts_total=0, waited_seconds=0.0)
-    try:
-        conn = db.connect(p, application_name="carbot.migration sync_triggers plan")
-        try:
+
+    def body():
+        with common.connection(p, "carbot.migration sync_triggers plan") as conn:
             simulated = unapplied_plan_changes(conn, p, directions) if module.check_mode else None
             if simulated is not None:
                 out["tables"], out["changed"] = simulated, True
@@ -220,8 +207,6 @@ def main():
                                      for t in sorted(v["unchanged"] + v["would_create"])),
                 }
                 module.exit_json(**out)
-        finally:
-            conn.close()
         for direction in directions:
             func = sync.install if p["state"] == "present" else sync.remove
             kwargs = {"sql_dir": p["sql_dir"]} if p["state"] == "present" else {}
@@ -234,10 +219,9 @@ def main():
                 p["state"] == "absent" and bool(res["functions"]))
             out["attempts_total"] += sum(r["attempts"] for r in res["tables"].values())
             out["waited_seconds"] += sum(r["waited_seconds"] for r in res["tables"].values())
-    except sync.SyncError as exc:
-        module.fail_json(msg=str(exc), **out)
-    except Exception as exc:  # noqa: BLE001 - a database error, reported to the operator
-        module.fail_json(msg="sync_triggers failed: %s: %s" % (type(exc).__name__, db.describe_error(exc)), **out)
+
+    # a SyncError (errors.PreconditionError) says why; a database error: "sync_triggers failed: .."
+    common.run(module, body, "sync_triggers failed", out=out)
     out["waited_seconds"] = round(out["waited_seconds"], 3)
     retried = {t: r["attempts"] for d in out["tables"].values() for t, r in d.items() if r["attempts"] > 1}
     out["msg"] = "%s %s: %d tables changed, %d attempts%s" % (

@@ -161,27 +161,16 @@ carbot_report:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.carbot.migration.plugins.module_utils import db, job_progress
-from ansible_collections.carbot.migration.plugins.module_utils.schemas import schema_argument_spec
-
-try:
-    from ansible_collections.carbot.migration.plugins.module_utils import validation
-    HAS_VALIDATION = True
-    VALIDATION_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover
-    HAS_VALIDATION = False
-    VALIDATION_IMPORT_ERROR = exc
+from ansible_collections.carbot.migration.plugins.module_utils import common, job_progress, validation
 
 CHECKS = ["counts", "checksums", "integrity", "quality", "consent", "unmapped", "changes"]
 
 
 def main():
-    spec = db.postgres_argument_spec()
-    spec.update(
+    spec = common.argument_spec(
+        ("target_schema", "mapping_schema", "legacy_schema"),
         # changes: only for the final sync check (the sync's change log), not a default
         checks=dict(type="list", elements="str", choices=CHECKS, default=[c for c in CHECKS if c != "changes"]),
-        **schema_argument_spec("target_schema", "mapping_schema", "legacy_schema"),
         tables=dict(type="list", elements="str", default=[]),
         chunk_rows=dict(type="int", default=10000),
         max_keys=dict(type="int", default=20, no_log=False),
@@ -190,35 +179,25 @@ def main():
         fail_on_mismatch=dict(type="bool", default=True),
         progress_file=dict(type="path"),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    db.require_psycopg2(module, VALIDATION_IMPORT_ERROR)
+    module = common.database_module(spec, supports_check_mode=True)
     p = module.params
     for pair in p["consent_columns"] or []:
         if not {"target", "legacy_column", "target_column"} <= set(pair):
             module.fail_json(msg="consent_columns entries need target, legacy_column and target_column: %s" % pair)
     progress = job_progress.ProgressFile(p["progress_file"], "validation")
     progress.update(phase="connecting", detail="to %s" % p["login_db"])
-    try:
-        conn = db.connect(p, application_name="carbot.migration validate")
-    except Exception as exc:  # noqa: BLE001 - reported to the operator
-        progress.finish("failed")
-        module.fail_json(msg="Could not connect: %s" % db.describe_error(exc))
-    try:
-        conn.set_session(readonly=True)
-        validator = validation.Validator(
-            conn, legacy_schema=p["legacy_schema"], mapping_schema=p["mapping_schema"],
-            target_schema=p["target_schema"], selected=p["tables"], chunk_rows=p["chunk_rows"],
-            max_keys=p["max_keys"], consent_columns=p["consent_columns"],
-            quality_max_invalid=p["quality_max_invalid"], progress=progress)
-        result = validator.run(p["checks"])
-    except ImportError as exc:
-        progress.finish("failed")
-        module.fail_json(msg="The mapping declaration (module_utils/mapping.py) is not available: %s" % exc)
-    except Exception as exc:  # noqa: BLE001 - CopyError (missing view/table) or a database error
-        progress.finish("failed")
-        module.fail_json(msg="Validation could not run: %s: %s" % (type(exc).__name__, exc))
-    finally:
-        conn.close()
+
+    def validate():
+        with common.connection(p, "carbot.migration validate") as conn:
+            conn.set_session(readonly=True)
+            return validation.Validator(
+                conn, legacy_schema=p["legacy_schema"], mapping_schema=p["mapping_schema"],
+                target_schema=p["target_schema"], selected=p["tables"], chunk_rows=p["chunk_rows"],
+                max_keys=p["max_keys"], consent_columns=p["consent_columns"],
+                quality_max_invalid=p["quality_max_invalid"], progress=progress).run(p["checks"])
+
+    result = common.run(module, validate, "Validation could not run", on_error=lambda: progress.finish("failed"),
+                        prefix_known=True)
     out = dict(changed=False, checks=result["checks"], failed_checks=result["failed_checks"],
                validation_failed=result["failed"], elapsed=result["elapsed"], msg=result["msg"],
                carbot_report=validation.report_part(result))

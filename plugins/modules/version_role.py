@@ -117,11 +117,9 @@ carbot_report:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.carbot.migration.plugins.module_utils import cutover_db as cdb
-from ansible_collections.carbot.migration.plugins.module_utils import db
+from ansible_collections.carbot.migration.plugins.module_utils import catalog, probe, search_path as paths
+from ansible_collections.carbot.migration.plugins.module_utils import common, db
 from ansible_collections.carbot.migration.plugins.module_utils.db import sql
-from ansible_collections.carbot.migration.plugins.module_utils.schemas import schema_argument_spec
 
 MASK = "********"
 
@@ -151,12 +149,12 @@ def plan(cur, dbname, p, password_works):
     if not member:
         statement = sql.SQL("GRANT {} TO {}").format(sql.Identifier(app), sql.Identifier(role))
         steps.append((statement, [], "GRANT %s TO %s" % (app, role)))
-    settings = cdb.read_path_settings(cur, dbname)
+    settings = paths.read_path_settings(cur, dbname)
     current = (settings["roles"].get(role) or {}).get("role_in_database")
     if created or current != wanted_path:
-        statement, params = cdb.set_role_database_path_sql(role, dbname, wanted_path)
+        statement, params = paths.set_role_database_path_sql(role, dbname, wanted_path)
         steps.append((statement, params, "ALTER ROLE %s IN DATABASE %s SET search_path TO %s"
-                      % (role, dbname, cdb.format_search_path(wanted_path))))
+                      % (role, dbname, paths.format_search_path(wanted_path))))
     return created, steps, wanted_path
 
 
@@ -183,13 +181,13 @@ def verify(params, wanted_path):
         with conn.cursor() as cur:
             cur.execute("SHOW search_path")
             out["search_path"] = cur.fetchone()[0]
-            out["resolved_schema"] = cdb.resolve_schema(cur, params["verify_table"])
+            out["resolved_schema"] = catalog.resolve_schema(cur, params["verify_table"])
             if params["verify_write_table"]:
-                out["write_schema"], out["write_id"] = cdb.probe_insert(
+                out["write_schema"], out["write_id"] = probe.probe_insert(
                     cur, None, params["verify_write_table"], params["verify_write_column"])
                 out["write_id"] = str(out["write_id"])
         conn.rollback()
-        out["ok"] = (cdb.split_search_path(out["search_path"]) == wanted_path
+        out["ok"] = (paths.split_search_path(out["search_path"]) == wanted_path
                      and out["resolved_schema"] == params["target_schema"]
                      and out.get("write_schema", params["target_schema"]) == params["target_schema"])
         if not out["ok"]:
@@ -204,66 +202,61 @@ def verify(params, wanted_path):
     return out
 
 
+def prepare(module, conn, works):
+    """Create or update the version's role and verify it; ends the module."""
+    p = module.params
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (p["app_role"],))
+        if cur.fetchone() is None:
+            module.fail_json(msg="role %s (carbot_app_db_user) does not exist" % p["app_role"])
+        cur.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (p["target_schema"],))
+        if cur.fetchone() is None:
+            module.fail_json(msg="schema %s does not exist in database %s" % (p["target_schema"], p["login_db"]))
+        created, steps, wanted_path = plan(cur, p["login_db"], p, works)
+    conn.rollback()
+    shown = [text for _s, _p, text in steps]
+    result = dict(changed=bool(steps), created=created, executed_queries=shown,
+                  search_path=paths.format_search_path(wanted_path))
+    if steps and not module.check_mode:
+        def attempt():
+            with db.transaction(conn), conn.cursor() as cur:
+                for statement, params, _text in steps:
+                    cur.execute(statement, params or None)
+        try:
+            db.with_retries(attempt, attempts=8)
+        except Exception as exc:  # noqa: BLE001 - reported with the statements (passwords masked)
+            module.fail_json(msg="preparing role %s failed: %s" % (p["role"], db.describe_error(exc)), **result)
+    if p["verify"] and not module.check_mode:
+        result["verification"] = verify(p, wanted_path)
+    result["carbot_report"] = {"version_role": {
+        "role": p["role"], "member_of": p["app_role"], "search_path": result["search_path"],
+        "created": created, "statements": len(steps),
+        "verified": result.get("verification", {}).get("ok", "not checked")}}
+    if "verification" in result and not result["verification"]["ok"]:
+        module.fail_json(msg="role %s is not ready for the new pods: %s" % (
+            p["role"], result["verification"].get("error", "")), **result)
+    module.exit_json(**result)
+
+
 def main():
-    argument_spec = db.postgres_argument_spec()
-    argument_spec.update(
+    argument_spec = common.argument_spec(
+        ("target_schema", "legacy_schema"),
         role=dict(type="str", required=True),
         password=dict(type="str", required=True, no_log=True),
         update_password=dict(type="str", choices=["always", "on_create"], default="always"),
         app_role=dict(type="str", required=True),
-        **schema_argument_spec("target_schema", "legacy_schema"),
         search_path=dict(type="list", elements="str"),
         verify=dict(type="bool", default=True),
         verify_table=dict(type="str", default="leads"),
         verify_write_table=dict(type="str", default="audit_logs"),
         verify_write_column=dict(type="str", default="id"),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    db.require_psycopg2(module)
+    module = common.database_module(argument_spec, supports_check_mode=True)
     p = module.params
     if p["role"] == p["app_role"]:
         module.fail_json(msg="role and app_role are both %s: the new version needs a role of its own" % p["role"])
     works = password_works(p)
-    conn = db.connect_or_fail(module)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (p["app_role"],))
-            if cur.fetchone() is None:
-                module.fail_json(msg="role %s (carbot_app_db_user) does not exist" % p["app_role"])
-            cur.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (p["target_schema"],))
-            if cur.fetchone() is None:
-                module.fail_json(msg="schema %s does not exist in database %s" % (p["target_schema"], p["login_db"]))
-            created, steps, wanted_path = plan(cur, p["login_db"], p, works)
-        conn.rollback()
-        shown = [text for _s, _p, text in steps]
-        result = dict(changed=bool(steps), created=created, executed_queries=shown,
-                      search_path=cdb.format_search_path(wanted_path))
-        if steps and not module.check_mode:
-            def attempt():
-                try:
-                    with conn.cursor() as cur:
-                        for statement, params, _text in steps:
-                            cur.execute(statement, params or None)
-                    conn.commit()
-                except Exception:
-                    conn.rollback()
-                    raise
-            try:
-                db.with_retries(attempt, attempts=8)
-            except Exception as exc:  # noqa: BLE001 - reported with the statements (passwords masked)
-                module.fail_json(msg="preparing role %s failed: %s" % (p["role"], db.describe_error(exc)), **result)
-        if p["verify"] and not module.check_mode:
-            result["verification"] = verify(p, wanted_path)
-        result["carbot_report"] = {"version_role": {
-            "role": p["role"], "member_of": p["app_role"], "search_path": result["search_path"],
-            "created": created, "statements": len(steps),
-            "verified": result.get("verification", {}).get("ok", "not checked")}}
-        if "verification" in result and not result["verification"]["ok"]:
-            module.fail_json(msg="role %s is not ready for the new pods: %s" % (
-                p["role"], result["verification"].get("error", "")), **result)
-        module.exit_json(**result)
-    finally:
-        conn.close()
+    common.run_connected(module, lambda conn: prepare(module, conn, works), "version_role failed")
 
 
 if __name__ == "__main__":

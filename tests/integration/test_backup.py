@@ -229,8 +229,7 @@ def test_check_mode_says_what_it_would_dump(data_db, tmp_path):
 
 
 def test_password_is_passed_through_a_pgpass_file_not_argv(data_db, tmp_path, monkeypatch):
-    from ansible_collections.carbot.migration.plugins.module_utils import job_progress
-    from ansible_collections.carbot.migration.plugins.modules import db_backup
+    from ansible_collections.carbot.migration.plugins.module_utils import backup, job_progress
 
     seen = []
     real_run, real_popen = subprocess.run, subprocess.Popen
@@ -249,7 +248,7 @@ def test_password_is_passed_through_a_pgpass_file_not_argv(data_db, tmp_path, mo
         watch(argv, kwargs)
         return real_popen(argv, *args, **kwargs)
 
-    monkeypatch.setattr(db_backup.subprocess, "run", spy)
+    monkeypatch.setattr(backup.subprocess, "run", spy)
     monkeypatch.setattr(job_progress.subprocess, "Popen", spy_popen)
     result = run_module("db_backup", args_for(data_db, tmp_path, run_id="run-p"))
     assert result["verified"], result.get("msg")

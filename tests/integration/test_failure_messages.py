@@ -113,7 +113,7 @@ def test_data_copy_without_the_target_schema_says_so(legacy_db, tmp_path):
 def test_search_path_verify_after_a_failed_switch_says_why(legacy_db, tmp_path):
     # A wrong password: the module fails with its own message, once; nothing claims 'unchanged' after it.
     done = run_role(tmp_path, legacy_db, "search_path", password="wrong-pw")
-    assert_own_message(done, "cannot connect to .* as postgres", WRONG_PASSWORD)
+    assert_own_message(done, "Could not connect to .* as postgres", WRONG_PASSWORD)
     assert "unchanged" not in done.stdout
 
 

@@ -90,15 +90,15 @@ def test_a_tampered_value_of_a_handled_role_is_refused_too(switched):
 
 def test_a_record_naming_roles_the_switch_does_not_handle_is_refused(switched):
     """Defence in depth, even with a matching digest (e.g. the owner's own mistake): only the handled roles."""
-    from ansible_collections.carbot.migration.plugins.module_utils import cutover_db as cdb
+    from ansible_collections.carbot.migration.plugins.module_utils import cutover_state
 
     db = switched
     before = raw_settings(db)
     conn = db.connect(autocommit=False)
     with conn.cursor() as cur:
-        record = cdb.read_state(cur, "carbot_v2", "search_path", verify=True)
+        record = cutover_state.read_state(cur, "carbot_v2", "search_path", verify=True)
         record["previous"]["roles"]["postgres"] = ["attacker_schema", "public"]
-        cdb.write_state(cur, "carbot_v2", "search_path", record)
+        cutover_state.write_state(cur, "carbot_v2", "search_path", record)
     conn.commit()
     conn.close()
     back = run_module("search_path", module_args(db, state="legacy"))

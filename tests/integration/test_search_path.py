@@ -15,7 +15,8 @@ import uuid
 import psycopg2
 import pytest
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.carbot.migration.plugins.module_utils import cutover_db as cdb
+from ansible_collections.carbot.migration.plugins.module_utils import catalog
+from ansible_collections.carbot.migration.plugins.module_utils import search_path as paths
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 APP_PASSWORD = "app-test-password"  # a throwaway role on a loopback test cluster, not a secret
@@ -90,7 +91,7 @@ def fresh_app_view(db):
         with conn.cursor() as cur:
             cur.execute("SHOW search_path")
             path = cur.fetchone()[0]
-            return path, cdb.resolve_schema(cur, "leads")
+            return path, catalog.resolve_schema(cur, "leads")
     finally:
         conn.close()
 
@@ -115,15 +116,15 @@ def raw_settings(db):
     ("", []),
 ])
 def test_split_and_format_round_trip(text, names):
-    assert cdb.split_search_path(text) == names
-    assert cdb.split_search_path(cdb.format_search_path(names) or "") == names
+    assert paths.split_search_path(text) == names
+    assert paths.split_search_path(paths.format_search_path(names) or "") == names
 
 
 def test_split_rejects_garbage():
     with pytest.raises(ValueError):
-        cdb.split_search_path('"open')
+        paths.split_search_path('"open')
     with pytest.raises(ValueError):
-        cdb.split_search_path("a b")
+        paths.split_search_path("a b")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -430,4 +431,4 @@ def test_read_fails_cleanly_when_the_database_is_unreachable(legacy_db):
     db.app_role = "nobody"
     got = run_module("search_path", module_args(db, state="read", app_password=None, login_port=1,
                                                 connect_timeout=2))
-    assert got.get("failed") is True and "cannot connect" in got["msg"] and db.password not in json.dumps(got)
+    assert got.get("failed") is True and "Could not connect to" in got["msg"] and db.password not in json.dumps(got)

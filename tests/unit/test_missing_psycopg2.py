@@ -19,7 +19,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 COLLECTIONS = (("migration", REPO), ("rehearsal", REPO / "rehearsal"))
 DB_MODULES = sorted((collection, p.stem) for collection, root in COLLECTIONS
                     for p in (root / "plugins" / "modules").glob("*.py")
-                    if "module_utils import db" in p.read_text() or "module_utils.db import" in p.read_text())
+                    if re.search(r"module_utils import (\w+, )*(db|common)\b|module_utils\.db import", p.read_text()))
 EXTRA = {"gdpr": {"action": "verify"}}
 BLOCK = ("import sys\n"
          "for _name in ('psycopg2', 'psycopg2.extras', 'psycopg2.errors', 'psycopg2.sql', 'psycopg2.extensions'):\n"

@@ -19,7 +19,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / ".collections"))
 
 from ansible_collections.carbot.migration.plugins.doc_fragments.schemas import ModuleDocFragment  # noqa: E402
-from ansible_collections.carbot.migration.plugins.module_utils import schemas  # noqa: E402
+from ansible_collections.carbot.migration.plugins.module_utils import common, job_progress, schemas  # noqa: E402
 
 PLUGINS = REPO / "plugins"
 MODULES = sorted(p.stem for p in (PLUGINS / "modules").glob("*.py") if p.stem != "__init__")
@@ -39,9 +39,13 @@ def _raise_spec(argument_spec=None, **_kwargs):
 
 
 def argument_spec_of(name, monkeypatch):
-    """The argument spec the module hands to AnsibleModule (main() stops right there)."""
+    """The argument spec the module hands to AnsibleModule (main() stops right there), itself or through
+    module_utils/common.database_module (database modules) or job_progress.action_only (the followers)."""
     module = importlib.import_module("ansible_collections.carbot.migration.plugins.modules.%s" % name)
-    monkeypatch.setattr(module, "AnsibleModule", _raise_spec)
+    monkeypatch.setattr(common, "AnsibleModule", _raise_spec)
+    monkeypatch.setattr(job_progress, "AnsibleModule", _raise_spec)
+    if hasattr(module, "AnsibleModule"):
+        monkeypatch.setattr(module, "AnsibleModule", _raise_spec)
     with pytest.raises(_Spec) as captured:
         module.main()
     return captured.value.argument_spec

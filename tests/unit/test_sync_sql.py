@@ -1,0 +1,155 @@
+"""The sync's SQL is generated without a database (issue 16): module_utils/sync_sql.py, apart from installing it.
+
+A Plan is built from the mapping declaration (mapping.TABLES) with made-up column types, the way sync.Plan builds
+one from the catalog; the statements are rendered by a small quoting helper of this test (psycopg2's
+``as_string`` needs a connection). What is checked is the structure: every table of the declaration gets its
+functions and triggers, every identifier is in the three schemas of the plan, the advisory lock of a table is the
+one the copy engine takes (keys.lock_id), and the text is the same for the same plan.
+"""
+
+import pathlib
+import re
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / ".collections"))
+
+from ansible_collections.carbot.migration.plugins.module_utils import keys, mapping, sync, sync_sql  # noqa: E402
+from psycopg2 import sql  # noqa: E402
+
+SCHEMAS = ("old_app", "mapping_x", "new_app")
+
+
+def render(obj):
+    """Text of a psycopg2.sql object without a connection: identifiers double-quoted, literals single-quoted."""
+    if isinstance(obj, sql.Composed):
+        return "".join(render(part) for part in obj.seq)
+    if isinstance(obj, sql.SQL):
+        return obj.string
+    if isinstance(obj, sql.Identifier):
+        return ".".join('"%s"' % s.replace('"', '""') for s in obj.strings)
+    if isinstance(obj, sql.Literal):
+        value = obj.wrapped
+        if value is None:
+            return "NULL"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (int, float)):
+            return str(value)
+        return "'%s'" % str(value).replace("'", "''")
+    if isinstance(obj, sql.Placeholder):
+        return "%s"
+    raise TypeError("cannot render %r" % (obj,))
+
+
+def identifiers(obj):
+    """Every sql.Identifier in a composed statement."""
+    if isinstance(obj, sql.Composed):
+        for part in obj.seq:
+            yield from identifiers(part)
+    elif isinstance(obj, sql.Identifier):
+        yield obj.strings
+
+
+def make_plan(tables=None):
+    tables = list(tables if tables is not None else mapping.TABLES)
+    legacy_cols = {legacy: {} for legacy in mapping.LEGACY_TABLES}
+    view_cols, target_types = {}, {}
+    for t in tables:
+        if t["kind"] == "row":
+            for k in t["source_key"]:
+                legacy_cols[t["source"]][k] = "bigint"
+        cols = list(t["target_key"]) + [r["column"] for r in t["references"] if r["column"] not in t["target_key"]]
+        view_cols[t["target"]] = ["_src_key"] + cols + ["name", "_quarantine_reason"]
+        target_types[t["target"]] = dict({c: "bigint" for c in cols}, name="text")
+    legacy, mapping_schema, target = SCHEMAS
+    return sync_sql.Plan(tables, mapping.LEGACY_TABLES, legacy_cols, view_cols, target_types,
+                         reverse_views={t["target"] for t in tables if t["kind"] == "row"},
+                         legacy_schema=legacy, mapping_schema=mapping_schema, target_schema=target)
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return make_plan()
+
+
+def test_sync_reexports_the_generation(plan):
+    assert sync.function_statements is sync_sql.function_statements
+    assert issubclass(sync.Plan, sync_sql.Plan)
+    assert sync.SyncError is sync_sql.SyncError
+
+
+def test_forward_functions_for_every_table_of_the_declaration(plan):
+    names = [name for name, _stmt in sync_sql.function_statements(plan, sync_sql.FORWARD)]
+    assert len(names) == len(set(names))
+    for t in mapping.TABLES:
+        assert t["target"] in names, t["target"]
+    statement = set(plan.statement_tables())
+    for legacy in mapping.LEGACY_TABLES:
+        assert ("stmt_" if legacy in statement else "trg_") + legacy in names, legacy
+    assert "no_truncate" in names
+
+
+def test_reverse_functions_for_every_row_table(plan):
+    names = [name for name, _stmt in sync_sql.function_statements(plan, sync_sql.REVERSE)]
+    for t in mapping.TABLES:
+        assert ("rev_" + t["target"] in names) == (t["kind"] == "row"), t["target"]
+    for legacy in mapping.LEGACY_TABLES:  # the forward trigger functions again, with the loop marker
+        assert any(n.endswith("_" + legacy) and n[:4] in ("stmt", "trg_") for n in names), legacy
+
+
+def test_reverse_without_its_projections_is_refused():
+    plan = make_plan()
+    plan.reverse_views = set()
+    with pytest.raises(sync_sql.SyncError, match="reverse projections missing in mapping_x"):
+        sync_sql.function_statements(plan, sync_sql.REVERSE)
+
+
+def test_every_function_is_created_in_the_mapping_schema_and_names_only_the_plans_schemas(plan):
+    for direction in sync_sql.DIRECTIONS:
+        for name, stmt in sync_sql.function_statements(plan, direction):
+            assert isinstance(stmt, sql.Composable), name
+            text = render(stmt)
+            assert text.lstrip().startswith("CREATE OR REPLACE FUNCTION"), (name, text[:80])
+            assert '"mapping_x"."%s%s"(' % (sync_sql.FUNCTION_PREFIX, name) in text, name
+            qualified = [s for s in identifiers(stmt) if len(s) == 2]
+            assert qualified, name
+            assert {s[0] for s in qualified} <= set(SCHEMAS), (name, {s[0] for s in qualified})
+            # the default schema names never leak into a plan for other schemas
+            assert not re.search(r'"(public|carbot_v2|carbot_mapping)"\.', text), name
+
+
+def test_row_functions_lock_what_the_copy_engine_locks(plan):
+    functions = dict(sync_sql.function_statements(plan, sync_sql.FORWARD))
+    for t in mapping.TABLES:
+        if t["kind"] != "row":
+            continue
+        text = render(functions[t["target"]])
+        lock = keys.lock_id(mapping.TABLES, t["target"])
+        assert "pg_advisory_xact_lock(%d, hashtext(" % lock in text, t["target"]
+        assert lock == plan.lock_id(t["target"])
+
+
+def test_trigger_tables_follow_the_declaration(plan):
+    forward = sync_sql.trigger_tables(plan, sync_sql.FORWARD)
+    assert [table for _s, table, _f in forward] == list(mapping.LEGACY_TABLES)
+    assert {schema for schema, _t, _f in forward} == {"old_app"}
+    reverse = sync_sql.trigger_tables(plan, sync_sql.REVERSE)
+    assert [table for _s, table, _f in reverse] == [t["target"] for t in mapping.TABLES if t["kind"] == "row"]
+    assert {schema for schema, _t, _f in reverse} == {"new_app"}
+
+
+def test_trigger_names():
+    assert sync_sql.trigger_names(sync_sql.FORWARD) == sync_sql.TRIGGER_NAMES[sync_sql.FORWARD]
+    assert sync_sql.trigger_names(sync_sql.FORWARD, statement=True)[-2:] == (
+        sync_sql.STATEMENT_TRIGGERS["UPDATE"], sync_sql.STATEMENT_TRIGGERS["DELETE"])
+    assert sync_sql.trigger_names(sync_sql.REVERSE, raw=("r1",))[-1] == "r1"
+
+
+def test_generation_is_deterministic(plan):
+    for direction in sync_sql.DIRECTIONS:
+        first = [(n, render(s)) for n, s in sync_sql.function_statements(plan, direction)]
+        again = [(n, render(s)) for n, s in sync_sql.function_statements(make_plan(), direction)]
+        assert first == again
