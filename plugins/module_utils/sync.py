@@ -396,19 +396,23 @@ def install(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30,
     """Create the functions (no table locks) and the triggers table by table under lock_timeout.
 
     Returns {"functions": [names], "tables": {table: {"changed", "attempts", "waited_seconds", "errors"}},
-    "sequences": {seq: value}}.
+    "sequences": {seq: value}}, and for the reverse direction "views": {"attempts", "waited_seconds", "errors"}
+    (the reverse projections, replaced under the same lock_timeout and retries).
     """
     step = step or LockedStep(conn_params, lock_timeout_ms, max_attempts)
     result = {"functions": [], "tables": {}, "sequences": {}}
     try:
         step.run(lambda cur: claim_schemas(cur, plan))  # never re-point an installed sync
-        conn = step.connect()
         if direction == REVERSE:
-            apply_reverse_views(conn, plan, sql_dir)
-            conn.commit()
-        sequences = serial_columns(conn, plan)
-        reverse_active = bool(existing_triggers(conn, plan.target, TRIGGER_NAMES[REVERSE]))
-        conn.commit()
+            # CREATE OR REPLACE VIEW takes an ACCESS EXCLUSIVE lock on each reverse projection, which every write
+            # of the new app reads through the reverse trigger once the direction is live (a rerun of an online
+            # cutover): under lock_timeout with retries like the triggers, never a wait that blocks the writes.
+            _applied, attempts, waited, errors = step.run(
+                lambda cur: apply_reverse_views(cur.connection, plan, sql_dir))
+            result["views"] = {"attempts": attempts, "waited_seconds": waited, "errors": errors[-3:]}
+        sequences, reverse_active = step.run(
+            lambda cur: (serial_columns(cur.connection, plan),
+                         bool(existing_triggers(cur.connection, plan.target, TRIGGER_NAMES[REVERSE]))))[0]
         statements = function_statements(plan, direction, sequences, reverse_active)
         step.run(lambda cur: ensure_change_log(cur, plan))
         if direction == FORWARD:

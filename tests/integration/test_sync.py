@@ -182,6 +182,30 @@ def test_install_under_an_idle_writer_retries_and_removal_is_idempotent(make_dat
     assert db.scalar("SELECT count(*) FROM pg_proc WHERE proname LIKE 'carbot_sync%%'") == 0
 
 
+def test_reverse_install_waits_for_a_reader_of_its_views_under_lock_timeout(make_database):
+    """A rerun of the cutover while the new app writes: every write reads the reverse projections through the
+    reverse trigger, and replacing them needs ACCESS EXCLUSIVE. The install retries under lock_timeout instead of
+    failing on the first timeout (it did: an online cutover's rerun stopped there) or queueing the app's writes."""
+    db = make_database("syncviews")
+    plan = build_migrated(db)
+    cut_over(db, plan)
+    reader = db.connect(autocommit=False)
+    with reader.cursor() as cur:  # what a write of the new app holds while its reverse trigger runs
+        cur.execute("SELECT count(*) FROM carbot_migration.rmap_leads")
+    timer = threading.Timer(1.5, reader.rollback)
+    timer.start()
+    started = time.monotonic()
+    result = sync.install(module_params(db), plan, sync.REVERSE, lock_timeout_ms=200, max_attempts=50,
+                          sql_dir=str(REPO / "sql"))
+    timer.join()
+    reader.close()
+    assert result["views"]["attempts"] > 1, result["views"]
+    assert "LockNotAvailable" in result["views"]["errors"][0]
+    assert result["views"]["waited_seconds"] >= 1.0
+    assert time.monotonic() - started < 30
+    assert not any(rec["changed"] for rec in result["tables"].values())  # nothing else to do on a rerun
+
+
 def run_sync_check(db, **args):
     """The sync_check module, run the way Ansible runs it (an arguments file); returns its JSON result."""
     params = dict(login_host=db.host, login_port=db.port, login_db=db.dbname, login_user=db.user,
