@@ -296,6 +296,15 @@ ROLE_PLAY = """
 - name: app_privileges role
   hosts: localhost
   gather_facts: false
+  # The connection once for the role's modules (the roles have no connection variables of their own).
+  module_defaults:
+    group/carbot.migration.db:
+      login_host: "{{ carbot_db_host }}"
+      login_port: "{{ carbot_db_port }}"
+      login_db: "{{ carbot_db_name }}"
+      login_user: "{{ carbot_db_user }}"
+      login_password: "{{ carbot_db_password }}"
+      ssl_mode: "{{ carbot_db_sslmode }}"
   tasks:
     - name: Preflight or everything
       ansible.builtin.include_role:
