@@ -117,7 +117,7 @@ def test_cutover_check_diff_succeeds_and_changes_nothing(night):
     assert done.returncode == 0, out[-6000:]
     summary = out.split("PLAY RECAP", 1)[-1]
     (night.tmp / "cutover-check.out").write_text(out)
-    assert "TASK [Roll back]" not in out and "It was rolled back" not in out, out[-4000:]
+    assert "Roll back]" not in out and "It was rolled back" not in out, out[-4000:]
     assert "[ERROR]" not in out, out[-6000:]
     assert "failed=0" in summary and "rescued=0" in summary, summary
     after = night.state()
