@@ -369,3 +369,28 @@ def test_every_rule_is_immutable(rules):
     rules.execute("SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
                   "WHERE n.nspname = 'carbot_migration' AND p.provolatile <> 'i'")
     assert rules.fetchall() == []
+
+
+def test_normalise_chat_history_never_runs_inside_a_parallel_query(rules):
+    """Its EXCEPTION block is a subtransaction, which PostgreSQL refuses anywhere in a parallel query, in the
+    leader too ("cannot start subtransactions during a parallel operation"): the validation's checksum of
+    map_leads failed on it at scale 3, where leads is large enough for a parallel scan. PARALLEL UNSAFE keeps
+    every query that calls it serial. Forced here: a parallel scan of a table of JSON strings that hold arrays."""
+    rules.execute("CREATE TEMP TABLE chat_strings AS SELECT pg_catalog.to_jsonb('[' || g || ']') AS raw "
+                  "FROM pg_catalog.generate_series(1, 2000) g")
+    rules.execute("SELECT proparallel FROM pg_catalog.pg_proc WHERE oid = "
+                  "'carbot_migration.normalise_chat_history(jsonb)'::pg_catalog.regprocedure")
+    assert rules.fetchone()[0] == "u"
+    settings = {"parallel_setup_cost": "0", "parallel_tuple_cost": "0", "min_parallel_table_scan_size": "0",
+                "max_parallel_workers_per_gather": "2", "force_parallel_mode": "on"}
+    for name, value in settings.items():
+        rules.execute("SELECT pg_catalog.set_config(%s, %s, false)", (name, value))
+    try:
+        rules.execute("SELECT pg_catalog.count(*) FROM chat_strings WHERE pg_catalog.jsonb_array_length("
+                      "COALESCE(carbot_migration.normalise_chat_history_fast(raw), "
+                      "carbot_migration.normalise_chat_history(raw))) = 1")
+        assert rules.fetchone()[0] == 2000
+    finally:
+        for name in settings:
+            rules.execute("SELECT pg_catalog.set_config(%s, NULL, false)", (name,))
+        rules.execute("DROP TABLE chat_strings")
