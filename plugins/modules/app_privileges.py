@@ -144,6 +144,7 @@ from ansible_collections.carbot.migration.plugins.module_utils import common, cu
 from ansible_collections.carbot.migration.plugins.module_utils.privileges import (
     SEQUENCE_PRIVILEGES, TABLE_PRIVILEGES, Privileges)
 
+
 def grant(module, conn):
     """The grants (or, with check_only or in check mode, what is missing); ends the module."""
     priv = Privileges(module.params, conn)
