@@ -27,6 +27,13 @@ os.environ.setdefault("CARBOT_REPORTS_DIR", tempfile.mkdtemp(prefix="carbot-test
 
 from ansible_collections.carbot.rehearsal.plugins.module_utils.local_cluster import LocalCluster  # noqa: E402
 
+# For a test play that runs one role: the connection as every playbook takes it (playbooks/vars/connection.yml,
+# carbot_db_login from the inventory's carbot_db_*), handed to the collection's database modules.
+PLAY_CONNECTION = (
+    "  vars_files: [%s]\n"
+    "  module_defaults:\n"
+    '    group/carbot.migration.db: "{{ carbot_db_login }}"\n') % (REPO / "playbooks" / "vars" / "connection.yml")
+
 SUPERUSER_PASSWORD = "carbot-local-test"  # a throwaway cluster on loopback, not a secret
 
 

@@ -20,6 +20,7 @@ import uuid
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from conftest import PLAY_CONNECTION
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -265,16 +266,7 @@ ROLE_PLAY = """
 - name: Backup first, then a change
   hosts: localhost
   gather_facts: false
-  # The connection once for the role's modules (the roles have no connection variables of their own).
-  module_defaults:
-    group/carbot.migration.db:
-      login_host: "{{ carbot_db_host }}"
-      login_port: "{{ carbot_db_port }}"
-      login_db: "{{ carbot_db_name }}"
-      login_user: "{{ carbot_db_user }}"
-      login_password: "{{ carbot_db_password }}"
-      ssl_mode: "{{ carbot_db_sslmode }}"
-  tasks:
+""" + PLAY_CONNECTION + """  tasks:
     - name: Back up
       ansible.builtin.include_role:
         name: carbot.migration.backup

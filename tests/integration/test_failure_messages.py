@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import PLAY_CONNECTION
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TEMPLATE_ERRORS = ("has no attribute", "is undefined", "AnsibleUndefined", "template error")
@@ -22,16 +23,7 @@ PLAY = """
 - name: One role, driven into its failure path
   hosts: localhost
   gather_facts: false
-  # The connection once for the role's modules (the roles have no connection variables of their own).
-  module_defaults:
-    group/carbot.migration.db:
-      login_host: "{{ carbot_db_host }}"
-      login_port: "{{ carbot_db_port }}"
-      login_db: "{{ carbot_db_name }}"
-      login_user: "{{ carbot_db_user }}"
-      login_password: "{{ carbot_db_password }}"
-      ssl_mode: "{{ carbot_db_sslmode }}"
-  tasks:
+""" + PLAY_CONNECTION + """  tasks:
     - name: Run the role
       ansible.builtin.include_role:
         name: "carbot.migration.{{ role }}"

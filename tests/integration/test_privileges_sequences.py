@@ -15,6 +15,7 @@ import psycopg2
 import psycopg2.sql
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from conftest import PLAY_CONNECTION
 from conftest import make_app_role as conftest_make_app_role
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -296,16 +297,7 @@ ROLE_PLAY = """
 - name: app_privileges role
   hosts: localhost
   gather_facts: false
-  # The connection once for the role's modules (the roles have no connection variables of their own).
-  module_defaults:
-    group/carbot.migration.db:
-      login_host: "{{ carbot_db_host }}"
-      login_port: "{{ carbot_db_port }}"
-      login_db: "{{ carbot_db_name }}"
-      login_user: "{{ carbot_db_user }}"
-      login_password: "{{ carbot_db_password }}"
-      ssl_mode: "{{ carbot_db_sslmode }}"
-  tasks:
+""" + PLAY_CONNECTION + """  tasks:
     - name: Preflight or everything
       ansible.builtin.include_role:
         name: carbot.migration.app_privileges

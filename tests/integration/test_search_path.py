@@ -17,6 +17,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.carbot.migration.plugins.module_utils import catalog
 from ansible_collections.carbot.migration.plugins.module_utils import search_path as paths
+from conftest import PLAY_CONNECTION
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 APP_PASSWORD = "app-test-password"  # a throwaway role on a loopback test cluster, not a secret
@@ -334,16 +335,7 @@ ROLE_PLAY = """
 - name: search_path role
   hosts: localhost
   gather_facts: false
-  # The connection once for the role's modules (the roles have no connection variables of their own).
-  module_defaults:
-    group/carbot.migration.db:
-      login_host: "{{ carbot_db_host }}"
-      login_port: "{{ carbot_db_port }}"
-      login_db: "{{ carbot_db_name }}"
-      login_user: "{{ carbot_db_user }}"
-      login_password: "{{ carbot_db_password }}"
-      ssl_mode: "{{ carbot_db_sslmode }}"
-  tasks:
+""" + PLAY_CONNECTION + """  tasks:
     - name: Switch or undo
       ansible.builtin.include_role:
         name: carbot.migration.search_path
