@@ -1,6 +1,7 @@
 """What the benches share: the throwaway cluster's login, the schema names, and building the legacy
 database with the mapping on it (the same steps as the rehearsal, without Ansible)."""
 
+import os
 import pathlib
 import sys
 
@@ -61,3 +62,13 @@ def apply_mapping(conn, sql_dir=None):
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("VACUUM ANALYZE")
+
+
+def backend_cpu_ms(pid):
+    """CPU time (user + system) a local server process has used, in ms (/proc; None when not readable)."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")

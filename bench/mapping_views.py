@@ -50,6 +50,7 @@ from benchlib import (
     PASSWORD,
     REPO,
     apply_mapping,
+    backend_cpu_ms,
     connect,
     create_legacy_database,
     generate,
@@ -213,16 +214,6 @@ def badness(rec):
 
 
 BEFORE = "carbot_migration_before"
-
-
-def backend_cpu_ms(pid):
-    """CPU time (user + system) a local server process has used, in ms (/proc; None when not readable)."""
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
 
 
 def paired(port, entries, old_sql_dir, rounds):

@@ -40,6 +40,7 @@ from ansible_collections.carbot.migration.plugins.module_utils import (  # noqa:
     sync,
 )
 from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data, local_cluster  # noqa: E402
+from benchlib import backend_cpu_ms  # noqa: E402
 
 PASSWORD = "carbot-bench"  # loopback-only throwaway cluster
 
@@ -149,10 +150,10 @@ def breakdown(kw, n, repeat):
             if fn_body:
                 cur.execute("CREATE OR REPLACE FUNCTION carbot_migration.carbot_sync_appointments(" + fn_args
                             + ") RETURNS void LANGUAGE plpgsql AS $f$" + fn_body + "$f$")
-            cpu0, t0 = cpu_ms(pid), time.perf_counter()
+            cpu0, t0 = backend_cpu_ms(pid), time.perf_counter()
             cur.execute("UPDATE public.appointments SET notes = coalesce(notes, '') || 'x' WHERE id = ANY(%s::uuid[])",
                         (ids,))
-            t1, cpu1 = time.perf_counter(), cpu_ms(pid)
+            t1, cpu1 = time.perf_counter(), backend_cpu_ms(pid)
             conn.rollback()
             took[label].append(((t1 - t0) * 1000.0, None if cpu0 is None else cpu1 - cpu0))
     conn.close()
@@ -164,16 +165,6 @@ def breakdown(kw, n, repeat):
         cpus = [v[1] for v in values if v[1] is not None]
         cpu = statistics.median(cpus) if cpus else float("nan")
         print("%-34s %9.1f ms %13.0f ms %11.0f us" % (label, wall, cpu, 1000.0 * cpu / max(len(ids), 1)))
-
-
-def cpu_ms(pid):
-    """CPU time (user + system) of a local server process in ms, None when /proc does not have it."""
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
 
 
 def main():
