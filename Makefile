@@ -81,10 +81,14 @@ ansible-doc: ## ansible-doc renders every module (carbot.migration's and the reh
 pytest:
 	$(BIN)/pytest -q
 
-molecule: ## every Molecule scenario, one after another
-	@for s in $(MOLECULE_SCENARIOS); do \
+molecule: ## every Molecule scenario, one after another (a failed one's failed tasks are printed again at the end)
+	@mkdir -p .molecule-logs; for s in $(MOLECULE_SCENARIOS); do \
 	  echo "=== molecule test -s $$s"; \
-	  $(BIN)/molecule test -s $$s || exit 1; \
+	  if ! $(BIN)/molecule test -s $$s 2>&1 | tee .molecule-logs/$$s.log; then \
+	    echo "=== molecule test -s $$s failed; what failed, from .molecule-logs/$$s.log:"; \
+	    $(BIN)/python scripts/failed_tasks.py .molecule-logs/$$s.log; \
+	    exit 1; \
+	  fi; \
 	done
 
 mutation: setup ## mutation check: small bugs put into the core one at a time, must each fail the tests (not part of `make test`; ~15 min)
@@ -92,4 +96,4 @@ mutation: setup ## mutation check: small bugs put into the core one at a time, m
 
 clean: ## remove the virtualenv and local state
 	-$(MAKE) rehearsal-clean
-	rm -rf $(VENV) .rehearsal .pytest_cache .ruff_cache .sanity
+	rm -rf $(VENV) .rehearsal .pytest_cache .ruff_cache .sanity .molecule-logs
