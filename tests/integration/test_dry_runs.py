@@ -204,3 +204,49 @@ def test_every_step_check_diff_succeeds_and_changes_nothing(night, playbook):
     changed = {key: [x for x in after[key] if x not in before[key]] if isinstance(after[key], list) else after[key]
                for key in before if after[key] != before[key]}
     assert not changed, changed
+
+
+# What the cutover changes; the preflight's full validation may record its own bookkeeping (the change log's mark,
+# migration_status) and is not a change of the night.
+NIGHT_STATE = ("settings", "triggers", "functions", "grants", "sequences", "defaults", "maintenance", "backups")
+
+
+def night_changes(before, after):
+    return {key: after[key] for key in NIGHT_STATE if after[key] != before[key]}
+
+
+@pytest.mark.slow
+def test_cutover_tags_preflight_runs_the_preflight_alone_and_changes_nothing(night):
+    before = night.state()
+    done = night.play("cutover.yml", "--tags", "preflight")
+    out = done.stdout + done.stderr
+    (night.tmp / "cutover-tags-preflight.out").write_text(out)
+    assert done.returncode == 0, out[-6000:]
+    # the preflight's own tasks ran (tags on an include alone would run only the include)
+    for task in ("Measure volumes, sizes, the pg_stat baseline and run the preflight checks",
+                 "Final sync and completeness check (triggers, nothing pending, validation)",
+                 "The app's Deployment exists", "Stop unless the preflight verdict is go"):
+        assert "TASK [carbot.migration." in out and task in out, task
+    # and nothing after it
+    for task in ("Grant what the app role lacks", "Dump and verify the database", "Turn maintenance mode on",
+                 "Every step before the switch ran"):
+        assert task not in out, task
+    assert "failed=0" in out.split("PLAY RECAP", 1)[-1]
+    assert not night_changes(before, night.state())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("skipped", ["backup", "reverse_sync"])
+def test_cutover_refuses_the_switch_when_a_step_before_it_was_skipped(night, skipped):
+    before = night.state()
+    done = night.play("cutover.yml", "--skip-tags", skipped)
+    out = done.stdout + done.stderr
+    (night.tmp / ("cutover-skip-%s.out" % skipped)).write_text(out)
+    assert done.returncode != 0, out[-6000:]
+    assert "Refusing the switch: this run skipped %s (--tags or --skip-tags)" % skipped in out, out[-6000:]
+    assert "Turn maintenance mode on and confirm it" not in out
+    after = night.state()
+    assert after["maintenance"] == before["maintenance"] and after["settings"] == before["settings"]
+    if skipped == "backup":
+        # the steps before ran (privileges, reverse sync: both harmless to the live app), the freeze did not
+        assert after["backups"] == before["backups"]

@@ -64,6 +64,8 @@ def test_every_include_names_a_task_file_of_the_role():
     for path in sorted(TASKS.rglob("*.yml")):
         for task in tasks(load(path)):
             included = task.get("ansible.builtin.include_tasks")
+            if isinstance(included, dict):
+                included = included["file"]
             if included:
                 assert (TASKS / included).is_file(), "%s: %s" % (path.relative_to(REPO), included)
 
@@ -78,3 +80,28 @@ def test_every_step_says_which_step_runs_and_marks_its_start():
         assert events and events[0]["label"] == label, name
     assert set(STEPS) == {str(p.relative_to(TASKS)) for d in ("freeze", "online") for p in (TASKS / d).glob("*.yml")
                           if p.name != "preflight.yml"}
+
+
+def test_a_tagged_step_tags_every_task_it_runs():
+    """Tags on an include tag only the include: without ``apply`` the step's own tasks would not run under
+    ``--tags <step>`` (``--tags preflight`` ran nothing but the include before)."""
+    for task in tasks(load(TASKS / "main.yml")):
+        include = task.get("ansible.builtin.include_tasks") or task.get("ansible.builtin.include_role")
+        tags = task.get("tags")
+        if not include or not tags or tags == ["always"] and task["name"].startswith("Say how"):
+            continue
+        assert isinstance(include, dict) and include.get("apply", {}).get("tags") == tags, task["name"]
+
+
+def test_the_switch_refuses_a_run_that_skipped_a_step_before_it():
+    main = load(TASKS / "main.yml")
+    recorded = [t["ansible.builtin.set_fact"]["cutover_steps_run"] for t in main
+                if "cutover_steps_run" in t.get("ansible.builtin.set_fact", {})]
+    steps = {step for text in recorded for step in ("preflight", "privileges", "reverse_sync", "online_preflight",
+                                                       "backup") if "'%s'" % step in text}
+    assert steps == {"preflight", "privileges", "reverse_sync", "online_preflight", "backup"}
+    names = [t["name"] for t in main]
+    guard = names.index("Every step before the switch ran in this run (no --tags or --skip-tags left one out)")
+    assert guard < names.index("The write freeze") and guard < names.index(
+        "Online - no write freeze; old and new pods serve together")
+    assert main[guard]["tags"] == ["switch"]
