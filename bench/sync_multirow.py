@@ -38,6 +38,7 @@ from ansible_collections.carbot.migration.plugins.module_utils import (  # noqa:
     copy_engine,
     mapping,
     sync,
+    sync_sql,
 )
 from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data, local_cluster  # noqa: E402
 from benchlib import backend_cpu_ms  # noqa: E402
@@ -57,14 +58,15 @@ def build(kw, scale, with_sync, per_row=False):
     conn.close()
     if with_sync:
         if per_row:  # every table with the per-row trigger: what the statement-level sync replaced
-            original, sync.statement_tables = sync.statement_tables, lambda tables, legacy_tables: []
+            # (patched where Plan.statement_tables looks it up: sync_sql, since the generation moved there)
+            original, sync_sql.statement_tables = sync_sql.statement_tables, lambda tables, legacy_tables: []
         params = {"login_host": kw["host"], "login_port": kw["port"], "login_db": kw["dbname"],
                   "login_user": kw["user"], "login_password": kw["password"]}
         sync.install(params, plan, sync.FORWARD)
         result = copy_engine.CopyEngine(params, workers=2).run()
         assert not result["failed"], result
         if per_row:
-            sync.statement_tables = original
+            sync_sql.statement_tables = original
     conn = psycopg2.connect(**kw)
     conn.autocommit = True
     with conn.cursor() as cur:
@@ -86,7 +88,7 @@ def kinds(n):
         ("delete %d consent records, one statement" % n, [
             "DELETE FROM public.consent_log WHERE id IN (SELECT id FROM public.consent_log ORDER BY id LIMIT %d)" % n]),
         ("insert %d analytics events, %d statements" % (n, n), [one_event] * n),
-        ("update %d appointments, one statement (per-row sync)" % n, [
+        ("update %d appointments, one statement (a table with children)" % n, [
             "UPDATE public.appointments SET notes = 'bench' WHERE id IN "
             "(SELECT id FROM public.appointments ORDER BY id LIMIT %d)" % n]),
     ]
@@ -112,8 +114,17 @@ def breakdown(kw, n, repeat):
     cur = conn.cursor()
     cur.execute("SELECT pg_backend_pid()")
     pid = cur.fetchone()[0]
-    cur.execute("SELECT prosrc FROM pg_proc WHERE oid = 'carbot_migration.carbot_sync_trg_appointments'::regproc")
-    trg = cur.fetchone()[0]
+    # the function of the trigger an UPDATE fires: the statement-level one (carbot_sync_fwd_upd) or the row trigger
+    cur.execute("SELECT p.oid::regproc::text, p.prosrc FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
+                "WHERE t.tgrelid = 'public.appointments'::regclass AND t.tgname IN ('carbot_sync_fwd', "
+                "'carbot_sync_fwd_upd') ORDER BY t.tgname DESC LIMIT 1")
+    trg_name, trg = cur.fetchone()
+    if "EXCEPTION WHEN" in trg and trg_name.endswith("stmt_appointments"):
+        # per statement: each event's branch is one line "IF TG_OP = .. THEN BEGIN <calls> EXCEPTION .. END; END IF;"
+        no_subxact = "\n".join(line[:line.index(" EXCEPTION WHEN")] + " END; END IF;" if " EXCEPTION WHEN" in line
+                                else line for line in trg.split("\n"))
+    else:
+        no_subxact = trg[:trg.index("EXCEPTION WHEN")] + "END;\nEND\n"
     cur.execute("SELECT prosrc, pg_get_function_arguments(oid) FROM pg_proc "
                 "WHERE oid = 'carbot_migration.carbot_sync_appointments'::regproc")
     fn, fn_args = cur.fetchone()
@@ -129,7 +140,7 @@ def breakdown(kw, n, repeat):
     variants = [
         ("without the triggers", "replica", None, None),
         ("the per-row sync as installed", None, None, None),
-        ("- the trigger's subtransaction", None, trg[:trg.index("EXCEPTION WHEN")] + "END;\nEND\n", None),
+        ("- the trigger's subtransaction", None, no_subxact, None),
         ("- the change-log insert", None, None, without('INSERT INTO "carbot_migration"."carbot_sync_changes"')),
         ("- the quarantine DELETE", None, None, without('DELETE FROM "carbot_v2"."migration_quarantine"')),
         ("- the advisory lock", None, None, without("PERFORM pg_advisory_xact_lock")),
@@ -145,11 +156,12 @@ def breakdown(kw, n, repeat):
             if role:
                 cur.execute("SET LOCAL session_replication_role = replica")
             if trg_body:
-                cur.execute("CREATE OR REPLACE FUNCTION carbot_migration.carbot_sync_trg_appointments() "
-                            "RETURNS trigger LANGUAGE plpgsql AS $f$" + trg_body + "$f$")
+                cur.execute("CREATE OR REPLACE FUNCTION " + trg_name + "() RETURNS trigger LANGUAGE plpgsql "
+                            "SET plan_cache_mode = force_generic_plan AS $f$" + trg_body + "$f$")
             if fn_body:
                 cur.execute("CREATE OR REPLACE FUNCTION carbot_migration.carbot_sync_appointments(" + fn_args
-                            + ") RETURNS void LANGUAGE plpgsql AS $f$" + fn_body + "$f$")
+                            + ") RETURNS void LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan "
+                            "AS $f$" + fn_body + "$f$")
             cpu0, t0 = backend_cpu_ms(pid), time.perf_counter()
             cur.execute("UPDATE public.appointments SET notes = coalesce(notes, '') || 'x' WHERE id = ANY(%s::uuid[])",
                         (ids,))
