@@ -41,12 +41,12 @@ from ansible_collections.carbot.migration.plugins.module_utils import (  # noqa:
     sync_sql,
 )
 from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data, local_cluster  # noqa: E402
-from benchlib import backend_cpu_ms  # noqa: E402
+from benchlib import backend_cpu_ms, install_sync_from  # noqa: E402
 
 PASSWORD = "carbot-bench"  # loopback-only throwaway cluster
 
 
-def build(kw, scale, with_sync, per_row=False):
+def build(kw, scale, with_sync, per_row=False, tree=None):
     conn = psycopg2.connect(**kw)
     with conn.cursor() as cur:
         cur.execute(open(os.path.join(REPO, "sql", "legacy", "schema.sql")).read())
@@ -62,9 +62,12 @@ def build(kw, scale, with_sync, per_row=False):
             original, sync_sql.statement_tables = sync_sql.statement_tables, lambda tables, legacy_tables: []
         params = {"login_host": kw["host"], "login_port": kw["port"], "login_db": kw["dbname"],
                   "login_user": kw["user"], "login_password": kw["password"]}
-        sync.install(params, plan, sync.FORWARD)
-        result = copy_engine.CopyEngine(params, workers=2).run()
-        assert not result["failed"], result
+        if tree:
+            install_sync_from(tree, kw, params)
+        else:
+            sync.install(params, plan, sync.FORWARD)
+            result = copy_engine.CopyEngine(params, workers=2).run()
+            assert not result["failed"], result
         if per_row:
             sync_sql.statement_tables = original
     conn = psycopg2.connect(**kw)
@@ -188,6 +191,8 @@ def main():
                         help="also: where the per-row sync of an appointments update spends its time")
     parser.add_argument("--breakdown-rows", type=int, default=1000)
     parser.add_argument("--only-breakdown", action="store_true", help="skip the comparison (builds one database)")
+    parser.add_argument("--baseline-tree", help="also a database synced by this tree's code (a git worktree of the "
+                        "branch to compare with): a 'before' column, and its breakdown too")
     args = parser.parse_args()
     base = tempfile.mkdtemp(prefix="carbot-multirow-")
     os.chmod(base, 0o755)
@@ -201,26 +206,41 @@ def main():
             cur.execute("CREATE DATABASE bench_plain")
             cur.execute("CREATE DATABASE bench_sync")
             cur.execute("CREATE DATABASE bench_rows")
+            cur.execute("CREATE DATABASE bench_base")
         admin.close()
         plain, synced = dict(kw, dbname="bench_plain"), dict(kw, dbname="bench_sync")
         rows = dict(kw, dbname="bench_rows")
+        base = dict(kw, dbname="bench_base")
         build(synced, args.scale, True)
+        if args.baseline_tree:
+            build(base, args.scale, True, tree=args.baseline_tree)
         if not args.only_breakdown:
             build(plain, args.scale, False)
             build(rows, args.scale, True, per_row=True)
             print("scale %s, %d rows a write, medians of %d alternating runs (each rolled back)"
                   % (args.scale, args.rows, args.repeat))
-            print("%-58s %10s %10s %7s %14s %7s" % ("", "without", "with", "ratio", "per-row sync", "ratio"))
+            extra = " %10s %7s" % ("baseline", "ratio") if args.baseline_tree else ""
+            print("%-58s %10s %10s %7s %14s %7s%s" % ("", "without", "with", "ratio", "per-row sync", "ratio", extra))
         for label, statements in ([] if args.only_breakdown else kinds(args.rows)):
-            without, with_, per_row = [], [], []
+            without, with_, per_row, before = [], [], [], []
             for _ in range(args.repeat):
                 without.append(timed(plain, statements))
+                if args.baseline_tree:
+                    before.append(timed(base, statements))
                 with_.append(timed(synced, statements))
                 per_row.append(timed(rows, statements))
             a, b, c = statistics.median(without), statistics.median(with_), statistics.median(per_row)
-            print("%-58s %8.1f ms %8.1f ms %6.2fx %11.1f ms %6.2fx" % (label, a * 1000, b * 1000, b / a,
-                                                                      c * 1000, c / a))
+            extra = ""
+            if before:
+                d = statistics.median(before)
+                extra = " %7.1f ms %6.2fx" % (d * 1000, d / a)
+            print("%-58s %8.1f ms %8.1f ms %6.2fx %11.1f ms %6.2fx%s" % (label, a * 1000, b * 1000, b / a,
+                                                                        c * 1000, c / a, extra))
         if args.breakdown or args.only_breakdown:
+            if args.baseline_tree:
+                print("\nbaseline (%s):" % args.baseline_tree)
+                breakdown(base, args.breakdown_rows, args.repeat)
+                print("\nthis tree:")
             breakdown(synced, args.breakdown_rows, args.repeat)
     finally:
         cluster.ensure_absent()
