@@ -11,7 +11,12 @@ the medians are compared:
 * ``insert N analytics events, one statement``: a leaf table, synced per statement, set-based;
 * ``update N notifications, one statement``, ``delete N consent records, one statement``: the same;
 * ``insert N analytics events, N statements``: one row per statement (what the per-row cost is);
-* ``update N appointments, one statement``: a table with children, synced per row.
+* ``update N appointments, one statement``: a table with children, synced per statement (keyed);
+* ``update 200 appointments, 200 statements``: the same one row per statement (the app's single-row writes).
+
+``--baseline-tree DIR`` adds a database synced by another tree's code (a git worktree of the branch to compare
+with, e.g. ``git worktree add --detach /tmp/base main``), measured in the same alternating runs: before/after from
+one run.
 
 ``--breakdown`` then shows where the per-row sync of that appointments update spends its time: the same update
 (``--breakdown-rows``, default 1,000) on the synced database with the generated functions as installed, without
@@ -94,6 +99,9 @@ def kinds(n):
         ("update %d appointments, one statement (a table with children)" % n, [
             "UPDATE public.appointments SET notes = 'bench' WHERE id IN "
             "(SELECT id FROM public.appointments ORDER BY id LIMIT %d)" % n]),
+        ("update %d appointments, %d statements" % (min(n, 200), min(n, 200)), [
+            "UPDATE public.appointments SET notes = 'bench' WHERE id = "
+            "(SELECT id FROM public.appointments ORDER BY id OFFSET %d LIMIT 1)" % i for i in range(min(n, 200))]),
     ]
 
 

@@ -156,7 +156,9 @@ def test_install_under_an_idle_writer_retries_and_removal_is_idempotent(make_dat
     writer = db.connect(autocommit=False)
     with writer.cursor() as cur:
         cur.execute("UPDATE leads SET updated_at = updated_at WHERE id = (SELECT id FROM leads LIMIT 1)")
-    timer = threading.Timer(1.5, writer.rollback)  # an idle-in-transaction writer that ends after 1.5 s
+    # an idle-in-transaction writer that ends after 2.5 s (the functions and the tables before leads take up to ~1 s
+    # of it on a loaded machine; the install must still have waited for leads for at least 1 s)
+    timer = threading.Timer(2.5, writer.rollback)
     timer.start()
     started = time.monotonic()
     result = sync.install(params, plan, sync.FORWARD, lock_timeout_ms=200, max_attempts=50)
