@@ -765,24 +765,33 @@ def keyed_statement_trigger_function(plan, legacy, sequences=None, reverse_activ
                 fn=plan.fn(name)))
         return _join(out, " ")
 
+    def one_or_many(keys_sql, many):
+        (t,) = targets
+        k = _id(t["source_key"][0])
+        declare.append(sql.SQL("v_keys {}[];").format(sql.SQL(plan.key_types[t["target"]][0])))
+        return sql.SQL(
+            "SELECT coalesce(array_agg(DISTINCT k0.{k} ORDER BY k0.{k}), '{{}}') INTO v_keys FROM ({ks}) k0; "
+            "IF cardinality(v_keys) > 1 THEN {many} ELSE FOREACH v_key_0 IN ARRAY v_keys LOOP PERFORM {fn}(v_key_0, "
+            "true); END LOOP; END IF;").format(k=k, ks=keys_sql, many=many, fn=plan.fn(t["target"]))
+
     declare = [sql.SQL("v_ck record;"), sql.SQL("v_row record;"), sql.SQL("v_msg text;")]
     kc = _join(_id(c) for c in skeys)
     o_n = _join([sql.SQL("n.{c} = o.{c}").format(c=_id(c)) for c in skeys], " AND ")
     update_keys = sql.SQL("SELECT {kc} FROM ot UNION ALL SELECT {kc} FROM nt").format(kc=kc)
     # set-based for staying rows only where the per-key function does nothing but lock, log, read, upsert and drop a
     # quarantine row for them: one-column keys, no derived parent (its old/new re-derivation runs per key)
-    simple = all(len(t["source_key"]) == 1 and not any(plan.by_target[r["parent"]]["kind"] == "derived"
-                                                       for r in t["references"]) for t in targets)
+    simple = len(targets) == 1 and all(
+        len(t["source_key"]) == 1 and not any(plan.by_target[r["parent"]]["kind"] == "derived" for r in t["references"])
+        for t in targets)
     # what the row trigger did per row: INSERT syncs NEW (not deep), UPDATE syncs OLD when its key changed and
     # NEW (deep), DELETE syncs OLD (deep)
     events = [
         ("INSERT", per_key(sql.SQL("SELECT {} FROM nt").format(kc), "false"),
          per_row(sql.SQL("SELECT * FROM nt"), "false")),
-        # (a one-row UPDATE, the app's usual write, takes the per-key function directly: the set-based statement and
-        # its set difference cost more than they save for one row)
-        ("UPDATE", sql.SQL("IF (SELECT count(*) FROM nt) > 1 THEN {} ELSE {} END IF;").format(
-            staying_then_per_key(update_keys, declare), per_key(update_keys, "true"))
-         if simple else per_key(update_keys, "true"),
+        # (a one-row UPDATE, the app's usual write, takes the per-key function directly, after one read of the
+        # transition tables: the set-based statement and its set difference cost more than they save for one row)
+        ("UPDATE", one_or_many(update_keys, staying_then_per_key(update_keys, declare)) if simple
+         else per_key(update_keys, "true"),
          sql.SQL("{} {}").format(
              per_row(sql.SQL("SELECT * FROM ot o WHERE NOT EXISTS (SELECT 1 FROM nt n WHERE {})").format(o_n), "true"),
              per_row(sql.SQL("SELECT * FROM nt"), "true"))),
