@@ -603,9 +603,32 @@ def statement_trigger_function(plan, legacy, sequences=None, reverse_active=Fals
     def ktext(alias):
         return _key_text([sql.SQL("{}.{}").format(_id(alias), _id(c)) for c in skey])
 
-    def step(keys_sql):
+    def step(keys_sql, op):
         k_match_v = _join([sql.SQL("v.{} = k.{}").format(_id(vc), _id(sc)) for vc, sc in zip(vkey, skey)], " AND ")
         conflict = _on_conflict("t", non_key)
+        # what leaves the target and which quarantine rows are over. UPDATE: set differences (EXCEPT: hashed or
+        # sorted), never a NOT EXISTS against the CTE, which the generic plan (made for the session's first, often
+        # one-row, statement) runs as a nested loop: a scan of the CTE per key whose row is in the target, quadratic
+        # (0.4 s for an UPDATE of 2,000 rows). INSERT and DELETE keep the NOT EXISTS (cheaper for one row, the set
+        # differences cost ~20 us a statement): it runs only for keys whose row is in the target (INSERT: new keys,
+        # rarely) or quarantined, and a DELETE's view rows are gone (the CTE is empty).
+        names = dict(
+            target=plan.rel("target", name), q=q, name=sql.Literal(name), kt=ktext("k"), dkt=ktext("d"),
+            kmv=k_match_v, kc=_join(_id(c) for c in skey), vkc=_join(sql.SQL("v.{}").format(_id(c)) for c in vkey),
+            tdm=_join([sql.SQL("t.{} = d.{}").format(_id(tc), _id(sc)) for tc, sc in zip(tkey, skey)], " AND "),
+            tkm=_join([sql.SQL("t.{} = k.{}").format(_id(tc), _id(sc)) for tc, sc in zip(tkey, skey)], " AND "))
+        if op == "UPDATE":
+            gone = sql.SQL("DELETE FROM {target} t USING (SELECT {kc} FROM k EXCEPT SELECT {vkc} FROM v "
+                           "WHERE v._quarantine_reason IS NULL) d WHERE {tdm}").format(**names)
+            qdel = sql.SQL("DELETE FROM {q} qq USING (SELECT {kc} FROM k EXCEPT SELECT {vkc} FROM v "
+                           "WHERE v._quarantine_reason IS NOT NULL) d WHERE qq.target_table = {name} "
+                           "AND qq.source_pk = {dkt}").format(**names)
+        else:
+            gone = sql.SQL("DELETE FROM {target} t USING k WHERE {tkm} AND NOT EXISTS (SELECT 1 FROM v WHERE "
+                           "{kmv} AND v._quarantine_reason IS NULL)").format(**names)
+            qdel = sql.SQL("DELETE FROM {q} qq USING k WHERE qq.target_table = {name} AND qq.source_pk = {kt} "
+                           "AND NOT EXISTS (SELECT 1 FROM v WHERE {kmv} AND v._quarantine_reason IS NOT NULL)"
+                           ).format(**names)
         return [
             sql.SQL("PERFORM pg_advisory_xact_lock({lock}, {h}) FROM (SELECT DISTINCT {kc} FROM ({ks}) k0 "
                     "ORDER BY {kc}) k;").format(
@@ -619,28 +642,20 @@ def statement_trigger_function(plan, legacy, sequences=None, reverse_active=Fals
                 "FROM {view} v WHERE {kmv}) v), "
                 "up AS (INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM v WHERE v._quarantine_reason IS NULL "
                 "ON CONFLICT ({tk}) {conflict}), "
-                # what leaves the target and which quarantine rows are over: set differences (EXCEPT: hashed or
-                # sorted), never a NOT EXISTS against the CTE, which the generic plan (made for the session's first,
-                # often one-row, statement) runs as a nested loop: a scan of the CTE per key, quadratic (0.4 s for an
-                # UPDATE of 2,000 rows)
-                "gone AS (DELETE FROM {target} t USING (SELECT {kc} FROM k EXCEPT SELECT {vkc} FROM v "
-                "WHERE v._quarantine_reason IS NULL) d WHERE {tdm}), "
+                "gone AS ({gone}), "
                 "qi AS (INSERT INTO {q} (target_table, source_table, source_pk, reason, row_data, run_id) "
                 "SELECT {name}, {src}, {vt}, v._quarantine_reason, to_jsonb(s), {run} FROM v JOIN {srel} s ON {svm} "
                 "WHERE v._quarantine_reason IS NOT NULL ON CONFLICT (target_table, source_pk) DO UPDATE SET "
                 "reason = EXCLUDED.reason, row_data = EXCLUDED.row_data, run_id = EXCLUDED.run_id, "
                 "quarantined_at = now()), "
-                "qd AS (DELETE FROM {q} qq USING (SELECT {kc} FROM k EXCEPT SELECT {vkc} FROM v "
-                "WHERE v._quarantine_reason IS NOT NULL) d WHERE qq.target_table = {name} AND qq.source_pk = {dkt}) "
+                "qd AS ({qdel}) "
                 "SELECT 1 INTO v_one;").format(
                 kc=_join(_id(c) for c in skey), ks=keys_sql, log=plan.rel("mapping", CHANGE_LOG),
                 name=sql.Literal(name), kt=ktext("k"), view=plan.rel("mapping", t["view"]),
                 vcols=_join(sql.SQL("v.{}").format(_id(c)) for c in dict.fromkeys(list(cols) + list(vkey))),
                 kmv=k_match_v, target=plan.rel("target", name), cols=_join(_id(c) for c in cols),
                 tk=_join(_id(c) for c in tkey), conflict=conflict,
-                vkc=_join(sql.SQL("v.{}").format(_id(c)) for c in vkey),
-                tdm=_join([sql.SQL("t.{} = d.{}").format(_id(tc), _id(sc)) for tc, sc in zip(tkey, skey)], " AND "),
-                dkt=ktext("d"), q=q, src=sql.Literal(legacy),
+                gone=gone, qdel=qdel, q=q, src=sql.Literal(legacy),
                 vt=_key_text([sql.SQL("v.{}").format(_id(c)) for c in vkey]), run=sql.Literal(SYNC_RUN_ID),
                 srel=plan.rel("legacy", legacy),
                 svm=_join([sql.SQL("s.{} = v.{}").format(_id(sc), _id(vc)) for sc, vc in zip(skey, vkey)], " AND ")),
@@ -668,7 +683,7 @@ def statement_trigger_function(plan, legacy, sequences=None, reverse_active=Fals
                    kc=_join(_id(c) for c in skey))),
                ("DELETE", sql.SQL("SELECT {} FROM ot").format(_join(_id(c) for c in skey)))]
     for op, keys_sql in keysets:
-        stmts = step(keys_sql)
+        stmts = step(keys_sql, op)
         if reverse_active and op == "INSERT":
             for seq in (sequences or {}).get(legacy, []):
                 stmts.append(sql.SQL(
