@@ -218,10 +218,10 @@ def main():
         admin.close()
         plain, synced = dict(kw, dbname="bench_plain"), dict(kw, dbname="bench_sync")
         rows = dict(kw, dbname="bench_rows")
-        base = dict(kw, dbname="bench_base")
+        base_db = dict(kw, dbname="bench_base")
         build(synced, args.scale, True)
         if args.baseline_tree:
-            build(base, args.scale, True, tree=args.baseline_tree)
+            build(base_db, args.scale, True, tree=args.baseline_tree)
         if not args.only_breakdown:
             build(plain, args.scale, False)
             build(rows, args.scale, True, per_row=True)
@@ -234,7 +234,7 @@ def main():
             for _ in range(args.repeat):
                 without.append(timed(plain, statements))
                 if args.baseline_tree:
-                    before.append(timed(base, statements))
+                    before.append(timed(base_db, statements))
                 with_.append(timed(synced, statements))
                 per_row.append(timed(rows, statements))
             a, b, c = statistics.median(without), statistics.median(with_), statistics.median(per_row)
@@ -247,7 +247,7 @@ def main():
         if args.breakdown or args.only_breakdown:
             if args.baseline_tree:
                 print("\nbaseline (%s):" % args.baseline_tree)
-                breakdown(base, args.breakdown_rows, args.repeat)
+                breakdown(base_db, args.breakdown_rows, args.repeat)
                 print("\nthis tree:")
             breakdown(synced, args.breakdown_rows, args.repeat)
     finally:

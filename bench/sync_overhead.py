@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -207,6 +208,7 @@ def main():
     finally:
         if cluster is not None:
             cluster.ensure_absent()
+            shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":
