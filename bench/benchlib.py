@@ -72,3 +72,27 @@ def backend_cpu_ms(pid):
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
+_INSTALL_FROM = """
+import json, sys
+sys.path.insert(0, sys.argv[1] + "/.collections")
+import psycopg2
+from ansible_collections.carbot.migration.plugins.module_utils import copy_engine, sync
+kw, params = json.loads(sys.argv[2]), json.loads(sys.argv[3])
+conn = psycopg2.connect(**kw)
+plan = sync.Plan(conn)
+conn.close()
+sync.install(params, plan, sync.FORWARD)
+result = copy_engine.CopyEngine(params, workers=2).run()
+assert not result["failed"], result
+"""
+
+
+def install_sync_from(tree, kw, params):
+    """The forward sync installed and carbot_v2 copied with the code of another tree (``--baseline-tree``: a git
+    worktree of the branch to compare with), in a subprocess: before and after measured in one run, on the same
+    cluster, in alternating rounds. ``kw``: psycopg2.connect arguments; ``params``: the modules' login params."""
+    import json
+    import subprocess
+    subprocess.run([sys.executable, "-c", _INSTALL_FROM, str(tree), json.dumps(kw), json.dumps(params)], check=True)

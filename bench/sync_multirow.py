@@ -11,7 +11,12 @@ the medians are compared:
 * ``insert N analytics events, one statement``: a leaf table, synced per statement, set-based;
 * ``update N notifications, one statement``, ``delete N consent records, one statement``: the same;
 * ``insert N analytics events, N statements``: one row per statement (what the per-row cost is);
-* ``update N appointments, one statement``: a table with children, synced per row.
+* ``update N appointments, one statement``: a table with children, synced per statement (keyed);
+* ``update 200 appointments, 200 statements``: the same one row per statement (the app's single-row writes).
+
+``--baseline-tree DIR`` adds a database synced by another tree's code (a git worktree of the branch to compare
+with, e.g. ``git worktree add --detach /tmp/base main``), measured in the same alternating runs: before/after from
+one run.
 
 ``--breakdown`` then shows where the per-row sync of that appointments update spends its time: the same update
 (``--breakdown-rows``, default 1,000) on the synced database with the generated functions as installed, without
@@ -38,14 +43,15 @@ from ansible_collections.carbot.migration.plugins.module_utils import (  # noqa:
     copy_engine,
     mapping,
     sync,
+    sync_sql,
 )
 from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data, local_cluster  # noqa: E402
-from benchlib import backend_cpu_ms  # noqa: E402
+from benchlib import backend_cpu_ms, install_sync_from  # noqa: E402
 
 PASSWORD = "carbot-bench"  # loopback-only throwaway cluster
 
 
-def build(kw, scale, with_sync, per_row=False):
+def build(kw, scale, with_sync, per_row=False, tree=None):
     conn = psycopg2.connect(**kw)
     with conn.cursor() as cur:
         cur.execute(open(os.path.join(REPO, "sql", "legacy", "schema.sql")).read())
@@ -57,14 +63,18 @@ def build(kw, scale, with_sync, per_row=False):
     conn.close()
     if with_sync:
         if per_row:  # every table with the per-row trigger: what the statement-level sync replaced
-            original, sync.statement_tables = sync.statement_tables, lambda tables, legacy_tables: []
+            # (patched where Plan.statement_tables looks it up: sync_sql, since the generation moved there)
+            original, sync_sql.statement_tables = sync_sql.statement_tables, lambda tables, legacy_tables: []
         params = {"login_host": kw["host"], "login_port": kw["port"], "login_db": kw["dbname"],
                   "login_user": kw["user"], "login_password": kw["password"]}
-        sync.install(params, plan, sync.FORWARD)
-        result = copy_engine.CopyEngine(params, workers=2).run()
-        assert not result["failed"], result
+        if tree:
+            install_sync_from(tree, kw, params)
+        else:
+            sync.install(params, plan, sync.FORWARD)
+            result = copy_engine.CopyEngine(params, workers=2).run()
+            assert not result["failed"], result
         if per_row:
-            sync.statement_tables = original
+            sync_sql.statement_tables = original
     conn = psycopg2.connect(**kw)
     conn.autocommit = True
     with conn.cursor() as cur:
@@ -86,9 +96,12 @@ def kinds(n):
         ("delete %d consent records, one statement" % n, [
             "DELETE FROM public.consent_log WHERE id IN (SELECT id FROM public.consent_log ORDER BY id LIMIT %d)" % n]),
         ("insert %d analytics events, %d statements" % (n, n), [one_event] * n),
-        ("update %d appointments, one statement (per-row sync)" % n, [
+        ("update %d appointments, one statement (a table with children)" % n, [
             "UPDATE public.appointments SET notes = 'bench' WHERE id IN "
             "(SELECT id FROM public.appointments ORDER BY id LIMIT %d)" % n]),
+        ("update %d appointments, %d statements" % (min(n, 200), min(n, 200)), [
+            "UPDATE public.appointments SET notes = 'bench' WHERE id = "
+            "(SELECT id FROM public.appointments ORDER BY id OFFSET %d LIMIT 1)" % i for i in range(min(n, 200))]),
     ]
 
 
@@ -112,8 +125,17 @@ def breakdown(kw, n, repeat):
     cur = conn.cursor()
     cur.execute("SELECT pg_backend_pid()")
     pid = cur.fetchone()[0]
-    cur.execute("SELECT prosrc FROM pg_proc WHERE oid = 'carbot_migration.carbot_sync_trg_appointments'::regproc")
-    trg = cur.fetchone()[0]
+    # the function of the trigger an UPDATE fires: the statement-level one (carbot_sync_fwd_upd) or the row trigger
+    cur.execute("SELECT p.oid::regproc::text, p.prosrc FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
+                "WHERE t.tgrelid = 'public.appointments'::regclass AND t.tgname IN ('carbot_sync_fwd', "
+                "'carbot_sync_fwd_upd') ORDER BY t.tgname DESC LIMIT 1")
+    trg_name, trg = cur.fetchone()
+    if "EXCEPTION WHEN" in trg and trg_name.endswith("stmt_appointments"):
+        # per statement: each event's branch is one line "IF TG_OP = .. THEN BEGIN <calls> EXCEPTION .. END; END IF;"
+        no_subxact = "\n".join(line[:line.index(" EXCEPTION WHEN")] + " END; END IF;" if " EXCEPTION WHEN" in line
+                                else line for line in trg.split("\n"))
+    else:
+        no_subxact = trg[:trg.index("EXCEPTION WHEN")] + "END;\nEND\n"
     cur.execute("SELECT prosrc, pg_get_function_arguments(oid) FROM pg_proc "
                 "WHERE oid = 'carbot_migration.carbot_sync_appointments'::regproc")
     fn, fn_args = cur.fetchone()
@@ -129,7 +151,7 @@ def breakdown(kw, n, repeat):
     variants = [
         ("without the triggers", "replica", None, None),
         ("the per-row sync as installed", None, None, None),
-        ("- the trigger's subtransaction", None, trg[:trg.index("EXCEPTION WHEN")] + "END;\nEND\n", None),
+        ("- the trigger's subtransaction", None, no_subxact, None),
         ("- the change-log insert", None, None, without('INSERT INTO "carbot_migration"."carbot_sync_changes"')),
         ("- the quarantine DELETE", None, None, without('DELETE FROM "carbot_v2"."migration_quarantine"')),
         ("- the advisory lock", None, None, without("PERFORM pg_advisory_xact_lock")),
@@ -145,11 +167,12 @@ def breakdown(kw, n, repeat):
             if role:
                 cur.execute("SET LOCAL session_replication_role = replica")
             if trg_body:
-                cur.execute("CREATE OR REPLACE FUNCTION carbot_migration.carbot_sync_trg_appointments() "
-                            "RETURNS trigger LANGUAGE plpgsql AS $f$" + trg_body + "$f$")
+                cur.execute("CREATE OR REPLACE FUNCTION " + trg_name + "() RETURNS trigger LANGUAGE plpgsql "
+                            "SET plan_cache_mode = force_generic_plan AS $f$" + trg_body + "$f$")
             if fn_body:
                 cur.execute("CREATE OR REPLACE FUNCTION carbot_migration.carbot_sync_appointments(" + fn_args
-                            + ") RETURNS void LANGUAGE plpgsql AS $f$" + fn_body + "$f$")
+                            + ") RETURNS void LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan "
+                            "AS $f$" + fn_body + "$f$")
             cpu0, t0 = backend_cpu_ms(pid), time.perf_counter()
             cur.execute("UPDATE public.appointments SET notes = coalesce(notes, '') || 'x' WHERE id = ANY(%s::uuid[])",
                         (ids,))
@@ -176,6 +199,8 @@ def main():
                         help="also: where the per-row sync of an appointments update spends its time")
     parser.add_argument("--breakdown-rows", type=int, default=1000)
     parser.add_argument("--only-breakdown", action="store_true", help="skip the comparison (builds one database)")
+    parser.add_argument("--baseline-tree", help="also a database synced by this tree's code (a git worktree of the "
+                        "branch to compare with): a 'before' column, and its breakdown too")
     args = parser.parse_args()
     base = tempfile.mkdtemp(prefix="carbot-multirow-")
     os.chmod(base, 0o755)
@@ -189,26 +214,41 @@ def main():
             cur.execute("CREATE DATABASE bench_plain")
             cur.execute("CREATE DATABASE bench_sync")
             cur.execute("CREATE DATABASE bench_rows")
+            cur.execute("CREATE DATABASE bench_base")
         admin.close()
         plain, synced = dict(kw, dbname="bench_plain"), dict(kw, dbname="bench_sync")
         rows = dict(kw, dbname="bench_rows")
+        base_db = dict(kw, dbname="bench_base")
         build(synced, args.scale, True)
+        if args.baseline_tree:
+            build(base_db, args.scale, True, tree=args.baseline_tree)
         if not args.only_breakdown:
             build(plain, args.scale, False)
             build(rows, args.scale, True, per_row=True)
             print("scale %s, %d rows a write, medians of %d alternating runs (each rolled back)"
                   % (args.scale, args.rows, args.repeat))
-            print("%-58s %10s %10s %7s %14s %7s" % ("", "without", "with", "ratio", "per-row sync", "ratio"))
+            extra = " %10s %7s" % ("baseline", "ratio") if args.baseline_tree else ""
+            print("%-58s %10s %10s %7s %14s %7s%s" % ("", "without", "with", "ratio", "per-row sync", "ratio", extra))
         for label, statements in ([] if args.only_breakdown else kinds(args.rows)):
-            without, with_, per_row = [], [], []
+            without, with_, per_row, before = [], [], [], []
             for _ in range(args.repeat):
                 without.append(timed(plain, statements))
+                if args.baseline_tree:
+                    before.append(timed(base_db, statements))
                 with_.append(timed(synced, statements))
                 per_row.append(timed(rows, statements))
             a, b, c = statistics.median(without), statistics.median(with_), statistics.median(per_row)
-            print("%-58s %8.1f ms %8.1f ms %6.2fx %11.1f ms %6.2fx" % (label, a * 1000, b * 1000, b / a,
-                                                                      c * 1000, c / a))
+            extra = ""
+            if before:
+                d = statistics.median(before)
+                extra = " %7.1f ms %6.2fx" % (d * 1000, d / a)
+            print("%-58s %8.1f ms %8.1f ms %6.2fx %11.1f ms %6.2fx%s" % (label, a * 1000, b * 1000, b / a,
+                                                                        c * 1000, c / a, extra))
         if args.breakdown or args.only_breakdown:
+            if args.baseline_tree:
+                print("\nbaseline (%s):" % args.baseline_tree)
+                breakdown(base_db, args.breakdown_rows, args.repeat)
+                print("\nthis tree:")
             breakdown(synced, args.breakdown_rows, args.repeat)
     finally:
         cluster.ensure_absent()

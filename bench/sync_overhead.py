@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,11 +32,11 @@ import driver  # noqa: E402
 import psycopg2  # noqa: E402
 from ansible_collections.carbot.migration.plugins.module_utils import (  # noqa: E402
     copy_engine,
-    legacy_data,
-    local_cluster,
     mapping,
     sync,
 )
+from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data, local_cluster  # noqa: E402
+from benchlib import install_sync_from  # noqa: E402
 
 PASSWORD = "carbot-bench"  # a throwaway cluster on loopback, not a secret
 
@@ -113,6 +114,8 @@ def main():
     parser.add_argument("--port", type=int, help="an existing cluster (default: a throwaway one)")
     parser.add_argument("--dbname", default="carbot_bench")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--baseline-tree", help="also a database synced by this tree's code (a git worktree of the "
+                        "branch to compare with), measured in the same interleaved rounds: 'before'")
     args = parser.parse_args()
 
     cluster = None
@@ -130,10 +133,12 @@ def main():
     # rounds compare like with like.
     plain = dict(kw, dbname=args.dbname + "_plain")
     synced = dict(kw, dbname=args.dbname + "_sync")
+    base = dict(kw, dbname=args.dbname + "_base")
+    runs = [("without", plain), ("with", synced)] + ([("before", base)] if args.baseline_tree else [])
     try:
         figures = {"scale": args.scale, "seconds": args.seconds, "rounds": args.rounds, "clients": args.clients,
                    "rate": args.rate}
-        for target in (plain, synced):
+        for _label, target in runs:
             recreate(kw, target["dbname"])
             print("building %s at scale %s ..." % (target["dbname"], args.scale), flush=True)
             figures.setdefault("build_seconds", []).append(round(build(target, args.scale), 1))
@@ -149,45 +154,51 @@ def main():
         copied = copy_engine.CopyEngine(params, workers=2).run()
         figures["copy_seconds"] = round(time.monotonic() - t0, 1)
         figures["copy_rows"] = copied["rows_copied"] + copied["rows_quarantined"]
-        conn = psycopg2.connect(**synced)
-        mapping.add_foreign_keys(conn, "carbot_v2")
-        conn.commit()
-        conn.close()
-        vacuum(plain)
-        vacuum(synced)
+        if args.baseline_tree:
+            install_sync_from(args.baseline_tree, base, dict(params, login_db=base["dbname"]))
+        for _label, target in runs[1:]:
+            conn = psycopg2.connect(**target)
+            mapping.add_foreign_keys(conn, "carbot_v2")
+            conn.commit()
+            conn.close()
+        for _label, target in runs:
+            vacuum(target)
         print("triggers installed in %.2fs (%d tables), copy %d rows in %.0fs" % (
             figures["install_seconds"], len(installed["tables"]), figures["copy_rows"], figures["copy_seconds"]),
             flush=True)
-        raw = {"without": {"max": [], "rate": []}, "with": {"max": [], "rate": []}}
+        raw = {label: {"max": [], "rate": []} for label, _target in runs}
         for i in range(args.rounds):
-            for label, target in (("without", plain), ("with", synced)):
+            for label, target in runs:
                 raw[label]["max"].append(pgbench(target, args.seconds, args.clients))
                 raw[label]["rate"].append(pgbench(target, args.seconds, 2, args.rate))
             print("round %d/%d: unthrottled %.2f / %.2f ms, at %g tx/s %.2f / %.2f ms" % (
                 i + 1, args.rounds, raw["without"]["max"][-1]["latency_ms"], raw["with"]["max"][-1]["latency_ms"],
                 args.rate, raw["without"]["rate"][-1]["latency_ms"], raw["with"]["rate"][-1]["latency_ms"]),
                 flush=True)
-        figures["without"] = {run: combine(raw["without"][run]) for run in ("max", "rate")}
-        figures["with"] = {run: combine(raw["with"][run]) for run in ("max", "rate")}
-        for run in ("max", "rate"):
-            a, b = figures["without"][run], figures["with"][run]
-            figures.setdefault("ratio", {})[run] = {
-                "latency": round(b["latency_ms"] / a["latency_ms"], 2) if a["latency_ms"] else None,
-                "throughput": round(b["tps"] / a["tps"], 2) if a["tps"] else None,
-                "per_script": {k: round(b["per_script"][k] / v, 2) for k, v in a["per_script"].items()
-                               if v and b["per_script"].get(k)},
-            }
+        for label, _target in runs:
+            figures[label] = {run: combine(raw[label][run]) for run in ("max", "rate")}
+        for label in [label for label, _target in runs[1:]]:
+            for run in ("max", "rate"):
+                a, b = figures["without"][run], figures[label][run]
+                figures.setdefault("ratio" if label == "with" else "ratio_before", {})[run] = {
+                    "latency": round(b["latency_ms"] / a["latency_ms"], 2) if a["latency_ms"] else None,
+                    "throughput": round(b["tps"] / a["tps"], 2) if a["tps"] else None,
+                    "per_script": {k: round(b["per_script"][k] / v, 2) for k, v in a["per_script"].items()
+                                   if v and b["per_script"].get(k)},
+                }
         print("\nmedians of %d interleaved rounds of %ds, scale %s" % (args.rounds, args.seconds, args.scale))
-        print("%-34s %12s %12s %8s" % ("", "without", "with", "ratio"))
-        for run, label in (("max", "unthrottled (%d clients)" % args.clients), ("rate", "at %g tx/s" % args.rate)):
-            a, b = figures["without"][run], figures["with"][run]
-            print("%-34s %7.1f tx/s %7.1f tx/s %7.2fx" % ("throughput " + label, a["tps"], b["tps"],
-                                                         figures["ratio"][run]["throughput"]))
-            print("%-34s %9.2f ms %9.2f ms %7.2fx" % ("latency/transaction " + label, a["latency_ms"],
-                                                      b["latency_ms"], figures["ratio"][run]["latency"]))
-            for script, ratio in sorted(figures["ratio"][run]["per_script"].items()):
-                print("    %-30s %9.2f ms %9.2f ms %7.2fx" % (script, a["per_script"][script],
-                                                             b["per_script"][script], ratio))
+        for label in [label for label, _target in runs[1:]]:
+            ratios = figures["ratio" if label == "with" else "ratio_before"]
+            print("%-34s %12s %12s %8s" % ("", "without", label, "ratio"))
+            for run, title in (("max", "unthrottled (%d clients)" % args.clients), ("rate", "at %g tx/s" % args.rate)):
+                a, b = figures["without"][run], figures[label][run]
+                print("%-34s %7.1f tx/s %7.1f tx/s %7.2fx" % ("throughput " + title, a["tps"], b["tps"],
+                                                             ratios[run]["throughput"]))
+                print("%-34s %9.2f ms %9.2f ms %7.2fx" % ("latency/transaction " + title, a["latency_ms"],
+                                                          b["latency_ms"], ratios[run]["latency"]))
+                for script, ratio in sorted(ratios[run]["per_script"].items()):
+                    print("    %-30s %9.2f ms %9.2f ms %7.2fx" % (script, a["per_script"][script],
+                                                                 b["per_script"][script], ratio))
         worst = max(figures["ratio"]["rate"]["latency"], figures["ratio"]["max"]["latency"])
         print("\nper-transaction cost of the triggers: %.2fx (target <= 2x): %s"
               % (worst, "OK" if worst <= 2 else "OVER"))
@@ -197,6 +208,7 @@ def main():
     finally:
         if cluster is not None:
             cluster.ensure_absent()
+            shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

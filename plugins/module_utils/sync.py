@@ -17,8 +17,10 @@ Forward (legacy -> carbot_v2, while the app writes to ``public``)
     updates, children whose optional reference was dangling (legacy scan). Derived tables are re-derived
     for the affected natural key: organizations of the old and the new owner of a workshop,
     chat_sessions of the conversation ``(workshop_id, kunde_id)`` of a message.
-    One trigger function per legacy table, ``carbot_sync_trg_<table>()``, calls those functions for
-    OLD and NEW keys; a ``BEFORE TRUNCATE`` trigger raises.
+    One trigger function per legacy table calls those functions for OLD and NEW keys: per row
+    (``carbot_sync_trg_<table>()``: users, workshops, chat_messages) or per statement over its transition tables
+    (``carbot_sync_stmt_<table>()``: set-based for leaf tables, per key for tables with children); a
+    ``BEFORE TRUNCATE`` trigger raises.
     Every sync of a key takes a transaction-level advisory lock on (target, key) and then reads the view
     with a fresh snapshot, so two transactions that affect the same target row apply in commit order.
 
@@ -83,10 +85,13 @@ from ansible_collections.carbot.migration.plugins.module_utils.sync_sql import (
     derived_sync_function,
     forward_trigger_function,
     function_statements,
+    keyed_statement_tables,
+    keyed_statement_trigger_function,
     raw_trigger_function,
     raw_triggers,
     reverse_trigger_function,
     row_sync_function,
+    set_based_tables,
     statement_tables,
     statement_trigger_function,
     trigger_names,

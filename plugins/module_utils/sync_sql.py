@@ -179,8 +179,13 @@ class Plan:
         return [t["target"] for t in self.tables if t["kind"] == "row"]
 
     def statement_tables(self):
-        """Legacy tables synced per statement, set-based (see :func:`statement_tables`)."""
+        """Legacy tables synced per statement (see :func:`statement_tables`)."""
         return statement_tables(self.tables, self.legacy_tables)
+
+    def set_based_tables(self):
+        """The statement-level tables synced set-based (see :func:`set_based_tables`)."""
+        return [legacy for legacy in self.statement_tables() if legacy in set_based_tables(self.tables,
+                                                                                            self.legacy_tables)]
 
     def raw_tables(self):
         """Target tables whose rows keep set-aside legacy values (``set_aside``): they get the raw trigger."""
@@ -188,6 +193,33 @@ class Plan:
 
 
 def statement_tables(tables, legacy_tables):
+    """Legacy tables synced per statement (three ``AFTER … REFERENCING … FOR EACH STATEMENT`` triggers): the
+    set-based leaf tables (:func:`set_based_tables`) and the keyed ones (:func:`keyed_statement_tables`). Only
+    users, workshops and chat_messages keep the row trigger: their trigger body reads more of OLD/NEW than the key
+    (extra dependencies, the chat session of a message), which a transition table cannot pair."""
+    set_based, keyed = set(set_based_tables(tables, legacy_tables)), set(keyed_statement_tables(tables, legacy_tables))
+    return [legacy for legacy in legacy_tables if legacy in set_based or legacy in keyed]
+
+
+def keyed_statement_tables(tables, legacy_tables):
+    """Legacy tables whose row trigger depends on nothing but the keys of OLD and NEW (every target a ``row``
+    table, no chat session, no extra dependencies) and that are not set-based: customers, vehicles, leads,
+    services, appointments, subscriptions. Their statement trigger (:func:`keyed_statement_trigger_function`)
+    calls the same per-key function for every key of the statement, in one subtransaction per statement instead
+    of one per row."""
+    set_based = set(set_based_tables(tables, legacy_tables))
+    out = []
+    for legacy in legacy_tables:
+        targets = [t for t in tables if t["source"] == legacy]
+        if legacy in set_based or legacy in EXTRA_DEPENDENCIES or not targets:
+            continue
+        if any(t["kind"] != "row" or t["target"] == "chat_messages" for t in targets):
+            continue
+        out.append(legacy)
+    return out
+
+
+def set_based_tables(tables, legacy_tables):
     """Legacy tables synced per statement, set-based (:func:`statement_trigger_function`): the one target each
     drives is a ``row`` table without children in the declaration, without derived parents, without extra
     dependencies, and no other projection reads the legacy table. A multi-row write then costs one lock, view
@@ -571,9 +603,32 @@ def statement_trigger_function(plan, legacy, sequences=None, reverse_active=Fals
     def ktext(alias):
         return _key_text([sql.SQL("{}.{}").format(_id(alias), _id(c)) for c in skey])
 
-    def step(keys_sql):
+    def step(keys_sql, op):
         k_match_v = _join([sql.SQL("v.{} = k.{}").format(_id(vc), _id(sc)) for vc, sc in zip(vkey, skey)], " AND ")
         conflict = _on_conflict("t", non_key)
+        # what leaves the target and which quarantine rows are over. UPDATE: set differences (EXCEPT: hashed or
+        # sorted), never a NOT EXISTS against the CTE, which the generic plan (made for the session's first, often
+        # one-row, statement) runs as a nested loop: a scan of the CTE per key whose row is in the target, quadratic
+        # (0.4 s for an UPDATE of 2,000 rows). INSERT and DELETE keep the NOT EXISTS (cheaper for one row, the set
+        # differences cost ~20 us a statement): it runs only for keys whose row is in the target (INSERT: new keys,
+        # rarely) or quarantined, and a DELETE's view rows are gone (the CTE is empty).
+        names = dict(
+            target=plan.rel("target", name), q=q, name=sql.Literal(name), kt=ktext("k"), dkt=ktext("d"),
+            kmv=k_match_v, kc=_join(_id(c) for c in skey), vkc=_join(sql.SQL("v.{}").format(_id(c)) for c in vkey),
+            tdm=_join([sql.SQL("t.{} = d.{}").format(_id(tc), _id(sc)) for tc, sc in zip(tkey, skey)], " AND "),
+            tkm=_join([sql.SQL("t.{} = k.{}").format(_id(tc), _id(sc)) for tc, sc in zip(tkey, skey)], " AND "))
+        if op == "UPDATE":
+            gone = sql.SQL("DELETE FROM {target} t USING (SELECT {kc} FROM k EXCEPT SELECT {vkc} FROM v "
+                           "WHERE v._quarantine_reason IS NULL) d WHERE {tdm}").format(**names)
+            qdel = sql.SQL("DELETE FROM {q} qq USING (SELECT {kc} FROM k EXCEPT SELECT {vkc} FROM v "
+                           "WHERE v._quarantine_reason IS NOT NULL) d WHERE qq.target_table = {name} "
+                           "AND qq.source_pk = {dkt}").format(**names)
+        else:
+            gone = sql.SQL("DELETE FROM {target} t USING k WHERE {tkm} AND NOT EXISTS (SELECT 1 FROM v WHERE "
+                           "{kmv} AND v._quarantine_reason IS NULL)").format(**names)
+            qdel = sql.SQL("DELETE FROM {q} qq USING k WHERE qq.target_table = {name} AND qq.source_pk = {kt} "
+                           "AND NOT EXISTS (SELECT 1 FROM v WHERE {kmv} AND v._quarantine_reason IS NOT NULL)"
+                           ).format(**names)
         return [
             sql.SQL("PERFORM pg_advisory_xact_lock({lock}, {h}) FROM (SELECT DISTINCT {kc} FROM ({ks}) k0 "
                     "ORDER BY {kc}) k;").format(
@@ -587,23 +642,20 @@ def statement_trigger_function(plan, legacy, sequences=None, reverse_active=Fals
                 "FROM {view} v WHERE {kmv}) v), "
                 "up AS (INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM v WHERE v._quarantine_reason IS NULL "
                 "ON CONFLICT ({tk}) {conflict}), "
-                "gone AS (DELETE FROM {target} t USING k WHERE {tkm} AND NOT EXISTS (SELECT 1 FROM v WHERE "
-                "{vkm} AND v._quarantine_reason IS NULL)), "
+                "gone AS ({gone}), "
                 "qi AS (INSERT INTO {q} (target_table, source_table, source_pk, reason, row_data, run_id) "
                 "SELECT {name}, {src}, {vt}, v._quarantine_reason, to_jsonb(s), {run} FROM v JOIN {srel} s ON {svm} "
                 "WHERE v._quarantine_reason IS NOT NULL ON CONFLICT (target_table, source_pk) DO UPDATE SET "
                 "reason = EXCLUDED.reason, row_data = EXCLUDED.row_data, run_id = EXCLUDED.run_id, "
                 "quarantined_at = now()), "
-                "qd AS (DELETE FROM {q} qq USING k WHERE qq.target_table = {name} AND qq.source_pk = {kt} "
-                "AND NOT EXISTS (SELECT 1 FROM v WHERE {vkm} AND v._quarantine_reason IS NOT NULL)) "
+                "qd AS ({qdel}) "
                 "SELECT 1 INTO v_one;").format(
                 kc=_join(_id(c) for c in skey), ks=keys_sql, log=plan.rel("mapping", CHANGE_LOG),
                 name=sql.Literal(name), kt=ktext("k"), view=plan.rel("mapping", t["view"]),
                 vcols=_join(sql.SQL("v.{}").format(_id(c)) for c in dict.fromkeys(list(cols) + list(vkey))),
                 kmv=k_match_v, target=plan.rel("target", name), cols=_join(_id(c) for c in cols),
                 tk=_join(_id(c) for c in tkey), conflict=conflict,
-                tkm=_join([sql.SQL("t.{} = k.{}").format(_id(tc), _id(sc)) for tc, sc in zip(tkey, skey)], " AND "),
-                vkm=k_match_v, q=q, src=sql.Literal(legacy),
+                gone=gone, qdel=qdel, q=q, src=sql.Literal(legacy),
                 vt=_key_text([sql.SQL("v.{}").format(_id(c)) for c in vkey]), run=sql.Literal(SYNC_RUN_ID),
                 srel=plan.rel("legacy", legacy),
                 svm=_join([sql.SQL("s.{} = v.{}").format(_id(sc), _id(vc)) for sc, vc in zip(skey, vkey)], " AND ")),
@@ -631,7 +683,7 @@ def statement_trigger_function(plan, legacy, sequences=None, reverse_active=Fals
                    kc=_join(_id(c) for c in skey))),
                ("DELETE", sql.SQL("SELECT {} FROM ot").format(_join(_id(c) for c in skey)))]
     for op, keys_sql in keysets:
-        stmts = step(keys_sql)
+        stmts = step(keys_sql, op)
         if reverse_active and op == "INSERT":
             for seq in (sequences or {}).get(legacy, []):
                 stmts.append(sql.SQL(
@@ -643,6 +695,135 @@ def statement_trigger_function(plan, legacy, sequences=None, reverse_active=Fals
     body.extend(_unguard() if reverse_active else [sql.SQL("RETURN NULL;")])
     return _function(plan.fn("stmt_" + legacy), sql.SQL(""), sql.SQL("trigger"),
                      [sql.SQL("v_ck record;"), sql.SQL("v_one integer;")], body)
+
+
+def keyed_statement_trigger_function(plan, legacy, sequences=None, reverse_active=False):
+    """carbot_sync_stmt_<legacy>(): the statement-level trigger of a legacy table with children
+    (:func:`keyed_statement_tables`).
+
+    The same per-key function the row trigger calls (lock, fresh snapshot, children, quarantine, change log:
+    every guarantee lives there), once for every distinct key of the statement's transition tables, in key order,
+    all in one ``BEGIN … EXCEPTION`` block: one subtransaction per statement instead of one per row (and no
+    per-row hand-over of the advisory locks at each subtransaction's end, which grows with the locks held).
+    An ``AFTER ROW`` trigger fires at the end of the statement too, so the calls see the same state; each call
+    syncs its key from the current view, so the order of keys within the statement does not change the result
+    (docs/sync.md, "Per statement, keyed"). A data error rolls the block back and the statement is synced again
+    row by row, each row in its own block that quarantines that row (``sync failed: ...``, the row as the
+    row trigger would quarantine it) and lets the write go through.
+    """
+    body = _guard(plan, FORWARD, REVERSE) if reverse_active else []
+    targets = plan.row_targets_of(legacy)
+    q = plan.rel("target", QUARANTINE)
+    skeys = list(dict.fromkeys(c for t in targets for c in t["source_key"]))
+
+    def calls(record, deep):
+        return _join([_call_sync(plan, t, [sql.SQL("{}.{}").format(sql.SQL(record), _id(c)) for c in t["source_key"]],
+                                 deep) for t in targets], " ")
+
+    def per_key(keys_sql, deep):
+        kc = _join(_id(c) for c in skeys)
+        return sql.SQL("FOR v_ck IN SELECT DISTINCT {kc} FROM ({ks}) k0 ORDER BY {kc} LOOP {call} END LOOP;").format(
+            kc=kc, ks=keys_sql, call=calls("v_ck", deep))
+
+    def per_row(rows_sql, deep):
+        quarantine = _join([sql.SQL(
+            "INSERT INTO {q} (target_table, source_table, source_pk, reason, row_data, run_id) "
+            "VALUES ({name}, {src}, {kt}, v_msg, to_jsonb(v_row), {run}) ON CONFLICT (target_table, source_pk) "
+            "DO UPDATE SET reason = EXCLUDED.reason, row_data = EXCLUDED.row_data, run_id = EXCLUDED.run_id, "
+            "quarantined_at = now();").format(
+            q=q, name=sql.Literal(t["target"]), src=sql.Literal(legacy),
+            kt=_key_text([sql.SQL("v_row.{}").format(_id(c)) for c in t["source_key"]]), run=sql.Literal(SYNC_RUN_ID))
+            for t in targets], " ")
+        return sql.SQL(
+            "FOR v_row IN {rows} LOOP BEGIN {call} EXCEPTION WHEN {errors} THEN "
+            "v_msg := {pre} || SQLERRM || ' (SQLSTATE ' || SQLSTATE || ')'; {quarantine} "
+            "RAISE WARNING 'carbot.migration: the sync of %.% could not map the row (%); it is quarantined, the "
+            "write goes through', TG_TABLE_SCHEMA, TG_TABLE_NAME, v_msg; END; END LOOP;").format(
+            rows=rows_sql, call=calls("v_row", deep), errors=sql.SQL(DATA_ERRORS), pre=sql.Literal(SYNC_FAILED),
+            quarantine=quarantine)
+
+    def staying_then_per_key(keys_sql, declare):
+        """UPDATE: the keys whose row is in the target and stays there (the view maps it) set-based, the rest
+        (entering, leaving, quarantined: where children and the copy race matter) through the per-key function."""
+        out = []
+        for i, t in enumerate(targets):
+            name, skey, vkey, tkey = t["target"], t["source_key"], t["view_key"], t["target_key"]
+            cols = plan.columns[name]
+            rest = sql.SQL("v_rest_%d" % i)
+            declare.append(sql.SQL("{} {}[]; v_key_{} {};").format(
+                rest, sql.SQL(plan.key_types[name][0]), sql.SQL(str(i)), sql.SQL(plan.key_types[name][0])))
+            k = _id(skey[0])
+            out.append(sql.SQL(
+                "PERFORM pg_advisory_xact_lock({lock}, {h}) FROM (SELECT DISTINCT {k} FROM ({ks}) k0 ORDER BY {k}) k; "
+                "WITH k AS (SELECT DISTINCT {k} FROM ({ks}) k0), "
+                # the staying rows: mapped by the view and in the target (the same reads as the per-key function).
+                # OFFSET 0 keeps the view's subquery apart, planned with the key as a parameter like the per-key
+                # function's read: pulled up into the join, the generic plan read map_appointments through a hash
+                # join over all customers (2.9 ms for a one-row UPDATE)
+                "v AS MATERIALIZED (SELECT v.* FROM k CROSS JOIN LATERAL (SELECT {vcols}, v._quarantine_reason "
+                "FROM {view} v WHERE v.{vk} = k.{k} OFFSET 0) v WHERE v._quarantine_reason IS NULL "
+                "AND EXISTS (SELECT 1 FROM {target} t WHERE t.{tk} = v.{vk})), "
+                "lg AS (INSERT INTO {log} (target_table, key) SELECT {name}, {kt} FROM v), "
+                "up AS (INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM v ON CONFLICT ({tk}) {conflict}), "
+                "qd AS (DELETE FROM {q} qq USING v WHERE qq.target_table = {name} AND qq.source_pk = {kt}) "
+                # every other key: a set difference (hashed or sorted, never a scan of the CTE per key)
+                "SELECT coalesce(array_agg(r.{k} ORDER BY r.{k}), '{{}}') INTO {rest} "
+                "FROM (SELECT {k} FROM k EXCEPT SELECT v.{vk} FROM v) r; "
+                "FOREACH v_key_{i} IN ARRAY {rest} LOOP PERFORM {fn}(v_key_{i}, true); END LOOP;").format(
+                lock=sql.Literal(plan.lock_id(name)), h=key_hash([sql.SQL("k.{}").format(k)]), k=k, ks=keys_sql,
+                target=plan.rel("target", name), tk=_id(tkey[0]),
+                vcols=_join(sql.SQL("v.{}").format(_id(c)) for c in dict.fromkeys(list(cols) + list(vkey))),
+                view=plan.rel("mapping", t["view"]), vk=_id(vkey[0]), log=plan.rel("mapping", CHANGE_LOG),
+                name=sql.Literal(name), kt=_key_text([sql.SQL("v.{}").format(_id(vkey[0]))]),
+                cols=_join(_id(c) for c in cols),
+                conflict=_on_conflict("t", [c for c in cols if c not in tkey]), q=q, rest=rest, i=sql.SQL(str(i)),
+                fn=plan.fn(name)))
+        return _join(out, " ")
+
+    def one_or_many(keys_sql, many):
+        (t,) = targets
+        k = _id(t["source_key"][0])
+        declare.append(sql.SQL("v_keys {}[];").format(sql.SQL(plan.key_types[t["target"]][0])))
+        return sql.SQL(
+            "SELECT coalesce(array_agg(DISTINCT k0.{k} ORDER BY k0.{k}), '{{}}') INTO v_keys FROM ({ks}) k0; "
+            "IF cardinality(v_keys) > 1 THEN {many} ELSE FOREACH v_key_0 IN ARRAY v_keys LOOP PERFORM {fn}(v_key_0, "
+            "true); END LOOP; END IF;").format(k=k, ks=keys_sql, many=many, fn=plan.fn(t["target"]))
+
+    declare = [sql.SQL("v_ck record;"), sql.SQL("v_row record;"), sql.SQL("v_msg text;")]
+    kc = _join(_id(c) for c in skeys)
+    o_n = _join([sql.SQL("n.{c} = o.{c}").format(c=_id(c)) for c in skeys], " AND ")
+    update_keys = sql.SQL("SELECT {kc} FROM ot UNION ALL SELECT {kc} FROM nt").format(kc=kc)
+    # set-based for staying rows only where the per-key function does nothing but lock, log, read, upsert and drop a
+    # quarantine row for them: one-column keys, no derived parent (its old/new re-derivation runs per key)
+    simple = len(targets) == 1 and all(
+        len(t["source_key"]) == 1 and not any(plan.by_target[r["parent"]]["kind"] == "derived" for r in t["references"])
+        for t in targets)
+    # what the row trigger did per row: INSERT syncs NEW (not deep), UPDATE syncs OLD when its key changed and
+    # NEW (deep), DELETE syncs OLD (deep)
+    events = [
+        ("INSERT", per_key(sql.SQL("SELECT {} FROM nt").format(kc), "false"),
+         per_row(sql.SQL("SELECT * FROM nt"), "false")),
+        # (a one-row UPDATE, the app's usual write, takes the per-key function directly, after one read of the
+        # transition tables: the set-based statement and its set difference cost more than they save for one row)
+        ("UPDATE", one_or_many(update_keys, staying_then_per_key(update_keys, declare)) if simple
+         else per_key(update_keys, "true"),
+         sql.SQL("{} {}").format(
+             per_row(sql.SQL("SELECT * FROM ot o WHERE NOT EXISTS (SELECT 1 FROM nt n WHERE {})").format(o_n), "true"),
+             per_row(sql.SQL("SELECT * FROM nt"), "true"))),
+        ("DELETE", per_key(sql.SQL("SELECT {} FROM ot").format(kc), "true"),
+         per_row(sql.SQL("SELECT * FROM ot"), "true")),
+    ]
+    for op, step, fallback in events:
+        body.append(sql.SQL("IF TG_OP = {op} THEN BEGIN {step} EXCEPTION WHEN {errors} THEN {fb} END; END IF;").format(
+            op=sql.Literal(op), step=step, errors=sql.SQL(DATA_ERRORS), fb=fallback))
+    if reverse_active:
+        for seq in (sequences or {}).get(legacy, []):
+            body.append(sql.SQL(
+                "IF TG_OP = 'INSERT' THEN PERFORM setval({seq}::regclass, x.m) FROM (SELECT max({c}) AS m FROM nt) x "
+                "WHERE x.m > coalesce(pg_sequence_last_value({seq}::regclass), 0); END IF;").format(
+                seq=sql.Literal(seq["target_seq"]), c=_id(seq["column"])))
+    body.extend(_unguard() if reverse_active else [sql.SQL("RETURN NULL;")])
+    return _function(plan.fn("stmt_" + legacy), sql.SQL(""), sql.SQL("trigger"), declare, body)
 
 
 def _quarantine_on_data_error(plan, legacy, body):
@@ -769,10 +950,7 @@ def function_statements(plan, direction, sequences=None, reverse_active=False):
     forward trigger functions with the loop marker and the sequence bumps)."""
     out = [("no_truncate", truncate_function(plan))]
     if direction == REVERSE:
-        statement = set(plan.statement_tables())
-        out += [("stmt_" + legacy, statement_trigger_function(plan, legacy, sequences, True)) if legacy in statement
-                else ("trg_" + legacy, forward_trigger_function(plan, legacy, sequences, True))
-                for legacy in plan.forward_tables()]
+        out += [_forward_trigger(plan, legacy, sequences, True) for legacy in plan.forward_tables()]
     if direction == FORWARD:
         for t in plan.tables:
             if t["target"] == CHAT_SESSIONS:
@@ -782,12 +960,8 @@ def function_statements(plan, direction, sequences=None, reverse_active=False):
         for t in plan.tables:
             if t["kind"] == "row":
                 out.append((t["target"], row_sync_function(plan, t)))
-        statement = set(plan.statement_tables())
         for legacy in plan.forward_tables():
-            if legacy in statement:
-                out.append(("stmt_" + legacy, statement_trigger_function(plan, legacy, sequences, reverse_active)))
-            else:
-                out.append(("trg_" + legacy, forward_trigger_function(plan, legacy, sequences, reverse_active)))
+            out.append(_forward_trigger(plan, legacy, sequences, reverse_active))
     else:
         missing = [t for t in plan.reverse_tables() if t not in plan.reverse_views]
         if missing:
@@ -797,6 +971,15 @@ def function_statements(plan, direction, sequences=None, reverse_active=False):
         if plan.raw_tables():
             out.append(("rev_raw", raw_trigger_function(plan)))
     return out
+
+
+def _forward_trigger(plan, legacy, sequences, reverse_active):
+    """(function name, statement) of the forward trigger function of one legacy table."""
+    if legacy in plan.set_based_tables():
+        return "stmt_" + legacy, statement_trigger_function(plan, legacy, sequences, reverse_active)
+    if legacy in plan.statement_tables():
+        return "stmt_" + legacy, keyed_statement_trigger_function(plan, legacy, sequences, reverse_active)
+    return "trg_" + legacy, forward_trigger_function(plan, legacy, sequences, reverse_active)
 
 
 def trigger_tables(plan, direction):

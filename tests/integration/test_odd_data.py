@@ -152,3 +152,33 @@ def test_a_multi_row_statement_with_one_row_the_sync_cannot_map_quarantines_only
         assert validate(db)["failed"] is False
     finally:
         db.query("ALTER TABLE carbot_v2.consent_log DROP CONSTRAINT odd_no_boom")
+
+
+def test_a_multi_row_update_of_a_table_with_children_with_one_row_the_sync_cannot_map(odd):
+    """customers has children and is synced per statement (keyed): 20 rows in one UPDATE, one of which breaks a
+    carbot_v2 rule the mapping does not know. The statement's step fails, the fallback syncs its rows one by one:
+    19 change, the one is quarantined with the legacy row as the row trigger quarantined it; the app's UPDATE
+    commits."""
+    db, _plan, _result = odd
+    db.query("ALTER TABLE carbot_v2.customers ADD CONSTRAINT odd_no_boom CHECK (phone IS DISTINCT FROM 'BOOM') "
+             "NOT VALID")
+    try:
+        keys = [str(r[0]) for r in db.query(
+            "SELECT c.id FROM public.customers c JOIN carbot_v2.customers t ON t.id = c.id ORDER BY c.id LIMIT 20")]
+        assert len(keys) == 20
+        conn = db.connect()
+        with conn.cursor() as cur:
+            cur.execute("UPDATE public.customers SET phone = CASE WHEN id = %s THEN 'BOOM' ELSE '+49 30 777' END "
+                        "WHERE id = ANY(%s::uuid[])", (keys[7], keys))
+        assert sum("quarantined, the write goes through" in n for n in conn.notices) == 1, conn.notices
+        conn.close()
+        assert db.scalar("SELECT count(*) FROM carbot_v2.customers WHERE id = ANY(%s::uuid[]) AND phone = '+49 30 777'",
+                         (keys,)) == 19
+        reason, row = db.query("SELECT reason, row_data FROM carbot_v2.migration_quarantine "
+                               "WHERE target_table = 'customers' AND source_pk = %s", (keys[7],))[0]
+        assert reason.startswith("sync failed: ") and "odd_no_boom" in reason, reason
+        assert row["id"] == keys[7] and row["phone"] == "BOOM", row
+        db.query("UPDATE public.customers SET phone = '+49 30 1' WHERE id = %s", (keys[7],))
+        assert validate(db)["failed"] is False
+    finally:
+        db.query("ALTER TABLE carbot_v2.customers DROP CONSTRAINT odd_no_boom")

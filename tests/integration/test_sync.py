@@ -156,7 +156,9 @@ def test_install_under_an_idle_writer_retries_and_removal_is_idempotent(make_dat
     writer = db.connect(autocommit=False)
     with writer.cursor() as cur:
         cur.execute("UPDATE leads SET updated_at = updated_at WHERE id = (SELECT id FROM leads LIMIT 1)")
-    timer = threading.Timer(1.5, writer.rollback)  # an idle-in-transaction writer that ends after 1.5 s
+    # an idle-in-transaction writer that ends after 2.5 s (the functions and the tables before leads take up to ~1 s
+    # of it on a loaded machine; the install must still have waited for leads for at least 1 s)
+    timer = threading.Timer(2.5, writer.rollback)
     timer.start()
     started = time.monotonic()
     result = sync.install(params, plan, sync.FORWARD, lock_timeout_ms=200, max_attempts=50)
@@ -288,4 +290,45 @@ def test_a_leaf_table_is_synced_per_statement_insert_update_quarantine_delete(mi
     db.query("UPDATE public.reviews SET rating = 0 WHERE id = %s", (ids[0],))
     db.query("DELETE FROM public.reviews WHERE id = ANY(%s::uuid[])", ([str(i) for i in ids],))
     assert (in_target(), quarantined()) == (0, 0)
+    assert_valid(db)
+
+
+def test_a_table_with_children_is_synced_per_statement_staying_leaving_entering(migrated):
+    """leads has children (lead_notes, chat messages, appointments): statement-level, keyed (the per-key function
+    for what enters or leaves, set-based for rows that stay). One UPDATE changes three leads that stay in carbot_v2
+    and quarantines two (their notes follow into the quarantine); the next brings the two back with their notes and
+    changes the three again; one DELETE removes all five and quarantines the notes."""
+    db = migrated
+    assert "leads" in sync.statement_tables(mapping.TABLES, mapping.LEGACY_TABLES)
+    assert "leads" in sync.keyed_statement_tables(mapping.TABLES, mapping.LEGACY_TABLES)
+    assert db.scalar("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.leads'::regclass AND tgname IN "
+                     "('carbot_sync_fwd', 'carbot_sync_fwd_upd', 'carbot_sync_fwd_del') AND (tgtype & 1) = 0") == 3
+    ids = [str(r[0]) for r in db.query(
+        "SELECT l.id FROM carbot_v2.leads l WHERE EXISTS (SELECT 1 FROM carbot_v2.lead_notes n WHERE n.lead_id = l.id) "
+        "ORDER BY l.id LIMIT 5")]
+    assert len(ids) == 5
+    two, three = ids[:2], ids[2:]
+    notes = db.scalar("SELECT count(*) FROM carbot_v2.lead_notes WHERE lead_id = ANY(%s::uuid[])", (two,))
+    db.query("UPDATE leads SET status = CASE WHEN id = ANY(%s::uuid[]) THEN 'vielleicht' ELSE 'contacted' END, "
+             "telefon = '+49 30 555' WHERE id = ANY(%s::uuid[])", (two, ids))
+    assert db.scalar("SELECT count(*) FROM carbot_v2.leads WHERE id = ANY(%s::uuid[])", (ids,)) == 3
+    assert db.scalar("SELECT count(*) FROM carbot_v2.leads WHERE id = ANY(%s::uuid[]) AND status::text = 'contacted'",
+                     (three,)) == 3
+    assert db.scalar("SELECT count(*) FROM carbot_v2.migration_quarantine WHERE target_table = 'leads' "
+                     "AND source_pk = ANY(%s)", (two,)) == 2
+    assert db.scalar("SELECT count(*) FROM carbot_v2.migration_quarantine WHERE target_table = 'lead_notes' "
+                     "AND row_data->>'lead_id' = ANY(%s) AND reason = 'parent quarantined: lead_id'", (two,)) == notes
+    assert_valid(db)
+    db.query("UPDATE leads SET status = 'qualified' WHERE id = ANY(%s::uuid[])", (ids,))
+    assert db.scalar("SELECT count(*) FROM carbot_v2.leads WHERE id = ANY(%s::uuid[]) AND status::text = 'qualified'",
+                     (ids,)) == 5
+    assert db.scalar("SELECT count(*) FROM carbot_v2.lead_notes WHERE lead_id = ANY(%s::uuid[])", (two,)) == notes
+    assert db.scalar("SELECT count(*) FROM carbot_v2.migration_quarantine WHERE target_table IN ('leads', "
+                     "'lead_notes') AND (source_pk = ANY(%s) OR row_data->>'lead_id' = ANY(%s))", (ids, ids)) == 0
+    assert_valid(db)
+    all_notes = db.scalar("SELECT count(*) FROM carbot_v2.lead_notes WHERE lead_id = ANY(%s::uuid[])", (ids,))
+    db.query("DELETE FROM leads WHERE id = ANY(%s::uuid[])", (ids,))
+    assert db.scalar("SELECT count(*) FROM carbot_v2.leads WHERE id = ANY(%s::uuid[])", (ids,)) == 0
+    assert db.scalar("SELECT count(*) FROM carbot_v2.migration_quarantine WHERE target_table = 'lead_notes' "
+                     "AND row_data->>'lead_id' = ANY(%s)", (ids,)) == all_notes
     assert_valid(db)

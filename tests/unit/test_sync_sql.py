@@ -153,3 +153,21 @@ def test_generation_is_deterministic(plan):
         first = [(n, render(s)) for n, s in sync_sql.function_statements(plan, direction)]
         again = [(n, render(s)) for n, s in sync_sql.function_statements(make_plan(), direction)]
         assert first == again
+
+
+def test_tables_with_children_are_synced_per_statement_through_the_per_key_function(plan):
+    """Only users, workshops and chat_messages keep the row trigger (their trigger pairs OLD and NEW beyond the key);
+    the tables with children get a statement trigger that calls the per-key function (docs/sync.md, "Per statement,
+    keyed"), the leaf tables the set-based one."""
+    keyed = sync_sql.keyed_statement_tables(mapping.TABLES, mapping.LEGACY_TABLES)
+    assert keyed == ["customers", "vehicles", "leads", "services", "appointments", "subscriptions"]
+    assert not set(keyed) & set(plan.set_based_tables())
+    assert [t for t in mapping.LEGACY_TABLES if t not in plan.statement_tables()] == ["users", "workshops",
+                                                                                        "chat_messages"]
+    functions = dict(sync_sql.function_statements(plan, sync_sql.FORWARD))
+    text = render(functions["stmt_appointments"])
+    assert '"mapping_x"."carbot_sync_appointments"(v_ck."id", false)' in text  # INSERT: the per-key function
+    assert text.count("EXCEPTION WHEN data_exception") == 3 + 4  # a block per event, a block per row of the fallback
+    lock = keys.lock_id(mapping.TABLES, "appointments")
+    assert "pg_advisory_xact_lock(%d, hashtext((k.\"id\")::text))" % lock in text  # an UPDATE's staying rows
+    assert "trg_users" in functions and "stmt_users" not in functions
