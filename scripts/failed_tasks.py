@@ -12,31 +12,33 @@ import sys
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 TASK = re.compile(r"^(TASK|RUNNING HANDLER) \[")
-PLAY = re.compile(r"^PLAY (\[|RECAP)")
-FAILED = re.compile(r"^(fatal|failed): \[")
+FAILED = re.compile(r"^(fatal|failed): \[|^\[ERROR\]: ")
 IGNORED = re.compile(r"^\.\.\.ignoring")
 MAX_LINE = 600
-MAX_LINES = 40
+MAX_LINES = 25
 
 
 def failed_blocks(lines):
-    """Yield (task header, block lines) for each task block with a failure that was not ignored."""
-    header, block = None, []
-
-    def verdict():
-        failed = any(FAILED.match(line) for line in block)
-        ignored = any(IGNORED.match(line) for line in block)
-        return failed and not ignored
-
-    for line in lines:
-        if TASK.match(line) or PLAY.match(line):
-            if header is not None and verdict():
-                yield header, block
-            header, block = (line, []) if TASK.match(line) else (None, [])
+    """Yield (task header, block lines) for each failure that was not ignored: the ``fatal:``/``failed:`` line or
+    ansible-core's ``[ERROR]:`` line, the lines after it, and the last task header before it. A failure whose
+    message holds a nested run's output (its own TASK lines) is still found: the search is by line, not by block."""
+    header = "(no task header before it)"
+    taken = -1
+    for number, line in enumerate(lines):
+        if TASK.match(line):
+            header = line
             continue
-        if header is not None:
-            block.append(line)
-    if header is not None and verdict():
+        if number <= taken or not FAILED.match(line):
+            continue
+        after = lines[number + 1:number + 1 + MAX_LINES]
+        if any(IGNORED.match(next_line) for next_line in after[:4]):
+            continue
+        block = [line]
+        for next_line in after:
+            if TASK.match(next_line) or FAILED.match(next_line):
+                break
+            block.append(next_line)
+        taken = number + len(block) - 1
         yield header, block
 
 
@@ -54,7 +56,7 @@ def main(argv=None):
     print(f"{len(blocks)} failed task(s) in {args.log}; the last {min(len(blocks), args.max)}:")
     for header, block in blocks[-args.max:]:
         print(header)
-        shown = [line for line in block if line.strip()][:MAX_LINES]
+        shown = [line for line in block if line.strip()]
         for line in shown:
             print(line if len(line) <= MAX_LINE else line[:MAX_LINE] + " [...]")
         print()
