@@ -1,0 +1,247 @@
+# -*- coding: utf-8 -*-
+# Copyright: CarBot operations
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Waiting for a Deployment's rollout with a Kubernetes WATCH, as ``kubectl rollout status`` does (issue 14).
+
+kubernetes.core's waiter (``wait: true`` of k8s and k8s_info) looks once, then sleeps ``wait_sleep`` (an integer,
+at least 1 s) between looks: a rollout that completes 0.3 s after the apply costs a full second of write freeze.
+A watch is told of every change of the Deployment as the API server stores it, so the wait ends with the change
+that completes the rollout. :func:`rollout_state` is kubectl's rule (``DeploymentStatusViewer.Status`` in
+kubectl/pkg/polymorphichelpers/rollout_status.go), a pure function over the Deployment as the API returns it;
+:func:`wait_for_rollout` reads the Deployment once, then watches it from that read's resourceVersion until the
+rule says complete, the Progressing condition says ProgressDeadlineExceeded (fails at once, as kubectl does), the
+Deployment is deleted, or the timeout passes. A watch the server ends (its timeoutSeconds, a restart, 410 Gone
+when the resourceVersion is too old) is followed by a fresh read and a new watch, until the timeout.
+
+The client calls go through kubernetes' generated AppsV1Api with ``_preload_content=False``: the objects stay the
+API's JSON (camelCase dicts, as ``kubectl get -o json`` shows them), nothing is deserialised into models.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import math
+import time
+
+from ansible_collections.carbot.migration.plugins.module_utils.errors import CarbotError
+
+REVISION = "deployment.kubernetes.io/revision"
+
+
+class RolloutError(CarbotError):
+    """The rollout did not complete: its progress deadline passed, the wait timed out, the Deployment is gone
+    or the API refused the read or the watch. ``extra`` carries the Deployment as last seen (``result``)."""
+
+
+def rollout_state(deployment):
+    """``(done, failed, message)`` of one Deployment (a dict as the API returns it), by kubectl's rule.
+
+    Complete once the controller has observed the latest spec (observedGeneration >= generation), every
+    replica runs the new template (updatedReplicas >= spec.replicas), no old replica is left (status.replicas
+    <= updatedReplicas) and every updated replica is available. ``failed``: the Progressing condition says
+    ProgressDeadlineExceeded (the controller gave up). ``message`` is kubectl's line for the state.
+    """
+    meta = deployment.get("metadata") or {}
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    name = meta.get("name", "?")
+    if (meta.get("generation") or 0) > (status.get("observedGeneration") or 0):
+        return False, False, "Waiting for deployment spec update to be observed..."
+    progressing = condition(deployment, "Progressing")
+    if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
+        return False, True, 'deployment "%s" exceeded its progress deadline' % name
+    replicas = spec.get("replicas", 1)  # the API defaults spec.replicas to 1
+    updated = status.get("updatedReplicas") or 0
+    current = status.get("replicas") or 0
+    available = status.get("availableReplicas") or 0
+    waiting = 'Waiting for deployment "%s" rollout to finish: ' % name
+    if replicas is not None and updated < replicas:
+        return False, False, waiting + "%d out of %d new replicas have been updated..." % (updated, replicas)
+    if current > updated:
+        return False, False, waiting + "%d old replicas are pending termination..." % (current - updated)
+    if available < updated:
+        return False, False, waiting + "%d of %d updated replicas are available..." % (available, updated)
+    return True, False, 'deployment "%s" successfully rolled out' % name
+
+
+def condition(deployment, kind):
+    """The status condition of type ``kind`` (a dict), or None."""
+    for cond in (deployment.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return cond
+    return None
+
+
+def summary(deployment):
+    """What the cutover remembers of the Deployment it ended with: revision and image of the first container."""
+    meta = deployment.get("metadata") or {}
+    containers = (((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or [{}]
+    return {"revision": (meta.get("annotations") or {}).get(REVISION, "none"),
+            "image": containers[0].get("image", "none")}
+
+
+def desired(deployment):
+    """What a write changes of a Deployment: its spec, labels and annotations (not its status, the
+    resourceVersion, managedFields or the revision annotation the controller keeps)."""
+    meta = deployment.get("metadata") or {}
+    annotations = dict(meta.get("annotations") or {})
+    annotations.pop(REVISION, None)
+    return {"spec": deployment.get("spec"), "labels": meta.get("labels") or {}, "annotations": annotations}
+
+
+def watch_lines(response):
+    """The lines of a chunked watch response, as they arrive (bytes, without the newline)."""
+    buffered = b""
+    for chunk in response.stream(amt=None, decode_content=False):
+        buffered += chunk
+        while b"\n" in buffered:
+            line, buffered = buffered.split(b"\n", 1)
+            if line.strip():
+                yield line
+    if buffered.strip():
+        yield buffered
+
+
+class DeploymentWatch:
+    """Read and watch one Deployment through ``apps`` (a ``kubernetes.client.AppsV1Api``), as plain dicts."""
+
+    def __init__(self, apps, namespace, name, api_exception):
+        self.apps, self.namespace, self.name = apps, namespace, name
+        self.api_exception = api_exception  # kubernetes.client.rest.ApiException (the module imports kubernetes)
+        self.events = 0
+        self.missing = False  # the last read found no Deployment
+
+    def read(self, timeout):
+        self.missing = False
+        try:
+            response = self.apps.read_namespaced_deployment(self.name, self.namespace, _preload_content=False,
+                                                            _request_timeout=timeout)
+        except self.api_exception as exc:
+            if exc.status == 404:
+                self.missing = True
+                raise RolloutError("Deployment %s/%s not found" % (self.namespace, self.name))
+            raise RolloutError("Could not read Deployment %s/%s: %s" % (self.namespace, self.name, api_reason(exc)))
+        return json.loads(response.data)
+
+    def apply(self, definition, dry_run=False, timeout=30):
+        """Create the Deployment from ``definition``, or strategic-merge-patch the live one with it (what
+        ``kubernetes.core.k8s`` with ``state: present`` does to an existing Deployment; the API merges
+        containers and env entries by name). Returns ``(before, after, operation)``: the live object before
+        (None when absent), the object the API returned (its generation and resourceVersion are where the wait
+        starts), and V(created), V(patched) or V(unchanged). ``dry_run``: the API server's dry run (check mode).
+        """
+        definition = dict(definition, apiVersion="apps/v1", kind="Deployment")
+        definition["metadata"] = dict(definition.get("metadata") or {}, name=self.name, namespace=self.namespace)
+        kwargs = dict(_preload_content=False, _request_timeout=timeout)
+        if dry_run:
+            kwargs["dry_run"] = "All"
+        try:
+            before = self.read(timeout)
+        except RolloutError:
+            before = None
+            if not self.missing:
+                raise
+        try:
+            if before is None:
+                response = self.apps.create_namespaced_deployment(self.namespace, definition, **kwargs)
+            else:
+                response = self.apps.patch_namespaced_deployment(
+                    self.name, self.namespace, definition, _content_type="application/strategic-merge-patch+json",
+                    **kwargs)
+        except self.api_exception as exc:
+            raise RolloutError("Could not %s Deployment %s/%s: %s" % (
+                "create" if before is None else "patch", self.namespace, self.name, api_reason(exc)), before=before)
+        after = json.loads(response.data)
+        if before is None:
+            return before, after, "created"
+        return before, after, "unchanged" if desired(before) == desired(after) else "patched"
+
+    def changes(self, resource_version, seconds):
+        """The Deployment as each watch event after ``resource_version`` shows it, for at most ``seconds``.
+
+        Ends when the server ends the watch; yields None when the resourceVersion is too old (410 Gone: read
+        again). Raises RolloutError when the Deployment is deleted or the watch is refused.
+        """
+        try:
+            response = self.apps.list_namespaced_deployment(
+                self.namespace, field_selector="metadata.name=%s" % self.name, resource_version=resource_version,
+                watch=True, timeout_seconds=max(1, int(math.ceil(seconds))), _preload_content=False,
+                _request_timeout=seconds + 10)
+        except self.api_exception as exc:
+            if exc.status == 410:
+                yield None
+                return
+            raise RolloutError("Could not watch Deployment %s/%s: %s" % (self.namespace, self.name, api_reason(exc)))
+        try:
+            for line in watch_lines(response):
+                event = json.loads(line)
+                self.events += 1
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        yield None
+                        return
+                    raise RolloutError("The watch of Deployment %s/%s failed: %s" % (
+                        self.namespace, self.name, obj.get("message", obj)))
+                if kind == "DELETED":
+                    raise RolloutError("Deployment %s/%s was deleted during the rollout" % (self.namespace, self.name))
+                if kind in ("ADDED", "MODIFIED"):
+                    yield obj
+        finally:
+            response.close()
+            response.release_conn()
+
+
+def api_reason(exc):
+    """The API's message of an ApiException (its Status body), else its reason."""
+    try:
+        return json.loads(exc.body).get("message") or exc.reason
+    except (TypeError, ValueError, AttributeError):
+        return "%s %s" % (exc.status, exc.reason)
+
+
+def wait_for_rollout(watch, timeout, clock=time.monotonic, start=None):
+    """Wait until the Deployment of ``watch`` (a :class:`DeploymentWatch`) has rolled out, by kubectl's rule.
+
+    ``start``: the Deployment as a write just returned it (the wait starts from its resourceVersion, no read).
+    Returns ``(deployment, messages)``: the Deployment as last seen, and each distinct status line in the order
+    seen (what ``kubectl rollout status`` prints). Raises RolloutError (with ``result`` and ``messages``) when the
+    progress deadline is exceeded or ``timeout`` seconds pass first.
+    """
+    deadline = clock() + timeout
+    messages = []
+
+    def look(obj):
+        done, failed, message = rollout_state(obj)
+        if not messages or messages[-1] != message:
+            messages.append(message)
+        if failed:
+            progressing = condition(obj, "Progressing") or {}
+            raise RolloutError("%s: %s" % (message, progressing.get("message", "no progress")),
+                               result=obj, messages=messages)
+        return done
+
+    deployment = start if start is not None else watch.read(max(1.0, deadline - clock()))
+    while not look(deployment):
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise RolloutError('timed out after %s s waiting for deployment "%s" to roll out; last status: %s' % (
+                timeout, watch.name, messages[-1]), result=deployment, messages=messages)
+        resource_version = (deployment.get("metadata") or {}).get("resourceVersion")
+        done = False
+        for obj in watch.changes(resource_version, remaining):
+            if obj is None:  # too old: read again and watch from there
+                break
+            deployment = obj
+            if look(deployment):
+                done = True
+                break
+            if clock() >= deadline:
+                break
+        if done:
+            break
+        if clock() < deadline:  # the server ended the watch early (or 410): read again, watch again
+            deployment = watch.read(max(1.0, deadline - clock()))
+    return deployment, messages

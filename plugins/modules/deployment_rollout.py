@@ -1,0 +1,225 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: CarBot operations
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: deployment_rollout
+short_description: Apply a Deployment and wait for its rollout with a watch, as kubectl rollout status does
+description:
+  - With O(definition), creates the Deployment, or strategic-merge-patches the live one with it (what
+    C(kubernetes.core.k8s) with O(kubernetes.core.k8s#module:state=present) does to an existing Deployment), in the
+    same round trip as the wait. Without it, only waits (e.g. after C(kubernetes.core.k8s_rollback)).
+  - With O(wait), B(watches) the Deployment (a Kubernetes WATCH from the resourceVersion the write returned, or
+    from one read) until its rollout is complete by C(kubectl rollout status)'s rule - the controller has observed
+    the latest spec (C(status.observedGeneration >= metadata.generation)), every replica is updated
+    (C(updatedReplicas >= spec.replicas)), no old replica is left (C(status.replicas <= updatedReplicas)) and every
+    updated replica is available.
+  - The wait ends with the change that completes the rollout, not at the next poll; C(kubernetes.core.k8s) with
+    C(wait) looks, then sleeps C(wait_sleep) (at least 1 s) between looks. Inside the cutover's write freeze, that
+    second is freeze time.
+  - Fails at once, with the controller's message, when the C(Progressing) condition says
+    C(ProgressDeadlineExceeded) (the Deployment's C(progressDeadlineSeconds) passed without progress), when the
+    Deployment is deleted while it is watched, and when O(wait_timeout) passes first.
+  - A watch that the API server ends (its timeout, a restart, a resourceVersion too old) is followed by a fresh
+    read and a new watch until O(wait_timeout).
+version_added: 1.1.0
+author: CarBot operations (@carbot)
+extends_documentation_fragment:
+  - kubernetes.core.k8s_auth_options
+options:
+  name:
+    description: Name of the Deployment (the name of O(definition) is set to it).
+    type: str
+    required: true
+  namespace:
+    description: Namespace of the Deployment (the namespace of O(definition) is set to it).
+    type: str
+    required: true
+  definition:
+    description:
+      - The Deployment to apply (C(apps/v1)), as C(kubernetes.core.k8s) takes it. Omitted, nothing is written.
+    type: dict
+  wait:
+    description: Wait for the rollout to complete.
+    type: bool
+    default: true
+  wait_timeout:
+    description: Seconds to wait for the rollout to complete.
+    type: int
+    default: 120
+requirements:
+  - kubernetes >= 24.2.0 (the python client, as for kubernetes.core)
+notes:
+  - Supports check mode. The write is the API server's dry run (C(dryRun=All)), so RV(changed) says whether the
+    Deployment would change; nothing is waited for. Without O(definition) the Deployment is read once and its
+    state returned (RV(rolled_out), RV(message)), without failing on an incomplete rollout.
+  - Talks to the API with the kubernetes python client and kubernetes.core's authentication options, so it finds
+    its cluster exactly as the C(kubernetes.core) tasks beside it do. It uses the generated C(AppsV1Api), so it
+    needs no API discovery.
+seealso:
+  - module: kubernetes.core.k8s
+  - module: kubernetes.core.k8s_rollback
+  - name: kubectl rollout status
+    description: The rule this module follows.
+    link: https://kubernetes.io/docs/reference/kubectl/generated/kubectl_rollout/kubectl_rollout_status/
+"""
+
+EXAMPLES = r"""
+- name: Roll out the new image and wait until every replica runs it
+  carbot.migration.deployment_rollout:
+    name: carbot-app
+    namespace: carbot
+    definition: "{{ lookup('ansible.builtin.template', 'deployment.yml.j2') | from_yaml }}"
+    wait_timeout: 180
+  register: rollout
+
+- name: Show the revision the rollout ended with
+  ansible.builtin.debug:
+    msg: "revision {{ rollout.revision }}, image {{ rollout.image }} ({{ rollout.elapsed }} s)"
+
+- name: Roll back to the previous revision
+  kubernetes.core.k8s_rollback:
+    api_version: apps/v1
+    kind: Deployment
+    name: carbot-app
+    namespace: carbot
+
+- name: Wait for the rolled-back version
+  carbot.migration.deployment_rollout:
+    name: carbot-app
+    namespace: carbot
+    kubeconfig: /etc/carbot/kubeconfig
+    context: production
+"""
+
+RETURN = r"""
+result:
+  description: The Deployment as last seen (the object that completed the rollout), as the API returns it.
+  returned: when the Deployment could be read
+  type: dict
+operation:
+  description: What the write did - V(created), V(patched), V(unchanged) - or V(none) without O(definition).
+  returned: always
+  type: str
+rolled_out:
+  description: Whether the rollout is complete (always true on success when it waited).
+  returned: always
+  type: bool
+message:
+  description: The last status line, as C(kubectl rollout status) prints it.
+  returned: always
+  type: str
+  sample: deployment "carbot-app" successfully rolled out
+messages:
+  description: Each distinct status line seen, in order (the progress of the rollout).
+  returned: always
+  type: list
+  elements: str
+revision:
+  description: The Deployment's revision (C(deployment.kubernetes.io/revision)) as last seen, V(none) without one.
+  returned: when the Deployment could be read
+  type: str
+  sample: "3"
+image:
+  description: The image of the Deployment's first container as last seen.
+  returned: when the Deployment could be read
+  type: str
+elapsed:
+  description: Seconds the module took (write, read and watch).
+  returned: always
+  type: float
+events:
+  description: Watch events received.
+  returned: always
+  type: int
+"""
+
+import time
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.carbot.migration.plugins.module_utils.rollout import (
+    DeploymentWatch, RolloutError, rollout_state, summary, wait_for_rollout)
+
+try:
+    from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
+    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
+    import kubernetes
+    from kubernetes.client.rest import ApiException
+    IMPORT_ERROR = None
+except ImportError:
+    AUTH_ARG_SPEC = {}
+    IMPORT_ERROR = traceback.format_exc()
+
+
+def rollout(module, watch):
+    """Apply (when a definition is given) and wait (when asked): the module's result fields."""
+    p = module.params
+    operation, start = "none", None
+    if p["definition"] is not None:
+        _before, start, operation = watch.apply(p["definition"], dry_run=module.check_mode,
+                                                timeout=min(30, p["wait_timeout"]))
+        watch.operation = operation
+    if p["wait"] and not module.check_mode:
+        deployment, messages = wait_for_rollout(watch, p["wait_timeout"], start=start)
+        done = True
+    else:
+        deployment = start if start is not None else watch.read(min(30, p["wait_timeout"]))
+        done, _failed, message = rollout_state(deployment)
+        messages = [message]
+    out = summary(deployment)
+    out.update(changed=operation in ("created", "patched"), operation=operation, result=deployment,
+               rolled_out=done, message=messages[-1], messages=messages)
+    return out
+
+
+def main():
+    argument_spec = dict(AUTH_ARG_SPEC)
+    argument_spec.update(
+        name=dict(type="str", required=True),
+        namespace=dict(type="str", required=True),
+        definition=dict(type="dict"),
+        wait=dict(type="bool", default=True),
+        wait_timeout=dict(type="int", default=120),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("kubernetes"), exception=IMPORT_ERROR)
+    p = module.params
+    started = time.monotonic()
+    watch = None
+    try:
+        # kubernetes.core's client (its auth options, kubeconfig, context, K8S_AUTH_* variables); the generated
+        # AppsV1Api on its ApiClient needs no discovery for a Deployment.
+        api_client = get_api_client(**{k: v for k, v in p.items() if k in AUTH_ARG_SPEC}).client.client
+        watch = DeploymentWatch(kubernetes.client.AppsV1Api(api_client), p["namespace"], p["name"], ApiException)
+        out = rollout(module, watch)
+    except RolloutError as exc:
+        # the one place an error becomes the module's failure, with the documented fields that are known
+        operation = getattr(watch, "operation", "none")
+        out = dict(changed=operation in ("created", "patched") and not module.check_mode, operation=operation,
+                   rolled_out=False, messages=exc.extra.get("messages") or [exc.msg])
+        out.update(exc.fail_kwargs())
+        out.pop("before", None)
+        if out.get("result"):
+            out.update(summary(out["result"]))
+        out.update(message=out["messages"][-1], elapsed=round(time.monotonic() - started, 3),
+                   events=watch.events if watch else 0)
+        module.fail_json(**out)
+    except Exception as exc:  # noqa: BLE001 - any other error (kubeconfig, connection) is reported to the operator
+        module.fail_json(msg="Could not roll out Deployment %s/%s: %s: %s" % (p["namespace"], p["name"],
+                                                                               type(exc).__name__, exc),
+                         exception=traceback.format_exc(), changed=False, rolled_out=False, message="", messages=[],
+                         elapsed=round(time.monotonic() - started, 3), events=watch.events if watch else 0)
+    out.update(elapsed=round(time.monotonic() - started, 3), events=watch.events)
+    module.exit_json(**out)
+
+
+if __name__ == "__main__":
+    main()
