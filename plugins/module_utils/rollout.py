@@ -28,6 +28,12 @@ import time
 from ansible_collections.carbot.migration.plugins.module_utils.errors import CarbotError
 
 REVISION = "deployment.kubernetes.io/revision"
+POD_TEMPLATE_HASH = "pod-template-hash"
+# The annotations kubectl rollout undo keeps from the Deployment instead of copying them from the ReplicaSet
+# (annotationsToSkip in kubectl/pkg/polymorphichelpers/rollback.go).
+UNDO_KEEPS = ("kubectl.kubernetes.io/last-applied-configuration", REVISION, "deployment.kubernetes.io/revision-history",
+              "deployment.kubernetes.io/desired-replicas", "deployment.kubernetes.io/max-replicas",
+              "deprecated.deployment.rollback.to")
 
 
 class RolloutError(CarbotError):
@@ -82,6 +88,50 @@ def summary(deployment):
             "image": containers[0].get("image", "none")}
 
 
+def selector_string(deployment):
+    """The Deployment's matchLabels as a label selector (the cutover's Deployments select by labels only)."""
+    labels = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return ",".join("%s=%s" % item for item in sorted(labels.items()))
+
+
+def previous_replicaset(deployment, replicasets):
+    """The ReplicaSet of the revision before the newest one among the Deployment's own ReplicaSets (controller owner
+    reference = its uid), as ``kubectl rollout undo`` picks it; None without one."""
+    uid = (deployment.get("metadata") or {}).get("uid")
+    ranked = []
+    for rs in replicasets:
+        meta = rs.get("metadata") or {}
+        owners = [o for o in meta.get("ownerReferences") or [] if o.get("controller") and o.get("uid") == uid]
+        try:
+            revision = int((meta.get("annotations") or {}).get(REVISION))
+        except (TypeError, ValueError):
+            continue
+        if owners:
+            ranked.append((revision, rs))
+    ranked.sort(key=lambda item: item[0])
+    return ranked[-2][1] if len(ranked) >= 2 else None
+
+
+def template_without_hash(template):
+    """A pod template without the pod-template-hash label (kubectl's equalIgnoreHash and the undo's patch)."""
+    template = json.loads(json.dumps(template or {}))
+    labels = (template.get("metadata") or {}).get("labels")
+    if labels is not None:
+        labels.pop(POD_TEMPLATE_HASH, None)
+    return template
+
+
+def undo_patch(deployment, replicaset):
+    """kubectl rollout undo's JSON patch: the ReplicaSet's pod template (without its hash label) and its
+    annotations, keeping the Deployment's own UNDO_KEEPS annotations."""
+    annotations = {k: v for k, v in ((deployment.get("metadata") or {}).get("annotations") or {}).items()
+                   if k in UNDO_KEEPS}
+    annotations.update({k: v for k, v in ((replicaset.get("metadata") or {}).get("annotations") or {}).items()
+                        if k not in UNDO_KEEPS})
+    return [{"op": "replace", "path": "/spec/template", "value": template_without_hash(replicaset["spec"]["template"])},
+            {"op": "replace", "path": "/metadata/annotations", "value": annotations}]
+
+
 def desired(deployment):
     """What a write changes of a Deployment: its spec, labels and annotations (not its status, the
     resourceVersion, managedFields or the revision annotation the controller keeps)."""
@@ -112,6 +162,7 @@ class DeploymentWatch:
         self.api_exception = api_exception  # kubernetes.client.rest.ApiException (the module imports kubernetes)
         self.events = 0
         self.missing = False  # the last read found no Deployment
+        self.rolled_back_to = None  # the revision an undo rolled back to
 
     def read(self, timeout):
         self.missing = False
@@ -157,6 +208,36 @@ class DeploymentWatch:
         if before is None:
             return before, after, "created"
         return before, after, "unchanged" if desired(before) == desired(after) else "patched"
+
+    def undo(self, dry_run=False, timeout=30):
+        """Roll the Deployment back to its previous revision as ``kubectl rollout undo`` does: the ReplicaSet of the
+        revision before the newest, its pod template and annotations patched back in (JSON patch). Returns
+        ``(before, after, operation)``: V(rolled back), or V(unchanged) when the live template already is that
+        revision's (kubectl: "skipped rollback")."""
+        before = self.read(timeout)
+        name = "%s/%s" % (self.namespace, self.name)
+        if (before.get("spec") or {}).get("paused"):
+            raise RolloutError("Deployment %s is paused; resume it before rolling it back" % name)
+        kwargs = dict(_preload_content=False, _request_timeout=timeout)
+        try:
+            listed = self.apps.list_namespaced_replica_set(self.namespace, label_selector=selector_string(before),
+                                                           **kwargs)
+        except self.api_exception as exc:
+            raise RolloutError("Could not list the ReplicaSets of Deployment %s: %s" % (name, api_reason(exc)))
+        previous = previous_replicaset(before, json.loads(listed.data).get("items") or [])
+        if previous is None:
+            raise RolloutError("no rollout history found for deployment %s: nothing to roll back to" % name)
+        if template_without_hash(before["spec"]["template"]) == template_without_hash(previous["spec"]["template"]):
+            return before, before, "unchanged"
+        if dry_run:
+            kwargs["dry_run"] = "All"
+        try:
+            response = self.apps.patch_namespaced_deployment(self.name, self.namespace, undo_patch(before, previous),
+                                                             _content_type="application/json-patch+json", **kwargs)
+        except self.api_exception as exc:
+            raise RolloutError("Could not roll Deployment %s back: %s" % (name, api_reason(exc)))
+        self.rolled_back_to = (previous["metadata"].get("annotations") or {}).get(REVISION)
+        return before, json.loads(response.data), "rolled back"
 
     def changes(self, resource_version, seconds):
         """The Deployment as each watch event after ``resource_version`` shows it, for at most ``seconds``.

@@ -10,11 +10,15 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 ---
 module: deployment_rollout
-short_description: Apply a Deployment and wait for its rollout with a watch, as kubectl rollout status does
+short_description: Apply or undo a Deployment and wait for its rollout with a watch, as kubectl rollout status does
 description:
   - With O(definition), creates the Deployment, or strategic-merge-patches the live one with it (what
     C(kubernetes.core.k8s) with O(kubernetes.core.k8s#module:state=present) does to an existing Deployment), in the
-    same round trip as the wait. Without it, only waits (e.g. after C(kubernetes.core.k8s_rollback)).
+    same round trip as the wait.
+  - With O(undo), rolls the Deployment back to its previous revision as C(kubectl rollout undo) does (the ReplicaSet
+    of the revision before the newest; its pod template and annotations patched back in), in the same round trip as
+    the wait. Nothing changes when the live template already is that revision's.
+  - With neither, only waits (e.g. after C(kubernetes.core.k8s_rollback)).
   - With O(wait), B(watches) the Deployment (a Kubernetes WATCH from the resourceVersion the write returned, or
     from one read) until its rollout is complete by C(kubectl rollout status)'s rule - the controller has observed
     the latest spec (C(status.observedGeneration >= metadata.generation)), every replica is updated
@@ -45,6 +49,12 @@ options:
     description:
       - The Deployment to apply (C(apps/v1)), as C(kubernetes.core.k8s) takes it. Omitted, nothing is written.
     type: dict
+  undo:
+    description:
+      - Roll back to the previous revision (C(kubectl rollout undo)). Fails when the Deployment is paused or has no
+        earlier revision. Mutually exclusive with O(definition).
+    type: bool
+    default: false
   wait:
     description: Wait for the rollout to complete.
     type: bool
@@ -83,19 +93,18 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "revision {{ rollout.revision }}, image {{ rollout.image }} ({{ rollout.elapsed }} s)"
 
-- name: Roll back to the previous revision
-  kubernetes.core.k8s_rollback:
-    api_version: apps/v1
-    kind: Deployment
-    name: carbot-app
-    namespace: carbot
-
-- name: Wait for the rolled-back version
+- name: Roll back to the previous revision and wait until it is available
   carbot.migration.deployment_rollout:
     name: carbot-app
     namespace: carbot
+    undo: true
     kubeconfig: /etc/carbot/kubeconfig
     context: production
+
+- name: Only wait (e.g. after kubernetes.core.k8s_rollback)
+  carbot.migration.deployment_rollout:
+    name: carbot-app
+    namespace: carbot
 """
 
 RETURN = r"""
@@ -104,7 +113,13 @@ result:
   returned: when the Deployment could be read
   type: dict
 operation:
-  description: What the write did - V(created), V(patched), V(unchanged) - or V(none) without O(definition).
+  description:
+    - What the write did - V(created), V(patched), V(rolled back), V(unchanged) - or V(none) without O(definition)
+      and O(undo).
+  returned: always
+  type: str
+rolled_back_to:
+  description: With O(undo), the revision whose template was restored (it becomes the next revision), else C(null).
   returned: always
   type: str
 rolled_out:
@@ -158,6 +173,10 @@ except ImportError:
     IMPORT_ERROR = traceback.format_exc()
 
 
+# The operations that change the Deployment.
+CHANGES = ("created", "patched", "rolled back")
+
+
 def rollout(module, watch):
     """Apply (when a definition is given) and wait (when asked): the module's result fields."""
     p = module.params
@@ -165,7 +184,9 @@ def rollout(module, watch):
     if p["definition"] is not None:
         _before, start, operation = watch.apply(p["definition"], dry_run=module.check_mode,
                                                 timeout=min(30, p["wait_timeout"]))
-        watch.operation = operation
+    elif p["undo"]:
+        _before, start, operation = watch.undo(dry_run=module.check_mode, timeout=min(30, p["wait_timeout"]))
+    watch.operation = operation
     if p["wait"] and not module.check_mode:
         deployment, messages = wait_for_rollout(watch, p["wait_timeout"], start=start)
         done = True
@@ -174,8 +195,8 @@ def rollout(module, watch):
         done, _failed, message = rollout_state(deployment)
         messages = [message]
     out = summary(deployment)
-    out.update(changed=operation in ("created", "patched"), operation=operation, result=deployment,
-               rolled_out=done, message=messages[-1], messages=messages)
+    out.update(changed=operation in CHANGES, operation=operation, result=deployment, rolled_out=done,
+               message=messages[-1], messages=messages, rolled_back_to=watch.rolled_back_to)
     return out
 
 
@@ -185,10 +206,12 @@ def main():
         name=dict(type="str", required=True),
         namespace=dict(type="str", required=True),
         definition=dict(type="dict"),
+        undo=dict(type="bool", default=False),
         wait=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=120),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           mutually_exclusive=[("definition", "undo")])
     if IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("kubernetes"), exception=IMPORT_ERROR)
     p = module.params
@@ -203,7 +226,8 @@ def main():
     except RolloutError as exc:
         # the one place an error becomes the module's failure, with the documented fields that are known
         operation = getattr(watch, "operation", "none")
-        out = dict(changed=operation in ("created", "patched") and not module.check_mode, operation=operation,
+        out = dict(changed=operation in CHANGES and not module.check_mode, operation=operation,
+                   rolled_back_to=watch.rolled_back_to if watch else None,
                    rolled_out=False, messages=exc.extra.get("messages") or [exc.msg])
         out.update(exc.fail_kwargs())
         out.pop("before", None)
@@ -215,7 +239,8 @@ def main():
     except Exception as exc:  # noqa: BLE001 - any other error (kubeconfig, connection) is reported to the operator
         module.fail_json(msg="Could not roll out Deployment %s/%s: %s: %s" % (p["namespace"], p["name"],
                                                                                type(exc).__name__, exc),
-                         exception=traceback.format_exc(), changed=False, rolled_out=False, message="", messages=[],
+                         exception=traceback.format_exc(), rolled_out=False, message="", messages=[],
+                         changed=getattr(watch, "operation", "none") in CHANGES and not module.check_mode,
                          elapsed=round(time.monotonic() - started, 3), events=watch.events if watch else 0)
     out.update(elapsed=round(time.monotonic() - started, 3), events=watch.events)
     module.exit_json(**out)

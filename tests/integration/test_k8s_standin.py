@@ -352,9 +352,10 @@ def test_deployment_rollout_applies_watches_fails_fast_and_times_out(cluster, tm
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     deployment = cluster.standin.api.store.get(k8s_api.DEPLOYMENTS, cluster.namespace, APP)
-    assert deployment["metadata"]["annotations"][k8s_api.REVISION] == "5"
+    assert deployment["metadata"]["annotations"][k8s_api.REVISION] == "7"
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "carbot/app:2.1-fail"
-    # the check-mode apply wrote nothing: revisions 1 (1.0), 2 (1.1), 3 (2.0-fail), 4 (1.1 again), 5 (2.1-fail)
+    # the check-mode apply and undo wrote nothing: revisions 1 (1.0), 2 (1.1), 3 (1.0, undo), 4 (1.1, undo),
+    # 5 (2.0-fail), 6 (1.1, k8s_rollback), 7 (2.1-fail); one ReplicaSet per template
     images = sorted(rs["spec"]["template"]["spec"]["containers"][0]["image"]
                     for rs in cluster.standin.api.store.list(k8s_api.REPLICASETS, cluster.namespace))
     assert images == ["carbot/app:1.0", "carbot/app:1.1", "carbot/app:2.0-fail", "carbot/app:2.1-fail"]
