@@ -2,7 +2,14 @@
 state a rollout passes through, with kubectl's line for each."""
 
 import pytest
-from ansible_collections.carbot.migration.plugins.module_utils.rollout import desired, rollout_state, summary
+from ansible_collections.carbot.migration.plugins.module_utils.rollout import (
+    desired,
+    previous_replicaset,
+    rollout_state,
+    summary,
+    template_without_hash,
+    undo_patch,
+)
 
 
 def deployment(generation=2, observed=2, replicas=2, updated=2, current=2, available=2, progressing=None):
@@ -54,3 +61,33 @@ def test_summary_and_what_a_write_changes():
     assert desired(obj) == desired(later)  # status, resourceVersion and the revision are not the write's
     later["spec"]["template"]["spec"]["containers"][0]["image"] = "img:3"
     assert desired(obj) != desired(later)
+
+
+def replicaset(revision, image, uid="u1", controller=True):
+    return {"metadata": {"name": "app-%s" % revision, "annotations": {"deployment.kubernetes.io/revision": revision,
+                                                                      "kubernetes.io/change-cause": "to " + image},
+                         "ownerReferences": [{"uid": uid, "controller": controller}]},
+            "spec": {"template": {"metadata": {"labels": {"app": "x", "pod-template-hash": "h" + revision}},
+                                  "spec": {"containers": [{"name": "c", "image": image}]}}}}
+
+
+def test_undo_picks_the_revision_before_the_newest_of_the_deployments_own_replicasets():
+    live = {"metadata": {"uid": "u1", "annotations": {"deployment.kubernetes.io/revision": "10",
+                                                      "kubectl.kubernetes.io/last-applied-configuration": "{}",
+                                                      "team": "ops"}},
+            "spec": {"template": {"metadata": {"labels": {"app": "x"}}}}}
+    sets = [replicaset("9", "img:9"), replicaset("10", "img:10"), replicaset("2", "img:2"),
+            replicaset("11", "img:other", uid="u2"), replicaset("12", "img:adopted", controller=False)]
+    previous = previous_replicaset(live, sets)
+    assert previous["metadata"]["name"] == "app-9"  # 9 < 10 (numeric, not "10" < "9"); other owners ignored
+    template, annotations = undo_patch(live, previous)
+    assert template == {"op": "replace", "path": "/spec/template",
+                        "value": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c",
+                                                                                                 "image": "img:9"}]}}}
+    # kubectl: the Deployment keeps its revision and last-applied annotations, takes the ReplicaSet's others
+    assert annotations["value"] == {"deployment.kubernetes.io/revision": "10",
+                                    "kubectl.kubernetes.io/last-applied-configuration": "{}",
+                                    "kubernetes.io/change-cause": "to img:9"}
+    assert previous_replicaset(live, [replicaset("10", "img:10")]) is None
+    assert template_without_hash(previous["spec"]["template"]) == template["value"]
+    assert previous["spec"]["template"]["metadata"]["labels"]["pod-template-hash"] == "h9"  # not modified
