@@ -9,6 +9,8 @@ would be packed, written to a temp dir and started as a new Python process to se
 machine, more under load, inside the write freeze. Here the same function of module_utils runs in-process with the
 same argument spec; on any other connection the module runs on the host as usual (``_execute_module``), so a
 playbook that targets a remote host still sends the requests from there. Like AsyncJobMixin._local in async_job.py.
+A task with an ``environment`` (e.g. a proxy for the admin API) also runs the module: the controller's process does
+not take the task's environment, the module's process does.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -35,10 +37,16 @@ class ControllerModuleAction(ActionBase):
         return getattr(self._connection, "transport", None) == "local" or \
             getattr(self._connection, "_load_name", "") in ("local", "ansible.builtin.local")
 
+    def _environment(self):
+        """The task's environment (its own, its block's and its play's ``environment``), templated."""
+        environment = {}
+        self._compute_environment_string(environment)
+        return environment
+
     def run(self, tmp=None, task_vars=None):
         result = super(ControllerModuleAction, self).run(tmp, task_vars)
         del tmp
-        if not self._local():
+        if not self._local() or self._environment():
             result.update(self._execute_module(task_vars=task_vars))
             return result
         _validation, params = self.validate_argument_spec(argument_spec=self.ARGUMENT_SPEC)
