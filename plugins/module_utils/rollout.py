@@ -24,8 +24,19 @@ __metaclass__ = type
 import json
 import math
 import time
+import traceback
 
 from ansible_collections.carbot.migration.plugins.module_utils.errors import CarbotError
+
+try:
+    from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
+    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
+    import kubernetes
+    from kubernetes.client.rest import ApiException
+    IMPORT_ERROR = None
+except ImportError:
+    AUTH_ARG_SPEC = {}
+    IMPORT_ERROR = traceback.format_exc()
 
 REVISION = "deployment.kubernetes.io/revision"
 POD_TEMPLATE_HASH = "pod-template-hash"
@@ -326,3 +337,84 @@ def wait_for_rollout(watch, timeout, clock=time.monotonic, start=None):
         if clock() < deadline:  # the server ended the watch early (or 410): read again, watch again
             deployment = watch.read(max(1.0, deadline - clock()))
     return deployment, messages
+
+
+# carbot.migration.deployment_rollout: its options (with kubernetes.core's authentication options) and its run, shared
+# by the module and its action plugin (which runs it in the controller's process on a local connection).
+def argument_spec():
+    spec = dict(AUTH_ARG_SPEC)
+    spec.update(
+        name=dict(type="str", required=True),
+        namespace=dict(type="str", required=True),
+        definition=dict(type="dict"),
+        undo=dict(type="bool", default=False),
+        wait=dict(type="bool", default=True),
+        wait_timeout=dict(type="int", default=120),
+    )
+    return spec
+
+
+MUTUALLY_EXCLUSIVE = [("definition", "undo")]
+
+# The operations that change the Deployment.
+CHANGES = ("created", "patched", "rolled back")
+
+
+def _rollout(params, check_mode, watch):
+    """Apply or undo (when asked) and wait (when asked): the result fields."""
+    operation, start = "none", None
+    timeout = min(30, params["wait_timeout"])
+    if params["definition"] is not None:
+        _before, start, operation = watch.apply(params["definition"], dry_run=check_mode, timeout=timeout)
+    elif params["undo"]:
+        _before, start, operation = watch.undo(dry_run=check_mode, timeout=timeout)
+    watch.operation = operation
+    if params["wait"] and not check_mode:
+        deployment, messages = wait_for_rollout(watch, params["wait_timeout"], start=start)
+        done = True
+    else:
+        deployment = start if start is not None else watch.read(timeout)
+        done, _failed, message = rollout_state(deployment)
+        messages = [message]
+    out = summary(deployment)
+    out.update(changed=operation in CHANGES, operation=operation, result=deployment, rolled_out=done,
+               message=messages[-1], messages=messages, rolled_back_to=watch.rolled_back_to)
+    return out
+
+
+def run(params, check_mode):
+    """The module's result, or RolloutError whose fields are the module's failed result (the one place an error
+    becomes the failure, with the documented fields that are known)."""
+    started = time.monotonic()
+    if IMPORT_ERROR:
+        raise RolloutError("Failed to import the required Python library (kubernetes) on the host that runs "
+                           "carbot.migration.deployment_rollout", exception=IMPORT_ERROR)
+    watch = None
+    try:
+        # kubernetes.core's client (its auth options, kubeconfig, context, K8S_AUTH_* variables); the generated
+        # AppsV1Api on its ApiClient needs no discovery for a Deployment.
+        api_client = get_api_client(**{k: v for k, v in params.items() if k in AUTH_ARG_SPEC}).client.client
+        watch = DeploymentWatch(kubernetes.client.AppsV1Api(api_client), params["namespace"], params["name"],
+                                ApiException)
+        out = _rollout(params, check_mode, watch)
+    except Exception as exc:  # noqa: BLE001 - any error (kubeconfig, connection) is reported to the operator
+        operation = getattr(watch, "operation", "none")
+        fields = dict(changed=operation in CHANGES and not check_mode, operation=operation, rolled_out=False,
+                      rolled_back_to=watch.rolled_back_to if watch else None,
+                      elapsed=round(time.monotonic() - started, 3), events=watch.events if watch else 0)
+        if isinstance(exc, RolloutError):
+            fields.update(exc.extra, msg=exc.msg)
+            fields.pop("before", None)
+            msg = exc.msg
+        else:
+            msg = "Could not roll out Deployment %s/%s: %s: %s" % (params["namespace"], params["name"],
+                                                                  type(exc).__name__, exc)
+            fields["exception"] = traceback.format_exc()
+        fields.setdefault("messages", [msg])
+        if fields.get("result"):
+            fields.update(summary(fields["result"]))
+        fields["message"] = fields["messages"][-1]
+        fields.pop("msg", None)
+        raise RolloutError(msg, **fields)
+    out.update(elapsed=round(time.monotonic() - started, 3), events=watch.events)
+    return out

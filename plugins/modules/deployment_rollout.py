@@ -155,95 +155,20 @@ events:
   type: int
 """
 
-import time
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.carbot.migration.plugins.module_utils.rollout import (
-    DeploymentWatch, RolloutError, rollout_state, summary, wait_for_rollout)
-
-try:
-    from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
-    import kubernetes
-    from kubernetes.client.rest import ApiException
-    IMPORT_ERROR = None
-except ImportError:
-    AUTH_ARG_SPEC = {}
-    IMPORT_ERROR = traceback.format_exc()
-
-
-# The operations that change the Deployment.
-CHANGES = ("created", "patched", "rolled back")
-
-
-def rollout(module, watch):
-    """Apply (when a definition is given) and wait (when asked): the module's result fields."""
-    p = module.params
-    operation, start = "none", None
-    if p["definition"] is not None:
-        _before, start, operation = watch.apply(p["definition"], dry_run=module.check_mode,
-                                                timeout=min(30, p["wait_timeout"]))
-    elif p["undo"]:
-        _before, start, operation = watch.undo(dry_run=module.check_mode, timeout=min(30, p["wait_timeout"]))
-    watch.operation = operation
-    if p["wait"] and not module.check_mode:
-        deployment, messages = wait_for_rollout(watch, p["wait_timeout"], start=start)
-        done = True
-    else:
-        deployment = start if start is not None else watch.read(min(30, p["wait_timeout"]))
-        done, _failed, message = rollout_state(deployment)
-        messages = [message]
-    out = summary(deployment)
-    out.update(changed=operation in CHANGES, operation=operation, result=deployment, rolled_out=done,
-               message=messages[-1], messages=messages, rolled_back_to=watch.rolled_back_to)
-    return out
+    MUTUALLY_EXCLUSIVE, RolloutError, argument_spec, run)
 
 
 def main():
-    argument_spec = dict(AUTH_ARG_SPEC)
-    argument_spec.update(
-        name=dict(type="str", required=True),
-        namespace=dict(type="str", required=True),
-        definition=dict(type="dict"),
-        undo=dict(type="bool", default=False),
-        wait=dict(type="bool", default=True),
-        wait_timeout=dict(type="int", default=120),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=[("definition", "undo")])
-    if IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=IMPORT_ERROR)
-    p = module.params
-    started = time.monotonic()
-    watch = None
+    # The cutover runs the action plugin of the same name on its local connection (no module round trip);
+    # this module runs when the task targets a host over another connection (module_utils/rollout.py does the work).
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           mutually_exclusive=MUTUALLY_EXCLUSIVE)
     try:
-        # kubernetes.core's client (its auth options, kubeconfig, context, K8S_AUTH_* variables); the generated
-        # AppsV1Api on its ApiClient needs no discovery for a Deployment.
-        api_client = get_api_client(**{k: v for k, v in p.items() if k in AUTH_ARG_SPEC}).client.client
-        watch = DeploymentWatch(kubernetes.client.AppsV1Api(api_client), p["namespace"], p["name"], ApiException)
-        out = rollout(module, watch)
+        module.exit_json(**run(module.params, module.check_mode))
     except RolloutError as exc:
-        # the one place an error becomes the module's failure, with the documented fields that are known
-        operation = getattr(watch, "operation", "none")
-        out = dict(changed=operation in CHANGES and not module.check_mode, operation=operation,
-                   rolled_back_to=watch.rolled_back_to if watch else None,
-                   rolled_out=False, messages=exc.extra.get("messages") or [exc.msg])
-        out.update(exc.fail_kwargs())
-        out.pop("before", None)
-        if out.get("result"):
-            out.update(summary(out["result"]))
-        out.update(message=out["messages"][-1], elapsed=round(time.monotonic() - started, 3),
-                   events=watch.events if watch else 0)
-        module.fail_json(**out)
-    except Exception as exc:  # noqa: BLE001 - any other error (kubeconfig, connection) is reported to the operator
-        module.fail_json(msg="Could not roll out Deployment %s/%s: %s: %s" % (p["namespace"], p["name"],
-                                                                               type(exc).__name__, exc),
-                         exception=traceback.format_exc(), rolled_out=False, message="", messages=[],
-                         changed=getattr(watch, "operation", "none") in CHANGES and not module.check_mode,
-                         elapsed=round(time.monotonic() - started, 3), events=watch.events if watch else 0)
-    out.update(elapsed=round(time.monotonic() - started, 3), events=watch.events)
-    module.exit_json(**out)
+        module.fail_json(**exc.fail_kwargs())
 
 
 if __name__ == "__main__":

@@ -3,12 +3,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """An action plugin that runs its module's logic in the controller's process on a local connection (issue 14).
 
-The admin API modules (maintenance_state, app_health) only send HTTP requests. On a local connection (every
-inventory of this collection: the playbooks run on the controller and reach the API over the network) the module
-would be packed, written to a temp dir and started as a new Python process to send them: ~0.3 s per task on a quiet
-machine, more under load, inside the write freeze. Here the same function of module_utils runs in-process with the
-same argument spec; on any other connection the module runs on the host as usual (``_execute_module``), so a
-playbook that targets a remote host still sends the requests from there. Like AsyncJobMixin._local in async_job.py.
+The admin API modules (maintenance_state, app_health) and deployment_rollout only send HTTP requests. On a local
+connection (every inventory of this collection: the playbooks run on the controller and reach the APIs over the
+network) the module would be packed, written to a temp dir and started as a new Python process to send them: ~0.3 s
+per task on a quiet machine, more under load, inside the write freeze. Here the same function of module_utils runs
+in-process with the same argument spec; on any other connection the module runs on the host as usual
+(``_execute_module``), so a playbook that targets a remote host still sends the requests from there. Like
+AsyncJobMixin._local in async_job.py.
 A task with an ``environment`` (e.g. a proxy for the admin API) also runs the module: the controller's process does
 not take the task's environment, the module's process does.
 """
@@ -28,6 +29,7 @@ class ControllerModuleAction(ActionBase):
     _supports_check_mode = True
     _supports_async = False
     ARGUMENT_SPEC = {}
+    MUTUALLY_EXCLUSIVE = None
 
     @staticmethod
     def RUN(params, check_mode):  # noqa: N802 - a class constant that is a function
@@ -49,7 +51,8 @@ class ControllerModuleAction(ActionBase):
         if not self._local() or self._environment():
             result.update(self._execute_module(task_vars=task_vars))
             return result
-        _validation, params = self.validate_argument_spec(argument_spec=self.ARGUMENT_SPEC)
+        _validation, params = self.validate_argument_spec(argument_spec=self.ARGUMENT_SPEC,
+                                                          mutually_exclusive=self.MUTUALLY_EXCLUSIVE)
         try:
             result.update(type(self).RUN(params, self._task.check_mode))
         except CarbotError as exc:
