@@ -16,14 +16,11 @@ __metaclass__ = type
 
 import json
 import time
+from urllib.error import HTTPError
 
 from ansible.module_utils.urls import open_url
 from ansible_collections.carbot.migration.plugins.module_utils.errors import CarbotError
 
-try:
-    from urllib.error import HTTPError
-except ImportError:  # pragma: no cover - Python 2 is not supported by this collection
-    HTTPError = Exception
 
 # The options every admin API module takes (doc fragment: the modules' own DOCUMENTATION).
 API_ARGUMENT_SPEC = dict(
@@ -37,7 +34,7 @@ API_ARGUMENT_SPEC = dict(
 MAINTENANCE_ARGUMENT_SPEC = dict(
     API_ARGUMENT_SPEC,
     state=dict(type="str", default="enabled", choices=["enabled", "disabled"]),
-    message=dict(type="str", default=""),
+    user_message=dict(type="str", default=""),
     read_first=dict(type="bool", default=True),
 )
 
@@ -128,7 +125,7 @@ def maintenance(params, check_mode, sleep=time.sleep):
             out["msg"] = "Maintenance mode would be %s." % params["state"]
             return out
         status, body, error, out["attempts"]["change"] = until(
-            lambda: request(params, "POST", "/admin/maintenance", {"enabled": want, "message": params["message"]}),
+            lambda: request(params, "POST", "/admin/maintenance", {"enabled": want, "message": params["user_message"]}),
             lambda s, b: s in (200, 201, 204), retries, delay, sleep)
         if status not in (200, 201, 204):
             raise AdminApiError("Could not set maintenance mode %s at %s after %d attempts (last status %s: %s)." % (

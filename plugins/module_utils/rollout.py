@@ -29,14 +29,28 @@ import traceback
 from ansible_collections.carbot.migration.plugins.module_utils.errors import CarbotError
 
 try:
-    from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
     from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
     import kubernetes
     from kubernetes.client.rest import ApiException
     IMPORT_ERROR = None
 except ImportError:
-    AUTH_ARG_SPEC = {}
     IMPORT_ERROR = traceback.format_exc()
+
+# The kubernetes.core authentication options deployment_rollout takes (doc fragment carbot.migration.k8s_auth), with
+# kubernetes.core's types and aliases; kubernetes.core's client reads every option not given, and the others
+# (username, password, proxy, impersonation, ...), from its K8S_AUTH_* environment variables, as in its own modules.
+# Declared here, not imported, so that the documentation and the argument spec do not need kubernetes.core installed
+# (ansible-doc, ansible-test sanity).
+K8S_AUTH_SPEC = dict(
+    kubeconfig=dict(type="raw", no_log=True),
+    context=dict(type="str"),
+    host=dict(type="str"),
+    api_key=dict(type="str", no_log=True),
+    validate_certs=dict(type="bool", aliases=["verify_ssl"]),
+    ca_cert=dict(type="path", aliases=["ssl_ca_cert"]),
+    client_cert=dict(type="path", aliases=["cert_file"]),
+    client_key=dict(type="path", aliases=["key_file"]),
+)
 
 REVISION = "deployment.kubernetes.io/revision"
 POD_TEMPLATE_HASH = "pod-template-hash"
@@ -342,7 +356,7 @@ def wait_for_rollout(watch, timeout, clock=time.monotonic, start=None):
 # carbot.migration.deployment_rollout: its options (with kubernetes.core's authentication options) and its run, shared
 # by the module and its action plugin (which runs it in the controller's process on a local connection).
 def argument_spec():
-    spec = dict(AUTH_ARG_SPEC)
+    spec = dict(K8S_AUTH_SPEC)
     spec.update(
         name=dict(type="str", required=True),
         namespace=dict(type="str", required=True),
@@ -393,7 +407,7 @@ def run(params, check_mode):
     try:
         # kubernetes.core's client (its auth options, kubeconfig, context, K8S_AUTH_* variables); the generated
         # AppsV1Api on its ApiClient needs no discovery for a Deployment.
-        api_client = get_api_client(**{k: v for k, v in params.items() if k in AUTH_ARG_SPEC}).client.client
+        api_client = get_api_client(**{k: v for k, v in params.items() if k in K8S_AUTH_SPEC}).client.client
         watch = DeploymentWatch(kubernetes.client.AppsV1Api(api_client), params["namespace"], params["name"],
                                 ApiException)
         out = _rollout(params, check_mode, watch)
@@ -407,8 +421,8 @@ def run(params, check_mode):
             fields.pop("before", None)
             msg = exc.msg
         else:
-            msg = "Could not roll out Deployment %s/%s: %s: %s" % (params["namespace"], params["name"],
-                                                                  type(exc).__name__, exc)
+            msg = "Could not roll out Deployment %s/%s: %s: %s" % (
+                params["namespace"], params["name"], type(exc).__name__, exc)
             fields["exception"] = traceback.format_exc()
         fields.setdefault("messages", [msg])
         if fields.get("result"):

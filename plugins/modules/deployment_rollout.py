@@ -35,7 +35,7 @@ description:
 version_added: 1.1.0
 author: CarBot operations (@carbot)
 extends_documentation_fragment:
-  - kubernetes.core.k8s_auth_options
+  - carbot.migration.k8s_auth
 options:
   name:
     description: Name of the Deployment (the name of O(definition) is set to it).
@@ -63,15 +63,13 @@ options:
     description: Seconds to wait for the rollout to complete.
     type: int
     default: 120
-requirements:
-  - kubernetes >= 24.2.0 (the python client, as for kubernetes.core)
 notes:
-  - Supports check mode. The write is the API server's dry run (C(dryRun=All)), so RV(changed) says whether the
+  - Supports check mode. The write is the API server's dry run (C(dryRun=All)), so C(changed) says whether the
     Deployment would change; nothing is waited for. Without O(definition) the Deployment is read once and its
     state returned (RV(rolled_out), RV(message)), without failing on an incomplete rollout.
-  - Talks to the API with the kubernetes python client and kubernetes.core's authentication options, so it finds
-    its cluster exactly as the C(kubernetes.core) tasks beside it do. It uses the generated C(AppsV1Api), so it
-    needs no API discovery.
+  - Talks to the API with the kubernetes python client through kubernetes.core's client (collection
+    C(kubernetes.core), a dependency of this collection), so it finds its cluster exactly as the C(kubernetes.core)
+    tasks beside it do. It uses the generated C(AppsV1Api), so it needs no API discovery.
 seealso:
   - module: kubernetes.core.k8s
   - module: kubernetes.core.k8s_rollback

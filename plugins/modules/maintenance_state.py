@@ -12,9 +12,9 @@ DOCUMENTATION = r"""
 module: maintenance_state
 short_description: Turn CarBot's maintenance mode on or off through the admin API and confirm it by reading it back
 description:
-  - With O(read_first), reads C(GET /admin/maintenance) first and changes nothing when the state is already the wanted
-    one (that read is then the confirmation). Otherwise sends C(POST /admin/maintenance) with O(state) and O(message)
-    until the API accepts it, then reads the state back until the API confirms it.
+  - With O(read_first), reads C(GET /admin/maintenance) first and changes nothing when the state is already the
+    wanted one (that read is then the confirmation). Otherwise sends C(POST /admin/maintenance) with O(state) and
+    O(user_message) until the API accepts it, then reads the state back until the API confirms it.
   - Each request is retried (O(retries), O(delay)) as the C(ansible.builtin.uri) tasks with C(until) it replaces were;
     the failure messages are theirs.
 version_added: 1.1.0
@@ -27,8 +27,8 @@ options:
     type: str
     choices: [enabled, disabled]
     default: enabled
-  message:
-    description: What the app shows its users while maintenance mode is on.
+  user_message:
+    description: What the app shows its users while maintenance mode is on (the API's C(message)).
     type: str
     default: ""
   read_first:
@@ -38,7 +38,7 @@ options:
     type: bool
     default: true
 notes:
-  - Supports check mode. The read runs (with O(read_first)); the change is not sent, RV(changed) says whether it
+  - Supports check mode. The read runs (with O(read_first)); the change is not sent, C(changed) says whether it
     would be.
 seealso:
   - module: carbot.migration.app_health
@@ -50,7 +50,7 @@ EXAMPLES = r"""
     api_url: "{{ carbot_api_url }}"
     api_token: "{{ carbot_api_token }}"
     state: enabled
-    message: CarBot is being updated and will be back in a few minutes.
+    user_message: CarBot is being updated and will be back in a few minutes.
 
 - name: Turn maintenance mode off (known to be on) and confirm it
   carbot.migration.maintenance_state:

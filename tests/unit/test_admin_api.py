@@ -63,7 +63,7 @@ def api():
 
 
 def params(url, **more):
-    out = dict(api_url=url, api_token="t0k", timeout=5, retries=2, delay=0.0, state="enabled", message="back soon",
+    out = dict(api_url=url, api_token="t0k", timeout=5, retries=2, delay=0.0, state="enabled", user_message="back soon",
                read_first=True)
     out.update(more)
     return out
