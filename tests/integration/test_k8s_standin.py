@@ -339,6 +339,28 @@ def test_kubernetes_core_modules_roll_out_fail_and_roll_back(cluster, tmp_path):
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "carbot/app:1.1"
 
 
+def test_deployment_rollout_applies_watches_fails_fast_and_times_out(cluster, tmp_path):
+    """carbot.migration.deployment_rollout over the stand-in's real socket (tests/integration/playbooks/
+    deployment_rollout.yml asserts each case); here: the revisions it left, as the API server keeps them."""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+               TMPDIR=str(tmp_path))
+    result = subprocess.run(
+        [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,",
+         str(REPO / "tests/integration/playbooks/deployment_rollout.yml"),
+         "-e", "k8s_standin_kubeconfig=%s" % cluster.kubeconfig, "-e", "k8s_standin_context=%s" % cluster.context,
+         "-e", "k8s_standin_namespace=%s" % cluster.namespace, "-e", "ansible_python_interpreter=%s" % sys.executable],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    deployment = cluster.standin.api.store.get(k8s_api.DEPLOYMENTS, cluster.namespace, APP)
+    assert deployment["metadata"]["annotations"][k8s_api.REVISION] == "7"
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "carbot/app:2.1-fail"
+    # the check-mode apply and undo wrote nothing: revisions 1 (1.0), 2 (1.1), 3 (1.0, undo), 4 (1.1, undo),
+    # 5 (2.0-fail), 6 (1.1, k8s_rollback), 7 (2.1-fail); one ReplicaSet per template
+    images = sorted(rs["spec"]["template"]["spec"]["containers"][0]["image"]
+                    for rs in cluster.standin.api.store.list(k8s_api.REPLICASETS, cluster.namespace))
+    assert images == ["carbot/app:1.0", "carbot/app:1.1", "carbot/app:2.0-fail", "carbot/app:2.1-fail"]
+
+
 # ------------------------------------------------------------------------------ seeding, persistence, CLI
 
 
