@@ -18,6 +18,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible.module_utils.common.parameters import _list_no_log_values, remove_values
 from ansible.plugins.action import ActionBase
 from ansible_collections.carbot.migration.plugins.module_utils.errors import CarbotError
 
@@ -54,7 +55,10 @@ class ControllerModuleAction(ActionBase):
         _validation, params = self.validate_argument_spec(argument_spec=self.ARGUMENT_SPEC,
                                                           mutually_exclusive=self.MUTUALLY_EXCLUSIVE)
         try:
-            result.update(type(self).RUN(params, self._task.check_mode))
+            outcome = type(self).RUN(params, self._task.check_mode)
         except CarbotError as exc:
-            result.update(exc.fail_kwargs(), failed=True, changed=exc.extra.get("changed", False))
+            outcome = dict(exc.fail_kwargs(), failed=True, changed=exc.extra.get("changed", False))
+        # what AnsibleModule.exit_json/fail_json do: a no_log option's value (the API token) never leaves in the
+        # result, whatever message quotes it
+        result.update(remove_values(outcome, _list_no_log_values(self.ARGUMENT_SPEC, params)))
         return result
