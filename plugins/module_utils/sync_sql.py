@@ -184,8 +184,8 @@ class Plan:
 
     def set_based_tables(self):
         """The statement-level tables synced set-based (see :func:`set_based_tables`)."""
-        return [legacy for legacy in self.statement_tables() if legacy in set_based_tables(self.tables,
-                                                                                            self.legacy_tables)]
+        set_based = set_based_tables(self.tables, self.legacy_tables)
+        return [legacy for legacy in self.statement_tables() if legacy in set_based]
 
     def raw_tables(self):
         """Target tables whose rows keep set-aside legacy values (``set_aside``): they get the raw trigger."""
