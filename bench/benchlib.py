@@ -9,6 +9,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / ".collections"))
 
 import psycopg2  # noqa: E402
+import psycopg2.sql  # noqa: E402
 from ansible_collections.carbot.migration.plugins.module_utils import mapping  # noqa: E402
 from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data  # noqa: E402
 
@@ -40,6 +41,22 @@ def generate(conn, scale, seed, shape=None):
     generator's result (counts per table)."""
     return legacy_data.generate(conn, (REPO / "sql" / "legacy" / "generate.sql").read_text(), seed, scale, LEGACY,
                                 shape)
+
+
+def generate_tenant(conn, fraction):
+    """The issue-14 tenant mix from bench/tenant_data.sql (not the project's generator; its header says what it
+    holds) at ``fraction`` (1.0 = 3.5 M rows); returns {"counts": {table: rows}} like :func:`generate`."""
+    conn.autocommit = False
+    with conn.cursor() as cur:
+        cur.execute("SELECT set_config('search_path', %s, false), set_config('carbot.tenant_fraction', %s, false)",
+                    (LEGACY, str(fraction)))
+        cur.execute((REPO / "bench" / "tenant_data.sql").read_text())
+        counts = {}
+        for name in legacy_data.LEGACY_TABLES:
+            cur.execute(psycopg2.sql.SQL("SELECT count(*) FROM {}").format(psycopg2.sql.Identifier(LEGACY, name)))
+            counts[name] = cur.fetchone()[0]
+    conn.commit()
+    return {"counts": counts}
 
 
 def add_shape_arguments(parser):

@@ -51,6 +51,7 @@ from benchlib import (
     connect,
     create_legacy_database,
     generate,
+    generate_tenant,
     shape_of,
 )
 
@@ -236,21 +237,33 @@ def main():
                         help="also time ansible-playbook playbooks/migrate.yml end to end on the same data")
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat the engine, pg_dump|pg_restore (and the playbook) this many times, alternating")
+    parser.add_argument("--dataset", choices=("generator", "tenant"), default="generator",
+                        help="generator: sql/legacy/generate.sql at --scale (and the shape options); tenant: "
+                             "bench/tenant_data.sql, issue 14's tenant mix written apart from the generator")
+    parser.add_argument("--tenant-fraction", type=float, default=1.0,
+                        help="with --dataset tenant: 1.0 = the issue's 3.5 M rows (300 workshops)")
     add_shape_arguments(parser)
     args = parser.parse_args()
     shape = shape_of(args)
+    if args.dataset == "tenant" and shape:
+        parser.error("the shape options belong to --dataset generator")
 
     base = tempfile.mkdtemp(prefix="carbot-bench-")
     cluster = LocalCluster(os.path.join(base, "pg"))
     cluster.ensure_started(PASSWORD)
     facts = cluster.facts()
     port = facts["port"]
-    print("carbot.migration copy bench: scale %s, seed %s, shape %s, PostgreSQL %s on port %s, %s cores, load %s"
-          % (args.scale, args.seed, shape or "default mix", facts["version"], port, os.cpu_count(),
-             " ".join("%.1f" % x for x in os.getloadavg())), flush=True)
+    data = ("tenant mix (bench/tenant_data.sql), fraction %s" % args.tenant_fraction if args.dataset == "tenant"
+            else "scale %s, seed %s, shape %s" % (args.scale, args.seed, shape or "default mix"))
+    print("carbot.migration copy bench: %s, PostgreSQL %s on port %s, %s cores, load %s"
+          % (data, facts["version"], port, os.cpu_count(), " ".join("%.1f" % x for x in os.getloadavg())),
+          flush=True)
     try:
         conn = create_legacy_database(port)
-        _took, gen = timed("generate legacy data", lambda: generate(conn, args.scale, args.seed, shape))
+        if args.dataset == "tenant":
+            _took, gen = timed("generate the tenant mix", lambda: generate_tenant(conn, args.tenant_fraction))
+        else:
+            _took, gen = timed("generate legacy data", lambda: generate(conn, args.scale, args.seed, shape))
         print("  legacy rows: %d" % sum(gen["counts"].values()))
         apply_mapping(conn)
         specs = copy_engine.resolve(conn, copy_engine.order_tables(mapping.TABLES), LEGACY, MAPPING, TARGET)
@@ -345,7 +358,9 @@ def main():
                 print("  %-34s %5.2f  (<= %.1f)  %s" % (label, value, target, "ok" if value <= target else "OVER"))
         if args.json:
             with open(args.json, "w") as handle:
-                json.dump({"scale": args.scale, "shape": shape, "load": os.getloadavg(),
+                json.dump({"scale": args.scale, "shape": shape, "dataset": args.dataset,
+                           "tenant_fraction": args.tenant_fraction if args.dataset == "tenant" else None,
+                           "load": os.getloadavg(),
                            "tables": {n: {"rows": r["scanned"], "seconds": r["elapsed"],
                                           "rows_per_second": r["rows_per_second"]}
                                       for n, r in result["tables"].items()},
