@@ -646,7 +646,8 @@ def statement_trigger_function(plan, legacy, sequences=None, reverse_active=Fals
                     "WHERE x.m > coalesce(pg_sequence_last_value({seq}::regclass), 0);").format(
                     seq=sql.Literal(seq["target_seq"]), c=_id(seq["column"])))
         body.append(sql.SQL("IF TG_OP = {op} THEN BEGIN {stmts} EXCEPTION WHEN {errors} THEN {fb} END; END IF;").format(
-            op=sql.Literal(op), stmts=_join(stmts, " "), errors=sql.SQL(DATA_ERRORS), fb=_per_key_quarantining(plan, t, keys_sql)))
+            op=sql.Literal(op), stmts=_join(stmts, " "), errors=sql.SQL(DATA_ERRORS),
+            fb=_per_key_quarantining(plan, t, keys_sql)))
     body.extend(_unguard() if reverse_active else [sql.SQL("RETURN NULL;")])
     return _function(plan.fn("stmt_" + legacy), sql.SQL(""), sql.SQL("trigger"),
                      [sql.SQL("v_ck record;"), sql.SQL("v_one integer;")], body)
@@ -694,7 +695,14 @@ def keyed_statement_trigger_function(plan, legacy, sequences=None, reverse_activ
         return sql.SQL("FOR v_ck IN SELECT DISTINCT {kc} FROM ({ks}) k0 ORDER BY {kc} LOOP {call} END LOOP;").format(
             kc=kc, ks=keys_sql, call=calls("v_ck", deep))
 
+    row_key = _key_text([sql.SQL("v_row.{}").format(_id(c)) for c in skeys])
+
     def per_row(rows_sql, deep, before=None, after=None):
+        """The fallback, row by row, each row (with its chat session calls) in its own block, in two passes: the
+        first notes the rows that fail, the second (after the dependents) tries those again and quarantines a row
+        that fails again (``sync failed: ...``, the legacy row as the row trigger quarantined it) with one WARNING.
+        The second try is for rows that failed only because another row of the statement was synced after them
+        (a user taking over an address another user of the same statement gives up: carbot_v2's unique email)."""
         quarantine = _join([sql.SQL(
             "INSERT INTO {q} (target_table, source_table, source_pk, reason, row_data, run_id) "
             "VALUES ({name}, {src}, {kt}, v_msg, to_jsonb(v_row), {run}) ON CONFLICT (target_table, source_pk) "
@@ -703,13 +711,19 @@ def keyed_statement_trigger_function(plan, legacy, sequences=None, reverse_activ
             q=q, name=sql.Literal(t["target"]), src=sql.Literal(legacy),
             kt=_key_text([sql.SQL("v_row.{}").format(_id(c)) for c in t["source_key"]]), run=sql.Literal(SYNC_RUN_ID))
             for t in targets], " ")
-        return sql.SQL(
-            "FOR v_row IN {rows} LOOP BEGIN {before}{call}{after} EXCEPTION WHEN {errors} THEN "
+        names = dict(rows=rows_sql, call=calls("v_row", deep), errors=sql.SQL(DATA_ERRORS),
+                     pre=sql.Literal(SYNC_FAILED), quarantine=quarantine, before=before or sql.SQL(""),
+                     after=after or sql.SQL(""), kt=row_key,
+                     rkt=_key_text([sql.SQL("r.{}").format(_id(c)) for c in skeys]))
+        first = sql.SQL("FOR v_row IN {rows} LOOP BEGIN {before}{call}{after} EXCEPTION WHEN {errors} THEN "
+                        "v_failed := v_failed || {kt}; END; END LOOP;").format(**names)
+        again = sql.SQL(
+            "IF cardinality(v_failed) > 0 THEN FOR v_row IN SELECT * FROM ({rows}) r WHERE {rkt} = ANY(v_failed) LOOP "
+            "BEGIN {before}{call}{after} EXCEPTION WHEN {errors} THEN "
             "v_msg := {pre} || SQLERRM || ' (SQLSTATE ' || SQLSTATE || ')'; {quarantine} "
             "RAISE WARNING 'carbot.migration: the sync of %.% could not map the row (%); it is quarantined, the "
-            "write goes through', TG_TABLE_SCHEMA, TG_TABLE_NAME, v_msg; END; END LOOP;").format(
-            rows=rows_sql, call=calls("v_row", deep), errors=sql.SQL(DATA_ERRORS), pre=sql.Literal(SYNC_FAILED),
-            quarantine=quarantine, before=before or sql.SQL(""), after=after or sql.SQL(""))
+            "write goes through', TG_TABLE_SCHEMA, TG_TABLE_NAME, v_msg; END; END LOOP; END IF;").format(**names)
+        return first, again
 
     def staying_then_per_key(keys_sql, declare):
         """UPDATE: the keys whose row is in the target and stays there (the view maps it) set-based, the rest
@@ -760,19 +774,18 @@ def keyed_statement_trigger_function(plan, legacy, sequences=None, reverse_activ
 
     def dependents(rows_sql, own_keys_sql, guarded):
         """The keys EXTRA_DEPENDENCIES selects for the statement's rows, each synced once, in key order, after the
-        statement's own keys: in the statement's block without the own keys (synced already, from the same state:
-        the views read only the legacy schema), or (``guarded``, the fallback) each in its own block, own keys
-        included (a row that failed because another row of the statement still held its value is synced again)."""
+        statement's own keys, which they leave out (synced already, from the same state: the views read only the
+        legacy schema); in the fallback (``guarded``) each key in its own block."""
         out = []
         for child, query in deps:
             ck = _join(_id(c) for c in child["source_key"])
             keys_sql = sql.SQL("SELECT {ck} FROM ({query}) d").format(ck=ck, query=sql.SQL(query).format(
                 legacy=_id(plan.legacy), mapping=_id(plan.mapping), rows=rows_sql))
+            if child["source"] == legacy:
+                keys_sql = sql.SQL("{} EXCEPT SELECT {} FROM ({}) o").format(keys_sql, ck, own_keys_sql)
             if guarded:
                 out.append(_per_key_quarantining(plan, child, keys_sql))
                 continue
-            if child["source"] == legacy:
-                keys_sql = sql.SQL("{} EXCEPT SELECT {} FROM ({}) o").format(keys_sql, ck, own_keys_sql)
             out.append(sql.SQL("FOR v_ck IN SELECT DISTINCT {ck} FROM ({ks}) k0 ORDER BY {ck} LOOP {call} END LOOP;")
                        .format(ck=ck, ks=keys_sql, call=_call_sync(
                            plan, child, [sql.SQL("v_ck.{}").format(_id(c)) for c in child["source_key"]], "true")))
@@ -827,7 +840,8 @@ def keyed_statement_trigger_function(plan, legacy, sequences=None, reverse_activ
         old_after = sql.SQL(" PERFORM {fn}(v_row.workshop_id, v_row.kunde_id, NULL, false);").format(fn=sessions)
         row_after["UPDATE_OLD"] = row_after["DELETE"] = old_after
 
-    declare = [sql.SQL("v_ck record;"), sql.SQL("v_row record;"), sql.SQL("v_msg text;"), sql.SQL("v_cv record;")]
+    declare = [sql.SQL("v_ck record;"), sql.SQL("v_row record;"), sql.SQL("v_msg text;"), sql.SQL("v_cv record;"),
+               sql.SQL("v_failed text[];")]
     o_n = _join([sql.SQL("n.{c} = o.{c}").format(c=_id(c)) for c in skeys], " AND ")
     insert_keys = sql.SQL("SELECT {} FROM nt").format(kc)
     update_keys = sql.SQL("SELECT {kc} FROM ot UNION ALL SELECT {kc} FROM nt").format(kc=kc)
@@ -861,7 +875,8 @@ def keyed_statement_trigger_function(plan, legacy, sequences=None, reverse_activ
     for op, own_keys, rows, step, fallback in events:
         step = ([sessions_before[op]] if op in sessions_before else []) + step + dependents(rows, own_keys, False) + (
             [sessions_after[op]] if op in sessions_after else [])
-        fallback = fallback + dependents(rows, own_keys, True)
+        fallback = ([sql.SQL("v_failed := '{}';")] + [first for first, _again in fallback]
+                    + dependents(rows, own_keys, True) + [again for _first, again in fallback])
         body.append(sql.SQL("IF TG_OP = {op} THEN BEGIN {step} EXCEPTION WHEN {errors} THEN {fb} END; END IF;").format(
             op=sql.Literal(op), step=_join(step, " "), errors=sql.SQL(DATA_ERRORS), fb=_join(fallback, " ")))
     if reverse_active:

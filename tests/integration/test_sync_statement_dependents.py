@@ -1,0 +1,318 @@
+"""users, workshops and chat_messages synced per statement (issue 14), against a real PostgreSQL and the real mapping.
+
+Their trigger reads more of a row than its key (the chat session of a message's old and new conversation and time,
+the organizations of an owner's old and new email, the case-duplicate users of an address, the '-v2' slug twin);
+the statement trigger re-derives those from the whole transition tables. Each test writes many rows in one
+statement and then compares carbot_v2 twice: with the mapping views (counts, checksums, integrity: ``assert_valid``)
+and with an oracle that is not the mapping (the sessions recomputed from the legacy messages in the test, the
+slugs, emails and organizations the test expects by hand). The first two tests fail on the row trigger (one call
+per row); the others prove that the statement trigger ends where the row trigger did.
+"""
+
+import uuid
+
+import pytest
+from test_sync import assert_valid, build_migrated
+
+FORWARD_TABLES = ("users", "workshops", "chat_messages")
+
+
+@pytest.fixture(scope="module")
+def migrated(make_database):
+    db = make_database("syncstmt")
+    build_migrated(db)
+    assert_valid(db)
+    return db
+
+
+def mapped_workshop(db, offset=0):
+    return str(db.scalar("SELECT w.id FROM public.workshops w WHERE EXISTS (SELECT 1 FROM carbot_v2.workshops t "
+                         "WHERE t.id = w.id) ORDER BY w.id OFFSET %s LIMIT 1", (offset,)))
+
+
+def sessions_oracle(db, conversations):
+    """{(workshop, kunde): (started_at, last_message_at)} as the legacy messages say (computed here, not by the
+    view), for the conversations whose workshop is in carbot_v2; and the same read from carbot_v2.chat_sessions."""
+    expected, actual = {}, {}
+    for ws, kunde in conversations:
+        rows = db.query("SELECT min(m.created_at), max(m.created_at), count(*) FROM public.chat_messages m "
+                        "WHERE m.workshop_id = %s AND m.kunde_id = %s", (ws, kunde))
+        lo, hi, n = rows[0]
+        if n:
+            expected[(ws, kunde)] = (lo, hi)
+        got = db.query("SELECT started_at, last_message_at FROM carbot_v2.chat_sessions "
+                       "WHERE workshop_id = %s AND client_key = %s", (ws, kunde))
+        if got:
+            actual[(ws, kunde)] = got[0]
+    return expected, actual
+
+
+def assert_sessions(db, conversations):
+    expected, actual = sessions_oracle(db, conversations)
+    assert actual == expected
+    return expected
+
+
+def function_calls(db, statement, args=None):
+    """Run ``statement`` in a transaction with track_functions on: {function name: calls} of the sync functions."""
+    conn = db.connect(autocommit=False)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET LOCAL track_functions = 'all'")
+            cur.execute(statement, args)
+            cur.execute("SELECT funcname, calls FROM pg_stat_xact_user_functions WHERE schemaname = 'carbot_migration'")
+            calls = dict(cur.fetchall())
+        conn.commit()
+    finally:
+        conn.close()
+    return calls
+
+
+def test_users_workshops_and_chat_messages_carry_statement_triggers_and_no_row_trigger(migrated):
+    db = migrated
+    for table in FORWARD_TABLES:
+        triggers = dict(db.query(
+            "SELECT tgname, (tgtype & 1) = 1 FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname LIKE "
+            "'carbot\\_sync\\_fwd%%'", ("public." + table,)))
+        assert triggers == {"carbot_sync_fwd": False, "carbot_sync_fwd_upd": False, "carbot_sync_fwd_del": False,
+                            "carbot_sync_fwd_truncate": False}, (table, triggers)
+    assert db.scalar("SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n "
+                     "ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND t.tgname LIKE 'carbot\\_sync%%' "
+                     "AND (t.tgtype & 1) = 1") == 0  # no row trigger left on any legacy table
+    assert db.scalar("SELECT count(*) FROM pg_proc WHERE proname LIKE 'carbot\\_sync\\_trg\\_%%'") == 0
+
+
+def test_a_multi_row_insert_of_messages_is_one_trigger_call(migrated):
+    """1 trigger call for 40 messages in two conversations; the per-key function once per message, the session
+    function at most twice per conversation (its first and last time)."""
+    db = migrated
+    ws = mapped_workshop(db)
+    calls = function_calls(db, "INSERT INTO public.chat_messages (workshop_id, kunde_id, sender, message, created_at) "
+                               "SELECT %s, 'calls-' || (g %% 2), 'user', 'm' || g, '2025-03-01'::timestamptz "
+                               "+ g * interval '1 minute' FROM generate_series(1, 40) g", (ws,))
+    assert calls.get("carbot_sync_stmt_chat_messages") == 1, calls
+    assert calls.get("carbot_sync_chat_messages") == 40, calls
+    assert calls.get("carbot_sync_chat_sessions") == 4, calls
+    assert "carbot_sync_trg_chat_messages" not in calls
+    assert_sessions(db, [(ws, "calls-0"), (ws, "calls-1")])
+
+
+def test_a_multi_row_insert_of_messages_widens_an_existing_session_and_starts_a_new_one(migrated):
+    """One INSERT: messages before the existing session's first and after its last message, a NULL and an infinite
+    time, and a new conversation whose messages arrive out of order (one with no time). Each session ends as the
+    legacy messages say, as the row trigger's call per message left it."""
+    db = migrated
+    ws, kunde = db.query("SELECT s.workshop_id, s.client_key FROM carbot_v2.chat_sessions s "
+                         "WHERE s.started_at < s.last_message_at ORDER BY s.id LIMIT 1")[0]
+    ws = str(ws)
+    before = assert_sessions(db, [(ws, kunde)])[(ws, kunde)]
+    db.query("INSERT INTO public.chat_messages (workshop_id, kunde_id, sender, message, created_at) VALUES "
+             "(%(ws)s, %(k)s, 'user', 'frueh', %(lo)s::timestamptz - interval '1 day'), "
+             "(%(ws)s, %(k)s, 'bot', 'spaet', %(hi)s::timestamptz + interval '1 day'), "
+             "(%(ws)s, %(k)s, 'bot', 'ohne Zeit', NULL), "
+             "(%(ws)s, 'neu-multi', 'bot', 'zweite', '2025-05-02'), "
+             "(%(ws)s, 'neu-multi', 'user', 'ohne Zeit', NULL), "
+             "(%(ws)s, 'neu-multi', 'user', 'erste', '2025-05-01'), "
+             "(%(ws)s, 'neu-inf', 'user', 'unendlich', 'infinity'), "
+             "(%(ws)s, 'neu-inf', 'user', 'minus unendlich', '-infinity'), "
+             "(%(ws)s, 'neu-null', 'user', 'nie', NULL)",
+             {"ws": ws, "k": kunde, "lo": before[0], "hi": before[1]})
+    got = assert_sessions(db, [(ws, kunde), (ws, "neu-multi"), (ws, "neu-inf"), (ws, "neu-null")])
+    assert got[(ws, kunde)][0] < before[0] and got[(ws, kunde)][1] > before[1]
+    assert [str(v.date()) for v in got[(ws, "neu-multi")]] == ["2025-05-01", "2025-05-02"]
+    assert got[(ws, "neu-null")] == (None, None)
+    assert db.query("SELECT started_at::text, last_message_at::text FROM carbot_v2.chat_sessions "
+                    "WHERE workshop_id = %s AND client_key = 'neu-inf'", (ws,)) == [("-infinity", "infinity")]
+    assert_valid(db)
+
+
+def test_a_multi_row_delete_of_a_customers_chat_removes_or_reaggregates_the_sessions(migrated):
+    """A GDPR erasure deletes a customer's whole chat in one statement (its session goes); another DELETE takes the
+    first and the last message of a conversation (its session shrinks to what is left)."""
+    db = migrated
+    ws = mapped_workshop(db, 1)
+    db.query("INSERT INTO public.chat_messages (workshop_id, kunde_id, sender, message, created_at) "
+             "SELECT %s, k, 'user', 'm' || g, '2025-06-01'::timestamptz + g * interval '1 hour' "
+             "FROM generate_series(1, 6) g, unnest(ARRAY['gdpr-weg', 'gdpr-rest']) k", (ws,))
+    assert_sessions(db, [(ws, "gdpr-weg"), (ws, "gdpr-rest")])
+    calls = function_calls(db, "DELETE FROM public.chat_messages WHERE kunde_id = 'gdpr-weg'")
+    assert calls.get("carbot_sync_stmt_chat_messages") == 1 and calls.get("carbot_sync_chat_sessions") == 1, calls
+    assert db.scalar("SELECT count(*) FROM carbot_v2.chat_sessions WHERE client_key = 'gdpr-weg'") == 0
+    assert db.scalar("SELECT count(*) FROM carbot_v2.chat_messages m JOIN carbot_v2.chat_sessions s "
+                     "ON s.id = m.session_id WHERE s.client_key = 'gdpr-weg'") == 0
+    db.query("DELETE FROM public.chat_messages WHERE workshop_id = %s AND kunde_id = 'gdpr-rest' AND created_at IN "
+             "(SELECT min(created_at) FROM public.chat_messages WHERE kunde_id = 'gdpr-rest' UNION "
+             "SELECT max(created_at) FROM public.chat_messages WHERE kunde_id = 'gdpr-rest')", (ws,))
+    got = assert_sessions(db, [(ws, "gdpr-weg"), (ws, "gdpr-rest")])
+    assert [v.hour for v in got[(ws, "gdpr-rest")]] == [2, 5]
+    assert_valid(db)
+
+
+def test_an_update_moving_messages_between_conversations(migrated):
+    """One UPDATE moves the first message of conversation A and another to the existing conversation B, one to a
+    new conversation C, and re-times a message of B; a second UPDATE moves all of D's messages to E (D's session
+    goes) and changes the key of one of them (both its conversations re-aggregated)."""
+    db = migrated
+    ws = mapped_workshop(db, 2)
+    db.query("INSERT INTO public.chat_messages (workshop_id, kunde_id, sender, message, created_at) "
+             "SELECT %s, k, 'user', k || g, '2025-07-01'::timestamptz + g * interval '1 day' "
+             "FROM generate_series(1, 4) g, unnest(ARRAY['mv-a', 'mv-b', 'mv-d', 'mv-e']) k", (ws,))
+    ids = dict(((k, int(m[-1])), i) for i, k, m in db.query(
+        "SELECT id, kunde_id, message FROM public.chat_messages WHERE workshop_id = %s AND kunde_id LIKE 'mv-%%'",
+        (ws,)))
+    convs = [(ws, "mv-" + c) for c in "abcde"]
+    db.query("UPDATE public.chat_messages SET kunde_id = CASE WHEN id IN (%(a1)s, %(a3)s) THEN 'mv-b' "
+             "WHEN id = %(a4)s THEN 'mv-c' ELSE kunde_id END, "
+             "created_at = CASE WHEN id = %(b2)s THEN '2030-01-01' ELSE created_at END "
+             "WHERE id IN (%(a1)s, %(a3)s, %(a4)s, %(b2)s)",
+             {"a1": ids[("mv-a", 1)], "a3": ids[("mv-a", 3)], "a4": ids[("mv-a", 4)], "b2": ids[("mv-b", 2)]})
+    got = assert_sessions(db, convs)
+    assert [v.day for v in got[(ws, "mv-a")]] == [3, 3]  # only its second message (July 3) is left
+    assert got[(ws, "mv-b")][1].year == 2030 and got[(ws, "mv-b")][0].day == 2
+    assert (ws, "mv-c") in got
+    new_id = db.scalar("SELECT max(id) + 1000 FROM public.chat_messages")
+    db.query("UPDATE public.chat_messages SET kunde_id = 'mv-e', id = CASE WHEN id = %s THEN %s ELSE id END "
+             "WHERE workshop_id = %s AND kunde_id = 'mv-d'", (ids[("mv-d", 1)], new_id, ws))
+    got = assert_sessions(db, convs)
+    assert (ws, "mv-d") not in got and db.scalar(
+        "SELECT count(*) FROM carbot_v2.chat_sessions WHERE workshop_id = %s AND client_key = 'mv-d'", (ws,)) == 0
+    assert db.scalar("SELECT count(*) FROM carbot_v2.chat_messages WHERE id = %s", (ids[("mv-d", 1)],)) == 0
+    assert db.scalar("SELECT count(*) FROM carbot_v2.chat_messages WHERE id = %s", (new_id,)) == 1
+    assert_valid(db)
+
+
+def new_user(db, email, created_at, uid=None):
+    uid = uid or str(uuid.uuid4())
+    db.query("INSERT INTO public.users (id, email, full_name, role, created_at) VALUES (%s, %s, 'Statement Test', "
+             "'owner', %s)", (uid, email, created_at))
+    return uid
+
+
+def target_user(db, uid):
+    return db.query("SELECT email, legacy_raw->>'email_duplicate_of' FROM carbot_v2.users WHERE id = %s", (uid,))[0]
+
+
+def organization_email_of(db, workshop):
+    return db.scalar("SELECT o.email FROM carbot_v2.workshops w JOIN carbot_v2.organizations o "
+                     "ON o.id = w.organization_id WHERE w.id = %s", (workshop,))
+
+
+@pytest.mark.parametrize("taker_in_statement", [False, True], ids=["taker-a-dependent", "taker-in-the-statement"])
+def test_a_multi_row_update_of_users_swaps_case_duplicates_and_moves_an_owners_workshops(migrated, taker_in_statement):
+    """Users first (2020) and second (2021) share an address up to case: the first has it in carbot_v2, the second
+    is its duplicate. One UPDATE of several users gives the first another address: the second now owns the address
+    (a dependent of the statement, or in it, renamed), the first's workshop (no owner_email of its own: its
+    organization is keyed by the owner's address) moves to the organization of the new address; a third user, in
+    no statement, is the next duplicate. With the second in the statement, the statement's block meets carbot_v2's
+    unique email (the rows are upserted in one statement, the taker may come first) and the row-by-row fallback,
+    with its second try, ends in the same state."""
+    db = migrated
+    tag = uuid.uuid4().hex[:6]
+    addr, moved = "swap-%s@example.de" % tag, "moved-%s@example.de" % tag
+    first = new_user(db, addr, "2020-01-01")
+    second = new_user(db, " " + addr.upper(), "2021-01-01")
+    third = new_user(db, addr.capitalize(), "2022-01-01")
+    bystander = new_user(db, "bystander-%s@example.de" % tag, "2020-01-01")
+    ws = str(uuid.uuid4())
+    db.query("INSERT INTO public.workshops (id, owner_id, name, slug, business_type, is_active, created_at) "
+             "VALUES (%s, %s, 'Owner moves', %s, 'independent', true, now())", (ws, first, "owner-moves-" + tag))
+    assert target_user(db, first) == (addr, None) and target_user(db, second) == (None, first)
+    assert organization_email_of(db, ws) == addr
+    written = [first, bystander] + ([second] if taker_in_statement else [])
+    db.query("UPDATE public.users SET email = CASE WHEN id = %s THEN %s ELSE email END, full_name = 'Renamed' "
+             "WHERE id = ANY(%s::uuid[])", (first, moved, written))
+    assert target_user(db, first) == (moved, None)
+    assert target_user(db, second) == (addr, None)
+    assert target_user(db, third) == (None, second)
+    assert organization_email_of(db, ws) == moved
+    assert db.scalar("SELECT count(*) FROM carbot_v2.organizations WHERE email = %s", (addr,)) == 0
+    assert db.scalar("SELECT count(*) FROM carbot_v2.users WHERE id = ANY(%s::uuid[]) AND full_name = 'Renamed'",
+                     (written,)) == len(written)
+    assert db.scalar("SELECT count(*) FROM carbot_v2.migration_quarantine WHERE target_table = 'users' "
+                     "AND source_pk = ANY(%s)", ([first, second, third],)) == 0
+    assert_valid(db)
+
+
+def test_a_multi_row_update_of_200_users_is_one_trigger_call(migrated):
+    db = migrated
+    calls = function_calls(db, "UPDATE public.users SET last_login_at = now() WHERE id IN "
+                               "(SELECT id FROM public.users ORDER BY id LIMIT 200)")
+    assert calls.get("carbot_sync_stmt_users") == 1, calls
+    assert "carbot_sync_trg_users" not in calls
+    assert_valid(db)
+
+
+def test_a_multi_row_slug_change_creates_and_removes_v2_twins(migrated):
+    """One UPDATE renames workshop x away (its twin x-v2 loses its suffix in carbot_v2) and renames another workshop
+    to y (the stripped twin y-v2 gets its suffix back); one DELETE removes z and z-v2's base z2 (both twins
+    stripped)."""
+    db = migrated
+    tag = uuid.uuid4().hex[:6]
+
+    def workshop(slug):
+        wid = str(uuid.uuid4())
+        db.query("INSERT INTO public.workshops (id, name, slug, owner_email, business_type, is_active, created_at) "
+                 "VALUES (%s, %s, %s, %s, 'independent', true, now())",
+                 (wid, "Twin " + slug, slug, slug + "@t.example"))
+        return wid
+
+    def slug(wid):
+        return db.scalar("SELECT slug FROM carbot_v2.workshops WHERE id = %s", (wid,))
+
+    x, x2 = workshop("x-" + tag), workshop("x-%s-v2" % tag)
+    y2, other = workshop("y-%s-v2" % tag), workshop("other-" + tag)
+    z, z2, zv, z2v = workshop("z-" + tag), workshop("z2-" + tag), workshop("z-%s-v2" % tag), workshop("z2-%s-v2" % tag)
+    assert (slug(x2), slug(y2), slug(zv), slug(z2v)) == ("x-%s-v2" % tag, "y-" + tag, "z-%s-v2" % tag,
+                                                         "z2-%s-v2" % tag)
+    db.query("UPDATE public.workshops SET slug = CASE WHEN id = %s THEN %s ELSE %s END WHERE id IN (%s, %s)",
+             (x, "x-away-" + tag, "y-" + tag, x, other))
+    assert (slug(x), slug(x2), slug(other), slug(y2)) == ("x-away-" + tag, "x-" + tag, "y-" + tag, "y-%s-v2" % tag)
+    db.query("DELETE FROM public.workshops WHERE id IN (%s, %s)", (z, z2))
+    assert (slug(zv), slug(z2v)) == ("z-" + tag, "z2-" + tag)
+    assert_valid(db)
+
+
+def test_a_data_error_in_a_multi_row_statement_quarantines_only_that_row(migrated):
+    """A carbot_v2 rule the mapping does not know breaks one message of a multi-row INSERT and one user of a
+    multi-row UPDATE: the statement's block fails, the fallback syncs row by row; the one row is quarantined
+    ('sync failed: ...', one WARNING), the others and the session are synced, the app's write goes through."""
+    db = migrated
+    ws = mapped_workshop(db, 3)
+    db.query("ALTER TABLE carbot_v2.chat_messages ADD CONSTRAINT stmt_no_boom CHECK (message IS DISTINCT FROM 'BOOM') "
+             "NOT VALID")
+    db.query("ALTER TABLE carbot_v2.users ADD CONSTRAINT stmt_no_boom CHECK (full_name IS DISTINCT FROM 'BOOM') "
+             "NOT VALID")
+    try:
+        conn = db.connect()
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO public.chat_messages (workshop_id, kunde_id, sender, message, created_at) "
+                        "SELECT %s, 'boom-chat', 'user', CASE WHEN g = 3 THEN 'BOOM' ELSE 'ok' END, "
+                        "'2025-08-01'::timestamptz + g * interval '1 hour' FROM generate_series(1, 5) g "
+                        "RETURNING id, message", (ws,))
+            boom = [i for i, m in cur.fetchall() if m == "BOOM"][0]
+        assert sum("quarantined, the write goes through" in n for n in conn.notices) == 1, conn.notices
+        assert db.scalar("SELECT count(*) FROM carbot_v2.chat_messages m JOIN carbot_v2.chat_sessions s "
+                         "ON s.id = m.session_id WHERE s.workshop_id = %s AND s.client_key = 'boom-chat'", (ws,)) == 4
+        reason = db.scalar("SELECT reason FROM carbot_v2.migration_quarantine WHERE target_table = 'chat_messages' "
+                           "AND source_pk = %s", (str(boom),))
+        assert reason.startswith("sync failed: ") and "stmt_no_boom" in reason, reason
+        assert_sessions(db, [(ws, "boom-chat")])
+        users = [str(r[0]) for r in db.query("SELECT u.id FROM public.users u JOIN carbot_v2.users t ON t.id = u.id "
+                                             "ORDER BY u.id LIMIT 10")]
+        del conn.notices[:]
+        with conn.cursor() as cur:
+            cur.execute("UPDATE public.users SET full_name = CASE WHEN id = %s THEN 'BOOM' ELSE 'Bulk Name' END "
+                        "WHERE id = ANY(%s::uuid[])", (users[4], users))
+        assert sum("quarantined, the write goes through" in n for n in conn.notices) == 1, conn.notices
+        conn.close()
+        assert db.scalar("SELECT count(*) FROM carbot_v2.users WHERE id = ANY(%s::uuid[]) AND full_name = "
+                         "'Bulk Name'", (users,)) == 9
+        assert db.scalar("SELECT reason FROM carbot_v2.migration_quarantine WHERE target_table = 'users' "
+                         "AND source_pk = %s", (users[4],)).startswith("sync failed: ")
+        db.query("UPDATE public.chat_messages SET message = 'fixed' WHERE id = %s", (boom,))
+        db.query("UPDATE public.users SET full_name = 'Fixed' WHERE id = %s", (users[4],))
+        assert db.scalar("SELECT count(*) FROM carbot_v2.migration_quarantine WHERE reason LIKE 'sync failed%%'") == 0
+        assert_valid(db)
+    finally:
+        db.query("ALTER TABLE carbot_v2.chat_messages DROP CONSTRAINT stmt_no_boom")
+        db.query("ALTER TABLE carbot_v2.users DROP CONSTRAINT stmt_no_boom")
