@@ -13,10 +13,10 @@ databases; the medians are compared:
 * ``update N appointments, one statement``: a table with children, synced per statement (keyed);
 * ``update 200 appointments, 200 statements``: the same one row per statement (the app's single-row writes);
 * chat_messages (keyed, with the chat session of every conversation, issue 14): ``insert N chat messages, one
-  statement`` into a new conversation and into an existing one, ``delete a customer's chat, one statement``
-  (a GDPR erasure: every message of the first message's conversation), ``delete N chat messages, one statement``
-  (the oldest, over many conversations), ``update N chat messages, one statement`` (moved to another conversation),
-  ``insert 200 chat messages, 200 statements``;
+  statement`` into a new conversation and into an existing one (the largest whose workshop is in carbot_v2),
+  ``delete a customer's chat, one statement`` (a GDPR erasure: every message of that conversation), ``delete N chat
+  messages, one statement`` (the oldest, over many conversations), ``update N chat messages, one statement`` (moved
+  to another conversation), ``insert 200 chat messages, 200 statements`` (into that conversation);
 * users and workshops (keyed, with their EXTRA_DEPENDENCIES): ``update 200 users, one statement`` (last login),
   ``update 200 users, 200 statements``, ``update 50 workshops, one statement``.
 
@@ -85,7 +85,7 @@ def build(kw, scale, with_sync, tree=None):
     conn.close()
 
 
-def kinds(n):
+def kinds(n, conversation):
     one_event = ("INSERT INTO public.analytics_events (workshop_id, event_type, created_at) "
                  "SELECT id, 'bench', now() FROM public.workshops ORDER BY id LIMIT 1")
     return [
@@ -105,18 +105,27 @@ def kinds(n):
         ("update %d appointments, %d statements" % (min(n, 200), min(n, 200)), [
             "UPDATE public.appointments SET notes = 'bench' WHERE id = "
             "(SELECT id FROM public.appointments ORDER BY id OFFSET %d LIMIT 1)" % i for i in range(min(n, 200))]),
-    ] + chat_and_people(n)
+    ] + chat_and_people(n, conversation)
 
 
-# the conversation of the first message (a primary-key lookup: the 200-statement kinds read it 200 times)
-CONVERSATION = ("(SELECT m.workshop_id, m.kunde_id FROM public.chat_messages m WHERE m.kunde_id IS NOT NULL "
-                "AND m.workshop_id IS NOT NULL ORDER BY m.id LIMIT 1)")
+def largest_conversation(kw):
+    """The conversation with the most messages that has a session in carbot_v2 (its workshop migrated), as a
+    subquery of literals: the same legacy rows in every database (the data is generated with one seed)."""
+    conn = psycopg2.connect(**kw)
+    with conn.cursor() as cur:
+        cur.execute("SELECT m.workshop_id, m.kunde_id FROM public.chat_messages m JOIN carbot_v2.chat_sessions s "
+                    "ON s.workshop_id = m.workshop_id AND s.client_key = m.kunde_id "
+                    "GROUP BY 1, 2 ORDER BY count(*) DESC, 1, 2 LIMIT 1")
+        workshop, kunde = cur.fetchone()
+        text = cur.mogrify("(SELECT %s::uuid AS workshop_id, %s::text AS kunde_id)", (workshop, kunde)).decode()
+    conn.close()
+    return text
 
 
-def chat_and_people(n):
+def chat_and_people(n, conversation):
     """The writes on the tables issue 14 moved to statement triggers: chat_messages, users, workshops."""
     one_message = ("INSERT INTO public.chat_messages (workshop_id, kunde_id, sender, message, created_at) "
-                   "SELECT c.workshop_id, c.kunde_id, 'user', 'bench', now() FROM %s c" % CONVERSATION)
+                   "SELECT c.workshop_id, c.kunde_id, 'user', 'bench', now() FROM %s c" % conversation)
     m = min(n, 200)
     return [
         ("insert %d chat messages, one statement (new conversation)" % n, [
@@ -126,11 +135,11 @@ def chat_and_people(n):
         ("insert %d chat messages, one statement (existing conversation)" % n, [
             "INSERT INTO public.chat_messages (workshop_id, kunde_id, sender, message, created_at) "
             "SELECT c.workshop_id, c.kunde_id, 'bot', 'bench ' || g, now() + g * interval '1 second' "
-            "FROM %s c, generate_series(1, %d) g" % (CONVERSATION, n)]),
+            "FROM %s c, generate_series(1, %d) g" % (conversation, n)]),
         ("insert %d chat messages, %d statements" % (m, m), [one_message] * m),
         ("delete a customer's chat, one statement (GDPR erasure)", [
             "DELETE FROM public.chat_messages m USING %s c WHERE m.workshop_id = c.workshop_id "
-            "AND m.kunde_id = c.kunde_id" % CONVERSATION]),
+            "AND m.kunde_id = c.kunde_id" % conversation]),
         ("delete %d chat messages, one statement (many conversations)" % n, [
             "DELETE FROM public.chat_messages WHERE id IN (SELECT id FROM public.chat_messages ORDER BY id LIMIT %d)"
             % n]),
@@ -270,7 +279,7 @@ def main():
                   % (args.scale, args.rows, args.repeat))
             extra = " %10s %7s" % ("baseline", "ratio") if args.baseline_tree else ""
             print("%-62s %10s %10s %7s%s" % ("", "without", "with", "ratio", extra))
-        for label, statements in ([] if args.only_breakdown else kinds(args.rows)):
+        for label, statements in ([] if args.only_breakdown else kinds(args.rows, largest_conversation(synced))):
             without, with_, before = [], [], []
             for _ in range(args.repeat):
                 without.append(timed(plain, statements))
