@@ -12,7 +12,7 @@ per row); the others prove that the statement trigger ends where the row trigger
 import uuid
 
 import pytest
-from test_sync import assert_valid, build_migrated
+from test_sync import assert_valid, build_migrated, cut_over
 
 FORWARD_TABLES = ("users", "workshops", "chat_messages")
 
@@ -316,3 +316,43 @@ def test_a_data_error_in_a_multi_row_statement_quarantines_only_that_row(migrate
     finally:
         db.query("ALTER TABLE carbot_v2.chat_messages DROP CONSTRAINT stmt_no_boom")
         db.query("ALTER TABLE carbot_v2.users DROP CONSTRAINT stmt_no_boom")
+
+
+def test_multi_row_writes_of_an_old_pod_while_the_reverse_sync_is_live(make_database):
+    """After the switch (reverse triggers, the forward functions re-created with the loop marker and the id bumps) an
+    old pod still writes to the legacy schema: a multi-row INSERT of messages reaches carbot_v2 with its session,
+    the new app's next message (a default id) does not collide with those ids and goes back to the legacy schema, a
+    multi-row DELETE and a bulk UPDATE of users reach carbot_v2; both sides agree with the views."""
+    db = make_database("syncstmtrev")
+    plan = build_migrated(db)
+    cut_over(db, plan)
+    ws = mapped_workshop(db)
+    ids = [r[0] for r in db.query(
+        "INSERT INTO public.chat_messages (workshop_id, kunde_id, sender, message, created_at) "
+        "SELECT %s, 'rev-multi', 'user', 'alt ' || g, '2025-09-01'::timestamptz + g * interval '1 minute' "
+        "FROM generate_series(1, 5) g RETURNING id", (ws,))]
+    assert db.scalar("SELECT count(*) FROM carbot_v2.chat_messages WHERE id = ANY(%s)", (ids,)) == 5
+    assert_sessions(db, [(ws, "rev-multi")])
+    new_id = db.scalar(
+        "INSERT INTO carbot_v2.chat_messages (session_id, workshop_id, sender, message, created_at) "
+        "SELECT id, workshop_id, 'bot', 'neue App', '2025-09-02' FROM carbot_v2.chat_sessions "
+        "WHERE workshop_id = %s AND client_key = 'rev-multi' RETURNING id", (ws,))
+    assert new_id > max(ids)
+    assert db.scalar("SELECT kunde_id FROM public.chat_messages WHERE id = %s", (new_id,)) == "rev-multi"
+    assert [v.day for v in assert_sessions(db, [(ws, "rev-multi")])[(ws, "rev-multi")]] == [1, 2]
+    db.query("DELETE FROM public.chat_messages WHERE workshop_id = %s AND kunde_id = 'rev-multi'", (ws,))
+    assert db.scalar("SELECT count(*) FROM carbot_v2.chat_sessions WHERE workshop_id = %s "
+                     "AND client_key = 'rev-multi'", (ws,)) == 0
+    # one transaction: the old pod's bulk UPDATE, then a write of the new app; the statement trigger clears its loop
+    # marker at its end, so the new app's write still goes back to the legacy schema
+    user = str(db.scalar("SELECT id FROM carbot_v2.users ORDER BY id DESC LIMIT 1"))
+    conn = db.connect(autocommit=False)
+    with conn.cursor() as cur:
+        cur.execute("UPDATE public.users SET full_name = 'Alter Pod' WHERE id IN (SELECT id FROM public.users "
+                    "ORDER BY id LIMIT 10)")
+        cur.execute("UPDATE carbot_v2.users SET full_name = 'Neue App' WHERE id = %s", (user,))
+    conn.commit()
+    conn.close()
+    assert db.scalar("SELECT count(*) FROM carbot_v2.users WHERE full_name = 'Alter Pod'") == 10
+    assert db.scalar("SELECT full_name FROM public.users WHERE id = %s", (user,)) == "Neue App"
+    assert_valid(db)
