@@ -12,7 +12,8 @@ per row); the others prove that the statement trigger ends where the row trigger
 import uuid
 
 import pytest
-from test_sync import assert_valid, build_migrated, cut_over
+from ansible_collections.carbot.migration.plugins.module_utils import sync
+from test_sync import assert_valid, build_migrated, cut_over, module_params
 
 FORWARD_TABLES = ("users", "workshops", "chat_messages")
 
@@ -69,7 +70,10 @@ def function_calls(db, statement, args=None):
 
 
 def test_users_workshops_and_chat_messages_carry_statement_triggers_and_no_row_trigger(migrated):
-    db = migrated
+    assert_statement_triggers_only(migrated)
+
+
+def assert_statement_triggers_only(db):
     for table in FORWARD_TABLES:
         triggers = dict(db.query(
             "SELECT tgname, (tgtype & 1) = 1 FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname LIKE "
@@ -355,4 +359,44 @@ def test_multi_row_writes_of_an_old_pod_while_the_reverse_sync_is_live(make_data
     conn.close()
     assert db.scalar("SELECT count(*) FROM carbot_v2.users WHERE full_name = 'Alter Pod'") == 10
     assert db.scalar("SELECT full_name FROM public.users WHERE id = %s", (user,)) == "Neue App"
+    assert_valid(db)
+
+
+def test_an_installation_with_the_row_trigger_is_upgraded_under_lock_timeout(make_database):
+    """An installation from before (users, workshops and chat_messages with the row trigger carbot_sync_fwd and its
+    function carbot_sync_trg_<table>, as main installed them): status and the check mode say the three tables need
+    work, install replaces the row trigger by the statement triggers in the same short transaction and drops the
+    old function; a multi-row write is then synced once per statement."""
+    db = make_database("syncstmtup")
+    plan = build_migrated(db)
+    for table in FORWARD_TABLES:
+        db.query("DROP TRIGGER carbot_sync_fwd ON public.%s; DROP TRIGGER carbot_sync_fwd_upd ON public.%s; "
+                 "DROP TRIGGER carbot_sync_fwd_del ON public.%s" % (table, table, table))  # names of the test
+        db.query("CREATE FUNCTION carbot_migration.carbot_sync_trg_%s() RETURNS trigger LANGUAGE plpgsql AS "
+                 "'BEGIN RETURN NULL; END'" % table)
+        db.query("CREATE TRIGGER carbot_sync_fwd AFTER INSERT OR UPDATE OR DELETE ON public.%s FOR EACH ROW "
+                 "EXECUTE FUNCTION carbot_migration.carbot_sync_trg_%s()" % (table, table))
+    conn = db.connect()
+    try:
+        state = sync.status(conn)[sync.FORWARD]
+        changes = sync.plan_changes(conn, plan, sync.FORWARD, "present")
+    finally:
+        conn.close()
+    assert [t for t, rec in state.items() if not rec["enabled"]] == list(FORWARD_TABLES)
+    assert changes["create"] == list(FORWARD_TABLES)
+    result = sync.install(module_params(db), plan, sync.FORWARD)
+    assert [t for t, rec in result["tables"].items() if rec["changed"]] == list(FORWARD_TABLES)
+    conn = db.connect()
+    try:
+        assert all(rec["enabled"] for rec in sync.status(conn)[sync.FORWARD].values())
+        assert sync.plan_changes(conn, plan, sync.FORWARD, "present")["create"] == []
+    finally:
+        conn.close()
+    assert_statement_triggers_only(db)
+    ws = mapped_workshop(db)
+    calls = function_calls(db, "INSERT INTO public.chat_messages (workshop_id, kunde_id, sender, message, created_at) "
+                               "SELECT %s, 'upgraded', 'user', 'm' || g, '2025-10-01'::timestamptz "
+                               "+ g * interval '1 minute' FROM generate_series(1, 10) g", (ws,))
+    assert calls.get("carbot_sync_stmt_chat_messages") == 1, calls
+    assert_sessions(db, [(ws, "upgraded")])
     assert_valid(db)
