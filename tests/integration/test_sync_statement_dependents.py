@@ -400,3 +400,91 @@ def test_an_installation_with_the_row_trigger_is_upgraded_under_lock_timeout(mak
     assert calls.get("carbot_sync_stmt_chat_messages") == 1, calls
     assert_sessions(db, [(ws, "upgraded")])
     assert_valid(db)
+
+
+def warnings_of(db, statement, args=None):
+    """Run ``statement`` (autocommit): the number of "quarantined, the write goes through" warnings it raised."""
+    conn = db.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, args)
+        return sum("quarantined, the write goes through" in n for n in conn.notices)
+    finally:
+        conn.close()
+
+
+def sync_failed(db, table, key):
+    return db.scalar("SELECT count(*) FROM carbot_v2.migration_quarantine WHERE target_table = %s AND source_pk = %s "
+                     "AND reason LIKE 'sync failed: %%'", (table, str(key)))
+
+
+def test_the_row_by_row_fallback_of_every_event_runs(migrated):
+    """plpgsql checks a statement only when it runs: every fallback branch of the three tables' statement triggers
+    is made to run once by a carbot_v2 rule the mapping does not know (an UPDATE moving messages, a DELETE whose
+    session breaks a rule, an INSERT and an UPDATE of workshops with their slug dependents, an INSERT of users with
+    theirs). Each time one row is quarantined ('sync failed'), the others are synced and the write goes through."""
+    db = migrated
+    ws = mapped_workshop(db, 4)
+    rules = [("chat_messages", "message IS DISTINCT FROM 'BOOM'"),
+             ("chat_sessions", "last_message_at IS DISTINCT FROM '2031-01-01 00:00+00'"),
+             ("workshops", "phone IS DISTINCT FROM 'BOOM'"), ("users", "full_name IS DISTINCT FROM 'BOOM'")]
+    for table, rule in rules:
+        db.query("ALTER TABLE carbot_v2.%s ADD CONSTRAINT fallback_rule CHECK (%s) NOT VALID" % (table, rule))
+    try:
+        ids = [r[0] for r in db.query(
+            "INSERT INTO public.chat_messages (workshop_id, kunde_id, sender, message, created_at) "
+            "SELECT %s, 'fb-a', 'user', 'm' || g, '2025-11-01'::timestamptz + g * interval '1 hour' "
+            "FROM generate_series(1, 4) g RETURNING id", (ws,))]
+        # UPDATE: three messages move to fb-b, one of them breaks the rule
+        assert warnings_of(db, "UPDATE public.chat_messages SET kunde_id = 'fb-b', message = CASE WHEN id = %s "
+                               "THEN 'BOOM' ELSE message END WHERE id = ANY(%s)", (ids[1], ids[1:])) == 1
+        assert sync_failed(db, "chat_messages", ids[1]) == 1
+        assert db.scalar("SELECT count(*) FROM carbot_v2.chat_messages m JOIN carbot_v2.chat_sessions s ON "
+                         "s.id = m.session_id WHERE m.id = ANY(%s) AND s.client_key = 'fb-b'", (ids[2:],)) == 2
+        assert_sessions(db, [(ws, "fb-a"), (ws, "fb-b")])
+        db.query("UPDATE public.chat_messages SET message = 'fixed' WHERE id = %s", (ids[1],))
+        # DELETE: the session left behind breaks its rule; the row trigger quarantined the deleted row then, too
+        late = [r[0] for r in db.query(
+            "INSERT INTO public.chat_messages (workshop_id, kunde_id, sender, message, created_at) VALUES "
+            "(%s, 'fb-c', 'user', 'x', '2031-01-01 00:00+00'), (%s, 'fb-c', 'user', 'y', '2031-01-02 00:00+00'), "
+            "(%s, 'fb-d', 'user', 'z', '2031-01-03 00:00+00') RETURNING id", (ws, ws, ws))]
+        assert warnings_of(db, "DELETE FROM public.chat_messages WHERE id IN (%s, %s)", (late[1], late[2])) == 1
+        assert sync_failed(db, "chat_messages", late[1]) == 1
+        assert db.scalar("SELECT count(*) FROM carbot_v2.chat_messages WHERE id = %s", (late[2],)) == 0
+        assert db.scalar("SELECT count(*) FROM carbot_v2.chat_sessions WHERE workshop_id = %s "
+                         "AND client_key = 'fb-d'", (ws,)) == 0
+        # workshops: INSERT and UPDATE, with a '-v2' dependent each
+        tag = uuid.uuid4().hex[:6]
+        w1, w2 = str(uuid.uuid4()), str(uuid.uuid4())
+        assert warnings_of(db, "INSERT INTO public.workshops (id, name, slug, owner_email, phone, business_type, "
+                               "is_active, created_at) VALUES (%s, 'FB 1', %s, 'fb1@t.example', 'BOOM', "
+                               "'independent', true, now()), (%s, 'FB 2', %s, 'fb2@t.example', '1', 'independent', "
+                               "true, now())", (w1, "fb-" + tag, w2, "fb-%s-v2" % tag)) == 1
+        assert sync_failed(db, "workshops", w1) == 1
+        assert db.scalar("SELECT slug FROM carbot_v2.workshops WHERE id = %s", (w2,)) == "fb-%s-v2" % tag
+        assert warnings_of(db, "UPDATE public.workshops SET phone = CASE WHEN id = %s THEN 'BOOM' ELSE '2' END, "
+                               "slug = CASE WHEN id = %s THEN %s ELSE slug END WHERE id IN (%s, %s)",
+                           (w2, w1, "fb-away-" + tag, w1, w2)) == 1
+        assert sync_failed(db, "workshops", w2) == 1 and sync_failed(db, "workshops", w1) == 0
+        assert db.scalar("SELECT slug FROM carbot_v2.workshops WHERE id = %s", (w1,)) == "fb-away-" + tag
+        db.query("UPDATE public.workshops SET phone = '3' WHERE id = %s", (w2,))
+        assert db.scalar("SELECT slug FROM carbot_v2.workshops WHERE id = %s", (w2,)) == "fb-" + tag
+        # users: INSERT of a case duplicate and a user that breaks the rule
+        addr = "fb-%s@example.de" % tag
+        u1, u2 = str(uuid.uuid4()), str(uuid.uuid4())
+        assert warnings_of(db, "INSERT INTO public.users (id, email, full_name, role, created_at) VALUES "
+                               "(%s, %s, 'BOOM', 'owner', '2020-01-01'), (%s, %s, 'ok', 'owner', '2021-01-01')",
+                           (u1, addr, u2, addr.upper())) == 1
+        assert sync_failed(db, "users", u1) == 1
+        assert db.query("SELECT email, legacy_raw->>'email_duplicate_of' FROM carbot_v2.users WHERE id = %s",
+                        (u2,)) == [(None, u1)]
+        db.query("UPDATE public.users SET full_name = 'fixed' WHERE id = %s", (u1,))
+    finally:
+        for table, _rule in rules:
+            db.query("ALTER TABLE carbot_v2.%s DROP CONSTRAINT fallback_rule" % table)
+    # what the deleted message's quarantine row stands for is gone: re-synced as sync_check repair would
+    db.query("SELECT carbot_migration.carbot_sync_chat_messages(%s, true)", (late[1],))
+    db.query("SELECT carbot_migration.carbot_sync_chat_sessions(%s, 'fb-c', NULL, false)", (ws,))
+    assert db.scalar("SELECT count(*) FROM carbot_v2.migration_quarantine WHERE reason LIKE 'sync failed%%'") == 0
+    assert_sessions(db, [(ws, "fb-a"), (ws, "fb-b"), (ws, "fb-c"), (ws, "fb-d")])
+    assert_valid(db)
