@@ -422,7 +422,8 @@ def test_the_row_by_row_fallback_of_every_event_runs(migrated):
     """plpgsql checks a statement only when it runs: every fallback branch of the three tables' statement triggers
     is made to run once by a carbot_v2 rule the mapping does not know (an UPDATE moving messages, a DELETE whose
     session breaks a rule, an INSERT and an UPDATE of workshops with their slug dependents, an INSERT of users with
-    theirs). Each time one row is quarantined ('sync failed'), the others are synced and the write goes through."""
+    theirs, DELETEs of users and workshops whose dependent breaks the rule). Each time the failing row or dependent
+    is quarantined ('sync failed', a WARNING each), the others are synced and the write goes through."""
     db = migrated
     ws = mapped_workshop(db, 4)
     rules = [("chat_messages", "message IS DISTINCT FROM 'BOOM'"),
@@ -479,12 +480,35 @@ def test_the_row_by_row_fallback_of_every_event_runs(migrated):
         assert db.query("SELECT email, legacy_raw->>'email_duplicate_of' FROM carbot_v2.users WHERE id = %s",
                         (u2,)) == [(None, u1)]
         db.query("UPDATE public.users SET full_name = 'fixed' WHERE id = %s", (u1,))
+        # DELETEs whose dependent breaks the rule: a workshop owned by a deleted user, the '-v2' twin of a deleted
+        # workshop (the phone 'BOOM' written while the rule was off: a dependent's data error)
+        owner, owned, twin_base, twin = (str(uuid.uuid4()) for _ in range(4))
+        db.query("INSERT INTO public.users (id, email, full_name, role, created_at) VALUES "
+                 "(%s, %s, 'owner', 'owner', now())", (owner, "fb-owner-%s@example.de" % tag))
+        db.query("INSERT INTO public.workshops (id, owner_id, name, slug, phone, business_type, is_active, created_at) "
+                 "VALUES (%s, %s, 'FB owned', %s, '4', 'independent', true, now()), "
+                 "(%s, NULL, 'FB base', %s, '5', 'independent', true, now()), "
+                 "(%s, NULL, 'FB twin', %s, '6', 'independent', true, now())",
+                 (owned, owner, "fb-owned-" + tag, twin_base, "fb-base-" + tag, twin, "fb-base-%s-v2" % tag))
+        db.query("ALTER TABLE carbot_v2.workshops DROP CONSTRAINT fallback_rule")
+        db.query("UPDATE public.workshops SET phone = 'BOOM' WHERE id IN (%s, %s)", (owned, twin))
+        db.query("ALTER TABLE carbot_v2.workshops ADD CONSTRAINT fallback_rule CHECK (phone IS DISTINCT FROM 'BOOM') "
+                 "NOT VALID")
+        # the owner's own sync re-syncs its workshop too (a child leaving its parent): that row fails as well
+        assert warnings_of(db, "DELETE FROM public.users WHERE id IN (%s, %s)", (owner, u2)) == 2
+        assert sync_failed(db, "workshops", owned) == 1 and sync_failed(db, "users", owner) == 1
+        assert db.scalar("SELECT count(*) FROM carbot_v2.users WHERE id = %s", (u2,)) == 0
+        assert warnings_of(db, "DELETE FROM public.workshops WHERE id IN (%s, %s)", (twin_base, w1)) == 1
+        assert sync_failed(db, "workshops", twin) == 1
+        assert db.scalar("SELECT count(*) FROM carbot_v2.workshops WHERE id IN (%s, %s)", (twin_base, w1)) == 0
+        db.query("UPDATE public.workshops SET phone = 'fixed' WHERE id IN (%s, %s)", (owned, twin))
     finally:
         for table, _rule in rules:
             db.query("ALTER TABLE carbot_v2.%s DROP CONSTRAINT fallback_rule" % table)
     # what the deleted message's quarantine row stands for is gone: re-synced as sync_check repair would
     db.query("SELECT carbot_migration.carbot_sync_chat_messages(%s, true)", (late[1],))
     db.query("SELECT carbot_migration.carbot_sync_chat_sessions(%s, 'fb-c', NULL, false)", (ws,))
+    db.query("SELECT carbot_migration.carbot_sync_users(%s, true)", (owner,))
     assert db.scalar("SELECT count(*) FROM carbot_v2.migration_quarantine WHERE reason LIKE 'sync failed%%'") == 0
     assert_sessions(db, [(ws, "fb-a"), (ws, "fb-b"), (ws, "fb-c"), (ws, "fb-d")])
     assert_valid(db)
