@@ -81,8 +81,8 @@ MUTATIONS = [
       'v._quarantine_reason INTO v_r',
       SYNC, "the row sync function no longer takes the advisory lock of its key"),
     m("sync-no-slug-dependency", SY,
-      '''        ("workshops", "SELECT w.id FROM {legacy}.workshops w WHERE w.slug IN (OLD.slug || '-v2', '''
-      '''NEW.slug || '-v2')"),\n''', "",
+      '''        ("workshops", "SELECT w.id FROM {legacy}.workshops w WHERE w.slug IN (SELECT r.slug || '-v2' '''
+      '''FROM {rows} r)"),\n''', "",
       SYNC, "a workshop's rename no longer re-projects its '-v2' twin (EXTRA_DEPENDENCIES)"),
     m("sync-upsert-does-nothing", SY,
       '    conflict = _on_conflict("t", non_key)\n    q = plan.rel("target", QUARANTINE)',

@@ -3,16 +3,25 @@
 
     .venv/bin/python bench/sync_multirow.py [--scale 0.2] [--rows 200] [--repeat 15]
 
-Three identical databases on a throwaway cluster: without the forward sync, with it (carbot_v2 copied), and with it
-but every table on the per-row trigger (what the statement-level sync replaced). For each kind of write, a
-transaction runs the statement(s) and rolls back (the state never drifts), alternating between the databases;
-the medians are compared:
+Identical databases on a throwaway cluster: without the forward sync and with it (carbot_v2 copied). For each kind
+of write, a transaction runs the statement(s) and rolls back (the state never drifts), alternating between the
+databases; the medians are compared:
 
 * ``insert N analytics events, one statement``: a leaf table, synced per statement, set-based;
 * ``update N notifications, one statement``, ``delete N consent records, one statement``: the same;
 * ``insert N analytics events, N statements``: one row per statement (what the per-row cost is);
 * ``update N appointments, one statement``: a table with children, synced per statement (keyed);
-* ``update 200 appointments, 200 statements``: the same one row per statement (the app's single-row writes).
+* ``update 200 appointments, 200 statements``: the same one row per statement (the app's single-row writes);
+* chat_messages (keyed, with the chat session of every conversation, issue 14): ``insert N chat messages, one
+  statement`` into a new conversation and into an existing one (the largest whose workshop is in carbot_v2),
+  ``delete a customer's chat, one statement`` (a GDPR erasure: every message of that conversation), ``delete N chat
+  messages, one statement`` (the oldest, over many conversations), ``update N chat messages, one statement`` (moved
+  to another conversation), ``insert 200 chat messages, 200 statements`` (into that conversation);
+* users and workshops (keyed, with their EXTRA_DEPENDENCIES): ``update 200 users, one statement`` (last login),
+  ``update 200 users, 200 statements``, ``update 50 workshops, one statement``.
+
+Every table is synced per statement since issue 14; what the row trigger cost is the baseline column of a tree from
+before (``--baseline-tree``; the per-row column of earlier runs made every table use the row trigger, which is gone).
 
 ``--baseline-tree DIR`` adds a database synced by another tree's code (a git worktree of the branch to compare
 with, e.g. ``git worktree add --detach /tmp/base main``), measured in the same alternating runs: before/after from
@@ -43,7 +52,6 @@ from ansible_collections.carbot.migration.plugins.module_utils import (  # noqa:
     copy_engine,
     mapping,
     sync,
-    sync_sql,
 )
 from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data, local_cluster  # noqa: E402
 from benchlib import backend_cpu_ms, install_sync_from  # noqa: E402
@@ -51,7 +59,7 @@ from benchlib import backend_cpu_ms, install_sync_from  # noqa: E402
 PASSWORD = "carbot-bench"  # loopback-only throwaway cluster
 
 
-def build(kw, scale, with_sync, per_row=False, tree=None):
+def build(kw, scale, with_sync, tree=None):
     conn = psycopg2.connect(**kw)
     with conn.cursor() as cur:
         cur.execute(open(os.path.join(REPO, "sql", "legacy", "schema.sql")).read())
@@ -62,9 +70,6 @@ def build(kw, scale, with_sync, per_row=False, tree=None):
     plan = sync.Plan(conn)
     conn.close()
     if with_sync:
-        if per_row:  # every table with the per-row trigger: what the statement-level sync replaced
-            # (patched where Plan.statement_tables looks it up: sync_sql, since the generation moved there)
-            original, sync_sql.statement_tables = sync_sql.statement_tables, lambda tables, legacy_tables: []
         params = {"login_host": kw["host"], "login_port": kw["port"], "login_db": kw["dbname"],
                   "login_user": kw["user"], "login_password": kw["password"]}
         if tree:
@@ -73,8 +78,6 @@ def build(kw, scale, with_sync, per_row=False, tree=None):
             sync.install(params, plan, sync.FORWARD)
             result = copy_engine.CopyEngine(params, workers=2).run()
             assert not result["failed"], result
-        if per_row:
-            sync_sql.statement_tables = original
     conn = psycopg2.connect(**kw)
     conn.autocommit = True
     with conn.cursor() as cur:
@@ -82,7 +85,7 @@ def build(kw, scale, with_sync, per_row=False, tree=None):
     conn.close()
 
 
-def kinds(n):
+def kinds(n, conversation):
     one_event = ("INSERT INTO public.analytics_events (workshop_id, event_type, created_at) "
                  "SELECT id, 'bench', now() FROM public.workshops ORDER BY id LIMIT 1")
     return [
@@ -102,6 +105,56 @@ def kinds(n):
         ("update %d appointments, %d statements" % (min(n, 200), min(n, 200)), [
             "UPDATE public.appointments SET notes = 'bench' WHERE id = "
             "(SELECT id FROM public.appointments ORDER BY id OFFSET %d LIMIT 1)" % i for i in range(min(n, 200))]),
+    ] + chat_and_people(n, conversation)
+
+
+def largest_conversation(kw):
+    """The conversation with the most messages that has a session in carbot_v2 (its workshop migrated), as a
+    subquery of literals: the same legacy rows in every database (the data is generated with one seed)."""
+    conn = psycopg2.connect(**kw)
+    with conn.cursor() as cur:
+        cur.execute("SELECT m.workshop_id, m.kunde_id FROM public.chat_messages m JOIN carbot_v2.chat_sessions s "
+                    "ON s.workshop_id = m.workshop_id AND s.client_key = m.kunde_id "
+                    "GROUP BY 1, 2 ORDER BY count(*) DESC, 1, 2 LIMIT 1")
+        workshop, kunde = cur.fetchone()
+        text = cur.mogrify("(SELECT %s::uuid AS workshop_id, %s::text AS kunde_id)", (workshop, kunde)).decode()
+    conn.close()
+    return text
+
+
+def chat_and_people(n, conversation):
+    """The writes on the tables issue 14 moved to statement triggers: chat_messages, users, workshops."""
+    one_message = ("INSERT INTO public.chat_messages (workshop_id, kunde_id, sender, message, created_at) "
+                   "SELECT c.workshop_id, c.kunde_id, 'user', 'bench', now() FROM %s c" % conversation)
+    m = min(n, 200)
+    return [
+        ("insert %d chat messages, one statement (new conversation)" % n, [
+            "INSERT INTO public.chat_messages (workshop_id, kunde_id, sender, message, created_at) "
+            "SELECT w.id, 'bench-new', 'user', 'bench ' || g, now() + g * interval '1 second' "
+            "FROM (SELECT id FROM public.workshops ORDER BY id LIMIT 1) w, generate_series(1, %d) g" % n]),
+        ("insert %d chat messages, one statement (existing conversation)" % n, [
+            "INSERT INTO public.chat_messages (workshop_id, kunde_id, sender, message, created_at) "
+            "SELECT c.workshop_id, c.kunde_id, 'bot', 'bench ' || g, now() + g * interval '1 second' "
+            "FROM %s c, generate_series(1, %d) g" % (conversation, n)]),
+        ("insert %d chat messages, %d statements" % (m, m), [one_message] * m),
+        ("delete a customer's chat, one statement (GDPR erasure)", [
+            "DELETE FROM public.chat_messages m USING %s c WHERE m.workshop_id = c.workshop_id "
+            "AND m.kunde_id = c.kunde_id" % conversation]),
+        ("delete %d chat messages, one statement (many conversations)" % n, [
+            "DELETE FROM public.chat_messages WHERE id IN (SELECT id FROM public.chat_messages ORDER BY id LIMIT %d)"
+            % n]),
+        ("update %d chat messages, one statement (moved conversation)" % n, [
+            "UPDATE public.chat_messages SET kunde_id = 'bench-moved' WHERE id IN "
+            "(SELECT id FROM public.chat_messages ORDER BY id DESC LIMIT %d)" % n]),
+        ("update %d users, one statement" % m, [
+            "UPDATE public.users SET last_login_at = now() WHERE id IN (SELECT id FROM public.users ORDER BY id "
+            "LIMIT %d)" % m]),
+        ("update %d users, %d statements" % (m, m), [
+            "UPDATE public.users SET last_login_at = now() WHERE id = "
+            "(SELECT id FROM public.users ORDER BY id OFFSET %d LIMIT 1)" % i for i in range(m)]),
+        ("update 50 workshops, one statement", [
+            "UPDATE public.workshops SET phone = '+49 30 0' WHERE id IN (SELECT id FROM public.workshops ORDER BY id "
+            "LIMIT 50)"]),
     ]
 
 
@@ -213,37 +266,32 @@ def main():
         with admin.cursor() as cur:
             cur.execute("CREATE DATABASE bench_plain")
             cur.execute("CREATE DATABASE bench_sync")
-            cur.execute("CREATE DATABASE bench_rows")
             cur.execute("CREATE DATABASE bench_base")
         admin.close()
         plain, synced = dict(kw, dbname="bench_plain"), dict(kw, dbname="bench_sync")
-        rows = dict(kw, dbname="bench_rows")
         base_db = dict(kw, dbname="bench_base")
         build(synced, args.scale, True)
         if args.baseline_tree:
             build(base_db, args.scale, True, tree=args.baseline_tree)
         if not args.only_breakdown:
             build(plain, args.scale, False)
-            build(rows, args.scale, True, per_row=True)
             print("scale %s, %d rows a write, medians of %d alternating runs (each rolled back)"
                   % (args.scale, args.rows, args.repeat))
             extra = " %10s %7s" % ("baseline", "ratio") if args.baseline_tree else ""
-            print("%-58s %10s %10s %7s %14s %7s%s" % ("", "without", "with", "ratio", "per-row sync", "ratio", extra))
-        for label, statements in ([] if args.only_breakdown else kinds(args.rows)):
-            without, with_, per_row, before = [], [], [], []
+            print("%-62s %10s %10s %7s%s" % ("", "without", "with", "ratio", extra))
+        for label, statements in ([] if args.only_breakdown else kinds(args.rows, largest_conversation(synced))):
+            without, with_, before = [], [], []
             for _ in range(args.repeat):
                 without.append(timed(plain, statements))
                 if args.baseline_tree:
                     before.append(timed(base_db, statements))
                 with_.append(timed(synced, statements))
-                per_row.append(timed(rows, statements))
-            a, b, c = statistics.median(without), statistics.median(with_), statistics.median(per_row)
+            a, b = statistics.median(without), statistics.median(with_)
             extra = ""
             if before:
                 d = statistics.median(before)
                 extra = " %7.1f ms %6.2fx" % (d * 1000, d / a)
-            print("%-58s %8.1f ms %8.1f ms %6.2fx %11.1f ms %6.2fx%s" % (label, a * 1000, b * 1000, b / a,
-                                                                        c * 1000, c / a, extra))
+            print("%-62s %8.1f ms %8.1f ms %6.2fx%s" % (label, a * 1000, b * 1000, b / a, extra))
         if args.breakdown or args.only_breakdown:
             if args.baseline_tree:
                 print("\nbaseline (%s):" % args.baseline_tree)

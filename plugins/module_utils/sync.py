@@ -17,10 +17,10 @@ Forward (legacy -> carbot_v2, while the app writes to ``public``)
     updates, children whose optional reference was dangling (legacy scan). Derived tables are re-derived
     for the affected natural key: organizations of the old and the new owner of a workshop,
     chat_sessions of the conversation ``(workshop_id, kunde_id)`` of a message.
-    One trigger function per legacy table calls those functions for OLD and NEW keys: per row
-    (``carbot_sync_trg_<table>()``: users, workshops, chat_messages) or per statement over its transition tables
-    (``carbot_sync_stmt_<table>()``: set-based for leaf tables, per key for tables with children); a
-    ``BEFORE TRUNCATE`` trigger raises.
+    One trigger function per legacy table, ``carbot_sync_stmt_<table>()``, calls those functions per statement for
+    the keys of its transition tables (set-based for leaf tables, per key for the others, with the chat sessions
+    and the extra dependencies re-derived from the statement's old and new rows); a ``BEFORE TRUNCATE`` trigger
+    raises.
     Every sync of a key takes a transaction-level advisory lock on (target, key) and then reads the view
     with a fresh snapshot, so two transactions that affect the same target row apply in commit order.
 
@@ -83,7 +83,6 @@ from ansible_collections.carbot.migration.plugins.module_utils.sync_sql import (
     _join,
     chat_sessions_function,
     derived_sync_function,
-    forward_trigger_function,
     function_statements,
     keyed_statement_tables,
     keyed_statement_trigger_function,
@@ -238,7 +237,6 @@ def status(conn, legacy_schema=schemas.LEGACY_SCHEMA, mapping_schema=schemas.MAP
     from ansible_collections.carbot.migration.plugins.module_utils import mapping
     out = {}
     raw = {t["target"]: tuple(raw_triggers(t)) for t in mapping.TABLES if t["kind"] == "row"}
-    statement = set(statement_tables(mapping.TABLES, mapping.LEGACY_TABLES))
     for direction, schema, tables in (
             (FORWARD, legacy_schema, list(mapping.LEGACY_TABLES)),
             (REVERSE, target_schema, [t["target"] for t in mapping.TABLES if t["kind"] == "row"])):
@@ -246,7 +244,7 @@ def status(conn, legacy_schema=schemas.LEGACY_SCHEMA, mapping_schema=schemas.MAP
         out[direction] = {}
         for table in tables:
             trig = have.get(table, {})
-            needed = trigger_names(direction, raw.get(table, ()), table in statement)
+            needed = trigger_names(direction, raw.get(table, ()))
             rec = {"row": needed[0] in trig, "truncate": needed[1] in trig}
             if direction == REVERSE and raw.get(table):
                 rec["raw"] = all(n in trig for n in raw[table])
@@ -308,11 +306,10 @@ class LockedStep:
 def plan_changes(conn, plan, direction, state):
     """What install/remove would do: {"create": [table], "drop": [table], "keep": [table]}."""
     out = {"create": [], "drop": [], "keep": []}
-    statement = set(plan.statement_tables()) if direction == FORWARD else set()
     for schema, table, _fn in trigger_tables(plan, direction):
         have = existing_triggers(conn, schema).get(table, {})
         raw = raw_triggers(plan.by_target[table]) if direction == REVERSE else {}
-        complete = all(n in have for n in trigger_names(direction, raw, table in statement))
+        complete = all(n in have for n in trigger_names(direction, raw))
         if state == "present":
             out["keep" if complete else "create"].append(table)
         elif have:
@@ -437,13 +434,14 @@ def install(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30,
                 cur.execute(
                     "SELECT t.tgname, (t.tgtype & 1) = 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
                     "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s "
-                    "AND t.tgname = ANY(%s)", (schema, table, list(trigger_names(direction, raw, per_statement))))
+                    "AND t.tgname = ANY(%s)", (schema, table, list(trigger_names(direction, raw))))
                 found = dict(cur.fetchall())
                 have = set(found)
                 done = False
                 if per_statement and found.get(row_name):
                     # an installation from before statement-level sync: its row trigger makes way, in this transaction
                     cur.execute(sql.SQL("DROP TRIGGER {} ON {}").format(_id(row_name), _id(schema, table)))
+                    cur.execute(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(plan.fn("trg_" + table)))
                     have.discard(row_name)
                 if per_statement:
                     for event, name in STATEMENT_TRIGGERS.items():
@@ -506,7 +504,7 @@ def remove(conn_params, plan, direction, lock_timeout_ms=1000, max_attempts=30, 
 
             def drop(cur, schema=schema, table=table):
                 raw = raw_triggers(plan.by_target[table]) if direction == REVERSE else ()
-                for name in trigger_names(direction, raw, statement=direction == FORWARD):
+                for name in trigger_names(direction, raw):
                     cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(_id(name), _id(schema, table)))
                 return True
 

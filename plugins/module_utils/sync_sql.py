@@ -50,7 +50,8 @@ TRIGGER_NAMES = {
 RAW_TRIGGER = "carbot_sync_rev_raw"
 
 
-# Statement-level forward triggers (leaf tables, Plan.statement_tables): one per event, transition tables need that.
+# Statement-level forward triggers (every legacy table, Plan.statement_tables): one per event, transition tables need
+# that. The INSERT trigger has the name the row trigger of an installation from before statement-level sync had.
 STATEMENT_TRIGGERS = {"INSERT": "carbot_sync_fwd", "UPDATE": "carbot_sync_fwd_upd", "DELETE": "carbot_sync_fwd_del"}
 
 
@@ -84,19 +85,20 @@ SYNC_RUN_ID = "sync"
 # Dependencies that the declaration cannot express yet (docs/sync.md, "What the declaration lacks"):
 # a write to a legacy table that changes *other* rows' projections although nothing flips between
 # migrated and quarantined. Each entry: legacy table -> [(target, SQL selecting the affected legacy keys of
-# the target's source, with {legacy} = legacy schema, {mapping} = mapping schema; OLD/NEW are the trigger's)].
+# the target's source, with {legacy} = legacy schema, {mapping} = mapping schema, {rows} = the rows the statement
+# wrote, old and new versions: a subquery over the trigger's transition tables)]. The one declaration of these
+# dependencies: the statement trigger syncs every key it selects (keyed_statement_trigger_function).
 EXTRA_DEPENDENCIES = {
     # organizations are keyed by the owner's email: a user's email change moves the workshops it owns;
     # users.email is unique only case-sensitively: the earliest user of a normalised email migrates.
     "users": [
-        ("workshops", "SELECT w.id FROM {legacy}.workshops w WHERE w.owner_id = OLD.id OR w.owner_id = NEW.id"),
+        ("workshops", "SELECT w.id FROM {legacy}.workshops w WHERE w.owner_id IN (SELECT r.id FROM {rows} r)"),
         ("users", "SELECT u.id FROM {legacy}.users u WHERE {mapping}.normalise_email(u.email) IN "
-                  "({mapping}.normalise_email(OLD.email), {mapping}.normalise_email(NEW.email)) "
-                  "AND u.id IS DISTINCT FROM OLD.id AND u.id IS DISTINCT FROM NEW.id"),
+                  "(SELECT {mapping}.normalise_email(r.email) FROM {rows} r)"),
     ],
     # a slug 'x-v2' loses its suffix only while no workshop has the slug 'x'
     "workshops": [
-        ("workshops", "SELECT w.id FROM {legacy}.workshops w WHERE w.slug IN (OLD.slug || '-v2', NEW.slug || '-v2')"),
+        ("workshops", "SELECT w.id FROM {legacy}.workshops w WHERE w.slug IN (SELECT r.slug || '-v2' FROM {rows} r)"),
     ],
 }
 
@@ -193,30 +195,20 @@ class Plan:
 
 
 def statement_tables(tables, legacy_tables):
-    """Legacy tables synced per statement (three ``AFTER … REFERENCING … FOR EACH STATEMENT`` triggers): the
-    set-based leaf tables (:func:`set_based_tables`) and the keyed ones (:func:`keyed_statement_tables`). Only
-    users, workshops and chat_messages keep the row trigger: their trigger body reads more of OLD/NEW than the key
-    (extra dependencies, the chat session of a message), which a transition table cannot pair."""
+    """Legacy tables synced per statement (three ``AFTER … REFERENCING … FOR EACH STATEMENT`` triggers): all of
+    them, the set-based leaf tables (:func:`set_based_tables`) and the keyed ones (:func:`keyed_statement_tables`)."""
     set_based, keyed = set(set_based_tables(tables, legacy_tables)), set(keyed_statement_tables(tables, legacy_tables))
     return [legacy for legacy in legacy_tables if legacy in set_based or legacy in keyed]
 
 
 def keyed_statement_tables(tables, legacy_tables):
-    """Legacy tables whose row trigger depends on nothing but the keys of OLD and NEW (every target a ``row``
-    table, no chat session, no extra dependencies) and that are not set-based: customers, vehicles, leads,
-    services, appointments, subscriptions. Their statement trigger (:func:`keyed_statement_trigger_function`)
-    calls the same per-key function for every key of the statement, in one subtransaction per statement instead
-    of one per row."""
+    """Every legacy table that is not set-based: customers, vehicles, leads, services, appointments, subscriptions
+    (children), users and workshops (children and EXTRA_DEPENDENCIES), chat_messages (its chat session). Their
+    statement trigger (:func:`keyed_statement_trigger_function`) calls the per-key function for every key of the
+    statement, re-derives the chat sessions and the extra dependencies from the whole transition tables, in one
+    subtransaction per statement instead of one per row."""
     set_based = set(set_based_tables(tables, legacy_tables))
-    out = []
-    for legacy in legacy_tables:
-        targets = [t for t in tables if t["source"] == legacy]
-        if legacy in set_based or legacy in EXTRA_DEPENDENCIES or not targets:
-            continue
-        if any(t["kind"] != "row" or t["target"] == "chat_messages" for t in targets):
-            continue
-        out.append(legacy)
-    return out
+    return [legacy for legacy in legacy_tables if legacy not in set_based]
 
 
 def set_based_tables(tables, legacy_tables):
@@ -537,47 +529,27 @@ def _serial_bump(plan, rel, column, seq_text, row="NEW"):
         row=sql.SQL(row), col=_id(column), seq=sql.Literal(seq_text))
 
 
-def forward_trigger_function(plan, legacy, sequences=None, reverse_active=False):
-    """carbot_sync_trg_<legacy>(): the row trigger of one legacy table.
-
-    The loop marker and the sequence bumps are only needed while the reverse direction is installed (its
-    installation re-creates these functions with them), so that the forward-only phase pays for neither.
-    """
-    body = _guard(plan, FORWARD, REVERSE) if reverse_active else []
-    targets = plan.row_targets_of(legacy)
-    is_chat = any(t["target"] == "chat_messages" for t in targets) and CHAT_SESSIONS in plan.by_target
-    if is_chat:
-        body.append(sql.SQL(
-            "IF TG_OP = 'INSERT' THEN PERFORM {fn}(NEW.workshop_id, NEW.kunde_id, NEW.created_at, true); "
-            "ELSIF TG_OP = 'UPDATE' AND (NEW.workshop_id, NEW.kunde_id, NEW.created_at) IS DISTINCT FROM "
-            "(OLD.workshop_id, OLD.kunde_id, OLD.created_at) THEN "
-            "PERFORM {fn}(NEW.workshop_id, NEW.kunde_id, NULL, false); END IF;").format(fn=plan.fn(CHAT_SESSIONS)))
-    for t in targets:
-        old = [sql.SQL("OLD.{}").format(_id(c)) for c in t["source_key"]]
-        new = [sql.SQL("NEW.{}").format(_id(c)) for c in t["source_key"]]
-        body.append(sql.SQL(
-            "IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND ({o}) IS DISTINCT FROM ({n})) THEN {call_old} END IF;"
-        ).format(o=_join(old), n=_join(new), call_old=_call_sync(plan, t, old, "true")))
-        body.append(sql.SQL("IF TG_OP <> 'DELETE' THEN PERFORM {fn}({n}, TG_OP = 'UPDATE'); END IF;").format(
-            fn=plan.fn(t["target"]), n=_join(new)))
-    if is_chat:
-        body.append(sql.SQL(
-            "IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND (NEW.workshop_id, NEW.kunde_id) IS DISTINCT FROM "
-            "(OLD.workshop_id, OLD.kunde_id)) THEN PERFORM {fn}(OLD.workshop_id, OLD.kunde_id, NULL, false); "
-            "END IF;").format(fn=plan.fn(CHAT_SESSIONS)))
-    for target, query in EXTRA_DEPENDENCIES.get(legacy, []):
-        if target not in plan.by_target:
-            continue
-        child = plan.by_target[target]
-        body.append(sql.SQL("FOR v_ck IN {q} LOOP {call} END LOOP;").format(
-            q=sql.SQL(query).format(legacy=_id(plan.legacy), mapping=_id(plan.mapping)),
-            call=_call_sync(plan, child, [sql.SQL("v_ck.{}").format(_id(c)) for c in child["source_key"]], "true")))
-    for seq in (sequences or {}).get(legacy, []) if reverse_active else []:
-        body.append(sql.SQL("IF TG_OP = 'INSERT' THEN {} END IF;").format(
-            _serial_bump(plan, None, seq["column"], seq["target_seq"])))
-    body.extend(_unguard() if reverse_active else [sql.SQL("RETURN NULL;")])
-    return _function(plan.fn("trg_" + legacy), sql.SQL(""), sql.SQL("trigger"),
-                     [sql.SQL("v_ck record;"), sql.SQL("v_msg text;")], _quarantine_on_data_error(plan, legacy, body))
+def _per_key_quarantining(plan, t, keys_sql):
+    """The per-key function of target ``t`` for every distinct key of ``keys_sql`` (columns named as ``t``'s source
+    key), in key order, each in its own block: a data error quarantines that key (``sync failed: ...``, the legacy row
+    as row_data, or the key when the row is gone) with a WARNING, and the other keys go on. The fallback of the
+    statement triggers after their statement's block failed on a data error."""
+    skey, legacy = t["source_key"], t["source"]
+    rec = [sql.SQL("v_ck.{}").format(_id(c)) for c in skey]
+    return sql.SQL(
+        "FOR v_ck IN SELECT DISTINCT {kc} FROM ({ks}) k0 ORDER BY {kc} LOOP BEGIN {call} "
+        "EXCEPTION WHEN {errors} THEN "
+        "INSERT INTO {q} (target_table, source_table, source_pk, reason, row_data, run_id) "
+        "VALUES ({name}, {src}, {kt}, {pre} || SQLERRM || ' (SQLSTATE ' || SQLSTATE || ')', "
+        "coalesce((SELECT to_jsonb(s) FROM {srel} s WHERE {sm}), jsonb_build_object('key', {kt})), {run}) "
+        "ON CONFLICT (target_table, source_pk) DO UPDATE SET reason = EXCLUDED.reason, "
+        "row_data = EXCLUDED.row_data, run_id = EXCLUDED.run_id, quarantined_at = now(); "
+        "RAISE WARNING 'carbot.migration: the sync of %.% could not map a row (%); it is quarantined, the "
+        "write goes through', TG_TABLE_SCHEMA, TG_TABLE_NAME, SQLERRM; END; END LOOP;").format(
+        kc=_join(_id(c) for c in skey), ks=keys_sql, call=_call_sync(plan, t, rec, "true"),
+        errors=sql.SQL(DATA_ERRORS), q=plan.rel("target", QUARANTINE), name=sql.Literal(t["target"]),
+        src=sql.Literal(legacy), kt=_key_text(rec), pre=sql.Literal(SYNC_FAILED), srel=plan.rel("legacy", legacy),
+        sm=_match("s", skey, rec), run=sql.Literal(SYNC_RUN_ID))
 
 
 def statement_trigger_function(plan, legacy, sequences=None, reverse_active=False):
@@ -661,23 +633,6 @@ def statement_trigger_function(plan, legacy, sequences=None, reverse_active=Fals
                 svm=_join([sql.SQL("s.{} = v.{}").format(_id(sc), _id(vc)) for sc, vc in zip(skey, vkey)], " AND ")),
         ]
 
-    def fallback(keys_sql):
-        rec = [sql.SQL("v_ck.{}").format(_id(c)) for c in skey]
-        return sql.SQL(
-            "FOR v_ck IN SELECT DISTINCT {kc} FROM ({ks}) k0 ORDER BY {kc} LOOP BEGIN {call} "
-            "EXCEPTION WHEN {errors} THEN "
-            "INSERT INTO {q} (target_table, source_table, source_pk, reason, row_data, run_id) "
-            "VALUES ({name}, {src}, {kt}, {pre} || SQLERRM || ' (SQLSTATE ' || SQLSTATE || ')', "
-            "coalesce((SELECT to_jsonb(s) FROM {srel} s WHERE {sm}), jsonb_build_object('key', {kt})), {run}) "
-            "ON CONFLICT (target_table, source_pk) DO UPDATE SET reason = EXCLUDED.reason, "
-            "row_data = EXCLUDED.row_data, run_id = EXCLUDED.run_id, quarantined_at = now(); "
-            "RAISE WARNING 'carbot.migration: the sync of %.% could not map a row (%); it is quarantined, the "
-            "write goes through', TG_TABLE_SCHEMA, TG_TABLE_NAME, SQLERRM; END; END LOOP;").format(
-            kc=_join(_id(c) for c in skey), ks=keys_sql, call=_call_sync(plan, t, rec, "true"),
-            errors=sql.SQL(DATA_ERRORS), q=q, name=sql.Literal(name), src=sql.Literal(legacy), kt=_key_text(rec),
-            pre=sql.Literal(SYNC_FAILED), srel=plan.rel("legacy", legacy), sm=_match("s", skey, rec),
-            run=sql.Literal(SYNC_RUN_ID))
-
     keysets = [("INSERT", sql.SQL("SELECT {} FROM nt").format(_join(_id(c) for c in skey))),
                ("UPDATE", sql.SQL("SELECT {kc} FROM nt UNION SELECT {kc} FROM ot").format(
                    kc=_join(_id(c) for c in skey))),
@@ -691,41 +646,63 @@ def statement_trigger_function(plan, legacy, sequences=None, reverse_active=Fals
                     "WHERE x.m > coalesce(pg_sequence_last_value({seq}::regclass), 0);").format(
                     seq=sql.Literal(seq["target_seq"]), c=_id(seq["column"])))
         body.append(sql.SQL("IF TG_OP = {op} THEN BEGIN {stmts} EXCEPTION WHEN {errors} THEN {fb} END; END IF;").format(
-            op=sql.Literal(op), stmts=_join(stmts, " "), errors=sql.SQL(DATA_ERRORS), fb=fallback(keys_sql)))
+            op=sql.Literal(op), stmts=_join(stmts, " "), errors=sql.SQL(DATA_ERRORS),
+            fb=_per_key_quarantining(plan, t, keys_sql)))
     body.extend(_unguard() if reverse_active else [sql.SQL("RETURN NULL;")])
     return _function(plan.fn("stmt_" + legacy), sql.SQL(""), sql.SQL("trigger"),
                      [sql.SQL("v_ck record;"), sql.SQL("v_one integer;")], body)
 
 
 def keyed_statement_trigger_function(plan, legacy, sequences=None, reverse_active=False):
-    """carbot_sync_stmt_<legacy>(): the statement-level trigger of a legacy table with children
+    """carbot_sync_stmt_<legacy>(): the statement-level trigger of a legacy table that is not set-based
     (:func:`keyed_statement_tables`).
 
-    The same per-key function the row trigger calls (lock, fresh snapshot, children, quarantine, change log:
+    The same per-key function the row trigger called (lock, fresh snapshot, children, quarantine, change log:
     every guarantee lives there), once for every distinct key of the statement's transition tables, in key order,
     all in one ``BEGIN … EXCEPTION`` block: one subtransaction per statement instead of one per row (and no
     per-row hand-over of the advisory locks at each subtransaction's end, which grows with the locks held).
     An ``AFTER ROW`` trigger fires at the end of the statement too, so the calls see the same state; each call
     syncs its key from the current view, so the order of keys within the statement does not change the result
-    (docs/sync.md, "Per statement, keyed"). A data error rolls the block back and the statement is synced again
-    row by row, each row in its own block that quarantines that row (``sync failed: ...``, the row as the
-    row trigger would quarantine it) and lets the write go through.
+    (docs/sync.md, "Per statement, keyed"). What the row trigger derived from non-key columns of OLD and NEW is
+    re-derived from the whole transition tables (a superset: every sync re-reads the current state):
+
+    * chat_messages: the chat session of every conversation of the statement (``INSERT``: incremental, with the
+      conversation's first and last ``created_at``; ``UPDATE``: exact, for the conversations whose rows changed
+      conversation or time; ``DELETE``: exact), new conversations before the messages (their parent), old ones
+      after them, as the row trigger ordered them;
+    * users, workshops: the keys :data:`EXTRA_DEPENDENCIES` selects for the statement's old and new rows, after the
+      statement's own keys, each once, in key order.
+
+    A data error rolls the block back and the statement is synced again row by row, each row (with its chat
+    sessions) in its own block that quarantines that row (``sync failed: ...``, the row as the row trigger would
+    quarantine it), then every dependent key in its own block; the write goes through.
     """
     body = _guard(plan, FORWARD, REVERSE) if reverse_active else []
     targets = plan.row_targets_of(legacy)
     q = plan.rel("target", QUARANTINE)
     skeys = list(dict.fromkeys(c for t in targets for c in t["source_key"]))
+    kc = _join(_id(c) for c in skeys)
+    # the chat session (a derived table keyed by the conversation of its source rows) and the extra dependencies
+    chat = CHAT_SESSIONS in plan.by_target and plan.by_target[CHAT_SESSIONS]["source"] == legacy
+    deps = [(plan.by_target[target], query) for target, query in EXTRA_DEPENDENCIES.get(legacy, [])
+            if target in plan.by_target]
 
     def calls(record, deep):
         return _join([_call_sync(plan, t, [sql.SQL("{}.{}").format(sql.SQL(record), _id(c)) for c in t["source_key"]],
                                  deep) for t in targets], " ")
 
     def per_key(keys_sql, deep):
-        kc = _join(_id(c) for c in skeys)
         return sql.SQL("FOR v_ck IN SELECT DISTINCT {kc} FROM ({ks}) k0 ORDER BY {kc} LOOP {call} END LOOP;").format(
             kc=kc, ks=keys_sql, call=calls("v_ck", deep))
 
-    def per_row(rows_sql, deep):
+    row_key = _key_text([sql.SQL("v_row.{}").format(_id(c)) for c in skeys])
+
+    def per_row(rows_sql, deep, before=None, after=None):
+        """The fallback, row by row, each row (with its chat session calls) in its own block, in two passes: the
+        first notes the rows that fail, the second (after the dependents) tries those again and quarantines a row
+        that fails again (``sync failed: ...``, the legacy row as the row trigger quarantined it) with one WARNING.
+        The second try is for rows that failed only because another row of the statement was synced after them
+        (a user taking over an address another user of the same statement gives up: carbot_v2's unique email)."""
         quarantine = _join([sql.SQL(
             "INSERT INTO {q} (target_table, source_table, source_pk, reason, row_data, run_id) "
             "VALUES ({name}, {src}, {kt}, v_msg, to_jsonb(v_row), {run}) ON CONFLICT (target_table, source_pk) "
@@ -734,13 +711,19 @@ def keyed_statement_trigger_function(plan, legacy, sequences=None, reverse_activ
             q=q, name=sql.Literal(t["target"]), src=sql.Literal(legacy),
             kt=_key_text([sql.SQL("v_row.{}").format(_id(c)) for c in t["source_key"]]), run=sql.Literal(SYNC_RUN_ID))
             for t in targets], " ")
-        return sql.SQL(
-            "FOR v_row IN {rows} LOOP BEGIN {call} EXCEPTION WHEN {errors} THEN "
+        names = dict(rows=rows_sql, call=calls("v_row", deep), errors=sql.SQL(DATA_ERRORS),
+                     pre=sql.Literal(SYNC_FAILED), quarantine=quarantine, before=before or sql.SQL(""),
+                     after=after or sql.SQL(""), kt=row_key,
+                     rkt=_key_text([sql.SQL("r.{}").format(_id(c)) for c in skeys]))
+        first = sql.SQL("FOR v_row IN {rows} LOOP BEGIN {before}{call}{after} EXCEPTION WHEN {errors} THEN "
+                        "v_failed := v_failed || {kt}; END; END LOOP;").format(**names)
+        again = sql.SQL(
+            "IF cardinality(v_failed) > 0 THEN FOR v_row IN SELECT * FROM ({rows}) r WHERE {rkt} = ANY(v_failed) LOOP "
+            "BEGIN {before}{call}{after} EXCEPTION WHEN {errors} THEN "
             "v_msg := {pre} || SQLERRM || ' (SQLSTATE ' || SQLSTATE || ')'; {quarantine} "
             "RAISE WARNING 'carbot.migration: the sync of %.% could not map the row (%); it is quarantined, the "
-            "write goes through', TG_TABLE_SCHEMA, TG_TABLE_NAME, v_msg; END; END LOOP;").format(
-            rows=rows_sql, call=calls("v_row", deep), errors=sql.SQL(DATA_ERRORS), pre=sql.Literal(SYNC_FAILED),
-            quarantine=quarantine)
+            "write goes through', TG_TABLE_SCHEMA, TG_TABLE_NAME, v_msg; END; END LOOP; END IF;").format(**names)
+        return first, again
 
     def staying_then_per_key(keys_sql, declare):
         """UPDATE: the keys whose row is in the target and stays there (the view maps it) set-based, the rest
@@ -789,33 +772,113 @@ def keyed_statement_trigger_function(plan, legacy, sequences=None, reverse_activ
             "IF cardinality(v_keys) > 1 THEN {many} ELSE FOREACH v_key_0 IN ARRAY v_keys LOOP PERFORM {fn}(v_key_0, "
             "true); END LOOP; END IF;").format(k=k, ks=keys_sql, many=many, fn=plan.fn(t["target"]))
 
-    declare = [sql.SQL("v_ck record;"), sql.SQL("v_row record;"), sql.SQL("v_msg text;")]
-    kc = _join(_id(c) for c in skeys)
+    def dependents(rows_sql, own_keys_sql, guarded):
+        """The keys EXTRA_DEPENDENCIES selects for the statement's rows, each synced once, in key order, after the
+        statement's own keys, which they leave out (synced already, from the same state: the views read only the
+        legacy schema); in the fallback (``guarded``) each key in its own block."""
+        out = []
+        for child, query in deps:
+            ck = _join(_id(c) for c in child["source_key"])
+            keys_sql = sql.SQL("SELECT {ck} FROM ({query}) d").format(ck=ck, query=sql.SQL(query).format(
+                legacy=_id(plan.legacy), mapping=_id(plan.mapping), rows=rows_sql))
+            if child["source"] == legacy:
+                keys_sql = sql.SQL("{} EXCEPT SELECT {} FROM ({}) o").format(keys_sql, ck, own_keys_sql)
+            if guarded:
+                out.append(_per_key_quarantining(plan, child, keys_sql))
+                continue
+            out.append(sql.SQL("FOR v_ck IN SELECT DISTINCT {ck} FROM ({ks}) k0 ORDER BY {ck} LOOP {call} END LOOP;")
+                       .format(ck=ck, ks=keys_sql, call=_call_sync(
+                           plan, child, [sql.SQL("v_ck.{}").format(_id(c)) for c in child["source_key"]], "true")))
+        return out
+
+    # the chat session of a conversation (workshop_id, kunde_id of the legacy message): incremental for inserted
+    # messages (widened to the conversation's first and last created_at: min/max and LEAST/GREATEST skip NULLs
+    # alike, so NULL and infinite times give what the row trigger's call per message gave), exact otherwise
+    sessions = plan.fn(CHAT_SESSIONS)
+
+    def exact(convs_sql):
+        return sql.SQL(
+            "FOR v_cv IN SELECT DISTINCT c.workshop_id, c.kunde_id FROM ({convs}) c WHERE c.workshop_id IS NOT NULL "
+            "AND c.kunde_id IS NOT NULL ORDER BY c.workshop_id, c.kunde_id LOOP "
+            "PERFORM {fn}(v_cv.workshop_id, v_cv.kunde_id, NULL, false); END LOOP;").format(
+            convs=convs_sql, fn=sessions)
+
+    row_cols = _join(_id(c) for c in skeys)
+    sessions_before, sessions_after = {}, {}
+    row_before, row_after = {}, {}
+    if chat:
+        sessions_before["INSERT"] = sql.SQL(
+            "FOR v_cv IN SELECT c.workshop_id, c.kunde_id, min(c.created_at) AS lo, max(c.created_at) AS hi FROM nt c "
+            "WHERE c.workshop_id IS NOT NULL AND c.kunde_id IS NOT NULL GROUP BY c.workshop_id, c.kunde_id "
+            "ORDER BY c.workshop_id, c.kunde_id LOOP PERFORM {fn}(v_cv.workshop_id, v_cv.kunde_id, v_cv.lo, true); "
+            "IF v_cv.hi IS DISTINCT FROM v_cv.lo THEN PERFORM {fn}(v_cv.workshop_id, v_cv.kunde_id, v_cv.hi, true); "
+            "END IF; END LOOP;").format(fn=sessions)
+        # UPDATE: a new row version whose (key, conversation, time) is not among the old versions (moved, re-timed,
+        # or its key changed) re-aggregates its new conversation before the messages; an old version whose (key,
+        # conversation) is not among the new ones (moved, key changed) its old conversation after them. The session
+        # is a function of the multiset of (conversation, created_at) of the messages: a conversation none of these
+        # touch has the same multiset as before the statement (set differences: hashed or sorted, never a nested loop)
+        sessions_before["UPDATE"] = exact(sql.SQL(
+            "SELECT {rc}, workshop_id, kunde_id, created_at FROM nt EXCEPT "
+            "SELECT {rc}, workshop_id, kunde_id, created_at FROM ot").format(rc=row_cols))
+        sessions_after["UPDATE"] = exact(sql.SQL(
+            "SELECT {rc}, workshop_id, kunde_id FROM ot EXCEPT SELECT {rc}, workshop_id, kunde_id FROM nt").format(
+            rc=row_cols))
+        sessions_after["DELETE"] = exact(sql.SQL("SELECT workshop_id, kunde_id FROM ot"))
+        # the fallback, row by row as the row trigger did (the same pairing by key)
+        row_match = _join([sql.SQL("o.{c} = v_row.{c}").format(c=_id(c)) for c in skeys], " AND ")
+        row_before["INSERT"] = sql.SQL(
+            "PERFORM {fn}(v_row.workshop_id, v_row.kunde_id, v_row.created_at, true); ").format(fn=sessions)
+        row_before["UPDATE_NEW"] = sql.SQL(
+            "IF NOT EXISTS (SELECT 1 FROM ot o WHERE {m} AND (o.workshop_id, o.kunde_id, o.created_at) IS NOT DISTINCT "
+            "FROM (v_row.workshop_id, v_row.kunde_id, v_row.created_at)) THEN "
+            "PERFORM {fn}(v_row.workshop_id, v_row.kunde_id, NULL, false); END IF; ").format(m=row_match, fn=sessions)
+        row_after["UPDATE_NEW"] = sql.SQL(
+            " FOR v_cv IN SELECT o.workshop_id, o.kunde_id FROM ot o WHERE {m} AND (o.workshop_id, o.kunde_id) "
+            "IS DISTINCT FROM (v_row.workshop_id, v_row.kunde_id) LOOP "
+            "PERFORM {fn}(v_cv.workshop_id, v_cv.kunde_id, NULL, false); END LOOP;").format(m=row_match, fn=sessions)
+        old_after = sql.SQL(" PERFORM {fn}(v_row.workshop_id, v_row.kunde_id, NULL, false);").format(fn=sessions)
+        row_after["UPDATE_OLD"] = row_after["DELETE"] = old_after
+
+    declare = [sql.SQL("v_ck record;"), sql.SQL("v_row record;"), sql.SQL("v_msg text;"), sql.SQL("v_cv record;"),
+               sql.SQL("v_failed text[];")]
     o_n = _join([sql.SQL("n.{c} = o.{c}").format(c=_id(c)) for c in skeys], " AND ")
+    insert_keys = sql.SQL("SELECT {} FROM nt").format(kc)
     update_keys = sql.SQL("SELECT {kc} FROM ot UNION ALL SELECT {kc} FROM nt").format(kc=kc)
+    delete_keys = sql.SQL("SELECT {} FROM ot").format(kc)
     # set-based for staying rows only where the per-key function does nothing but lock, log, read, upsert and drop a
-    # quarantine row for them: one-column keys, no derived parent (its old/new re-derivation runs per key)
+    # quarantine row for them: one-column keys, no derived parent (its old/new re-derivation runs per key; the chat
+    # session is not the per-key function's: the statement re-derives it before and after)
     simple = len(targets) == 1 and all(
-        len(t["source_key"]) == 1 and not any(plan.by_target[r["parent"]]["kind"] == "derived" for r in t["references"])
+        len(t["source_key"]) == 1 and not any(plan.by_target[r["parent"]]["kind"] == "derived"
+                                              and r["parent"] != CHAT_SESSIONS for r in t["references"])
         for t in targets)
     # what the row trigger did per row: INSERT syncs NEW (not deep), UPDATE syncs OLD when its key changed and
     # NEW (deep), DELETE syncs OLD (deep)
     events = [
-        ("INSERT", per_key(sql.SQL("SELECT {} FROM nt").format(kc), "false"),
-         per_row(sql.SQL("SELECT * FROM nt"), "false")),
+        ("INSERT", insert_keys, sql.SQL("(SELECT * FROM nt)"),
+         [per_key(insert_keys, "false")],
+         [per_row(sql.SQL("SELECT * FROM nt"), "false", before=row_before.get("INSERT"))]),
         # (a one-row UPDATE, the app's usual write, takes the per-key function directly, after one read of the
         # transition tables: the set-based statement and its set difference cost more than they save for one row)
-        ("UPDATE", one_or_many(update_keys, staying_then_per_key(update_keys, declare)) if simple
-         else per_key(update_keys, "true"),
-         sql.SQL("{} {}").format(
-             per_row(sql.SQL("SELECT * FROM ot o WHERE NOT EXISTS (SELECT 1 FROM nt n WHERE {})").format(o_n), "true"),
-             per_row(sql.SQL("SELECT * FROM nt"), "true"))),
-        ("DELETE", per_key(sql.SQL("SELECT {} FROM ot").format(kc), "true"),
-         per_row(sql.SQL("SELECT * FROM ot"), "true")),
+        ("UPDATE", update_keys, sql.SQL("(SELECT * FROM ot UNION ALL SELECT * FROM nt)"),
+         [one_or_many(update_keys, staying_then_per_key(update_keys, declare)) if simple
+          else per_key(update_keys, "true")],
+         [per_row(sql.SQL("SELECT * FROM ot o WHERE NOT EXISTS (SELECT 1 FROM nt n WHERE {})").format(o_n), "true",
+                  after=row_after.get("UPDATE_OLD")),
+          per_row(sql.SQL("SELECT * FROM nt"), "true", before=row_before.get("UPDATE_NEW"),
+                  after=row_after.get("UPDATE_NEW"))]),
+        ("DELETE", delete_keys, sql.SQL("(SELECT * FROM ot)"),
+         [per_key(delete_keys, "true")],
+         [per_row(sql.SQL("SELECT * FROM ot"), "true", after=row_after.get("DELETE"))]),
     ]
-    for op, step, fallback in events:
+    for op, own_keys, rows, step, fallback in events:
+        step = ([sessions_before[op]] if op in sessions_before else []) + step + dependents(rows, own_keys, False) + (
+            [sessions_after[op]] if op in sessions_after else [])
+        fallback = ([sql.SQL("v_failed := '{}';")] + [first for first, _again in fallback]
+                    + dependents(rows, own_keys, True) + [again for _first, again in fallback])
         body.append(sql.SQL("IF TG_OP = {op} THEN BEGIN {step} EXCEPTION WHEN {errors} THEN {fb} END; END IF;").format(
-            op=sql.Literal(op), step=step, errors=sql.SQL(DATA_ERRORS), fb=fallback))
+            op=sql.Literal(op), step=_join(step, " "), errors=sql.SQL(DATA_ERRORS), fb=_join(fallback, " ")))
     if reverse_active:
         for seq in (sequences or {}).get(legacy, []):
             body.append(sql.SQL(
@@ -824,34 +887,6 @@ def keyed_statement_trigger_function(plan, legacy, sequences=None, reverse_activ
                 seq=sql.Literal(seq["target_seq"]), c=_id(seq["column"])))
     body.extend(_unguard() if reverse_active else [sql.SQL("RETURN NULL;")])
     return _function(plan.fn("stmt_" + legacy), sql.SQL(""), sql.SQL("trigger"), declare, body)
-
-
-def _quarantine_on_data_error(plan, legacy, body):
-    """The trigger body in a block that turns a data error of the sync into a quarantine row per target of the
-    written legacy row (reason ``sync failed: <error>``, the legacy row as row_data) and a WARNING, so that the
-    application's write goes through (docs/sync.md, "Fail loud, not on the app"). The block is a subtransaction:
-    whatever the sync wrote before the error is undone with it, and so is the loop marker."""
-    targets = plan.row_targets_of(legacy)
-    handler = [sql.SQL("v_msg := {} || SQLERRM || ' (SQLSTATE ' || SQLSTATE || ')';").format(sql.Literal(SYNC_FAILED))]
-    for which in ("OLD", "NEW"):
-        stmts = []
-        for t in targets:
-            keys = [sql.SQL("{}.{}").format(sql.SQL(which), _id(c)) for c in t["source_key"]]
-            stmts.append(sql.SQL(
-                "INSERT INTO {q} (target_table, source_table, source_pk, reason, row_data, run_id) "
-                "VALUES ({name}, {src}, {kt}, v_msg, to_jsonb({row}), {run}) ON CONFLICT (target_table, source_pk) "
-                "DO UPDATE SET reason = EXCLUDED.reason, row_data = EXCLUDED.row_data, run_id = EXCLUDED.run_id, "
-                "quarantined_at = now();").format(
-                q=plan.rel("target", QUARANTINE), name=sql.Literal(t["target"]), src=sql.Literal(legacy),
-                kt=_key_text(keys), row=sql.SQL(which), run=sql.Literal(SYNC_RUN_ID)))
-        handler.append(sql.SQL("IF TG_OP {op} 'DELETE' THEN {stmts} END IF;").format(
-            op=sql.SQL("=" if which == "OLD" else "<>"), stmts=_join(stmts, " ")))
-    handler.append(sql.SQL(
-        "RAISE WARNING 'carbot.migration: the sync of %.% could not map the row (%); it is quarantined, the write "
-        "goes through', TG_TABLE_SCHEMA, TG_TABLE_NAME, v_msg;"))
-    handler.append(sql.SQL("RETURN NULL;"))
-    return [sql.SQL("BEGIN"), _join(body, "\n"), sql.SQL("EXCEPTION WHEN {} THEN").format(sql.SQL(DATA_ERRORS)),
-            _join(handler, "\n"), sql.SQL("END;")]
 
 
 def truncate_function(plan):
@@ -974,27 +1009,24 @@ def function_statements(plan, direction, sequences=None, reverse_active=False):
 
 
 def _forward_trigger(plan, legacy, sequences, reverse_active):
-    """(function name, statement) of the forward trigger function of one legacy table."""
+    """(function name, statement) of the forward trigger function of one legacy table: every legacy table is synced
+    per statement, set-based (leaf tables) or keyed (the others)."""
     if legacy in plan.set_based_tables():
         return "stmt_" + legacy, statement_trigger_function(plan, legacy, sequences, reverse_active)
-    if legacy in plan.statement_tables():
-        return "stmt_" + legacy, keyed_statement_trigger_function(plan, legacy, sequences, reverse_active)
-    return "trg_" + legacy, forward_trigger_function(plan, legacy, sequences, reverse_active)
+    return "stmt_" + legacy, keyed_statement_trigger_function(plan, legacy, sequences, reverse_active)
 
 
 def trigger_tables(plan, direction):
     """[(schema, table, trigger function name)] that carry the triggers of ``direction``."""
     if direction == FORWARD:
-        statement = set(plan.statement_tables())
-        return [(plan.legacy, legacy, ("stmt_" if legacy in statement else "trg_") + legacy)
-                for legacy in plan.forward_tables()]
+        return [(plan.legacy, legacy, "stmt_" + legacy) for legacy in plan.forward_tables()]
     return [(plan.target, target, "rev_" + target) for target in plan.reverse_tables()]
 
 
-def trigger_names(direction, raw=(), statement=False):
-    """The triggers one table carries for ``direction``: row (for a statement-level table: its INSERT trigger),
-    truncate guard, and its raw triggers (reverse) or its UPDATE and DELETE statement triggers (forward)."""
-    extra = tuple(raw) if direction == REVERSE else ()
-    if direction == FORWARD and statement:
-        extra = (STATEMENT_TRIGGERS["UPDATE"], STATEMENT_TRIGGERS["DELETE"])
-    return TRIGGER_NAMES[direction] + extra
+def trigger_names(direction, raw=()):
+    """The triggers one table carries for ``direction``: forward, its three statement triggers (INSERT, named as the
+    row trigger of an installation from before statement-level sync was, UPDATE, DELETE) and the truncate guard;
+    reverse, the row trigger, the truncate guard and the table's raw triggers."""
+    if direction == FORWARD:
+        return TRIGGER_NAMES[direction] + (STATEMENT_TRIGGERS["UPDATE"], STATEMENT_TRIGGERS["DELETE"])
+    return TRIGGER_NAMES[direction] + tuple(raw)

@@ -12,8 +12,9 @@ DOCUMENTATION = r"""
 module: sync_check
 short_description: Final sync and completeness check for the cutover window
 description:
-  - B(Triggers.) The sync triggers of O(directions) are present and enabled on every table (row trigger and
-    C(TRUNCATE) guard) - the 25 legacy tables for V(forward), the carbot_v2 tables with a legacy twin for V(reverse).
+  - B(Triggers.) The sync triggers of O(directions) are present and enabled on every table (the three statement
+    triggers for V(forward), the row trigger and the set-aside triggers for V(reverse), and the C(TRUNCATE)
+    guard) - the 25 legacy tables for V(forward), the carbot_v2 tables with a legacy twin for V(reverse).
   - B(Nothing pending.) Every table of the mapping has been copied (C(migration_status.state = copied)). The sync
     itself is synchronous (the trigger writes in the application's transaction), so there is no queue to drain.
   - B(Validation clean.) Counts and checksums (C(plugins/module_utils/validation.py)) of every table; any

@@ -12,12 +12,14 @@ DOCUMENTATION = r"""
 module: sync_triggers
 short_description: Install or remove the live sync triggers between the legacy schema and carbot_v2
 description:
-  - B(forward) (legacy -> carbot_v2) puts a row trigger (C(AFTER INSERT OR UPDATE OR DELETE)) and a
-    C(BEFORE TRUNCATE) guard on each of the 25 legacy tables. The trigger functions are generated from the
-    mapping declaration (C(plugins/module_utils/mapping.py)) - per target table one static plpgsql function
-    upserts the key from the projection view C(map_<table>), quarantines it (C(migration_quarantine), with the
-    view's reason) or deletes it, re-syncs its children when it enters or leaves the target, and re-derives
-    organizations and chat sessions. See C(docs/sync.md).
+  - B(forward) (legacy -> carbot_v2) puts three statement-level triggers (C(AFTER INSERT), C(AFTER UPDATE),
+    C(AFTER DELETE) C(REFERENCING) the transition tables C(FOR EACH STATEMENT)) and a C(BEFORE TRUNCATE) guard
+    on each of the 25 legacy tables; a row trigger of an older installation is replaced. The trigger functions
+    are generated from the mapping declaration (C(plugins/module_utils/mapping.py)) - per target table one static
+    plpgsql function upserts the key from the projection view C(map_<table>), quarantines it
+    (C(migration_quarantine), with the view's reason) or deletes it, re-syncs its children when it enters or
+    leaves the target, and re-derives organizations and chat sessions; the statement trigger calls it for every
+    key the statement wrote (set-based for leaf tables). See C(docs/sync.md).
   - B(reverse) (carbot_v2 -> legacy, after the switch) puts the same pair of triggers on each carbot_v2 table
     that has a legacy twin; they write the legacy row from the reverse projection C(rmap_<table>)
     (C(sql/sync/)), so that a rollback returns to a legacy schema that holds every write. Installing it aligns

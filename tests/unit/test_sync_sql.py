@@ -86,9 +86,10 @@ def test_forward_functions_for_every_table_of_the_declaration(plan):
     assert len(names) == len(set(names))
     for t in mapping.TABLES:
         assert t["target"] in names, t["target"]
-    statement = set(plan.statement_tables())
+    assert plan.statement_tables() == list(mapping.LEGACY_TABLES)
     for legacy in mapping.LEGACY_TABLES:
-        assert ("stmt_" if legacy in statement else "trg_") + legacy in names, legacy
+        assert "stmt_" + legacy in names, legacy
+    assert not [n for n in names if n.startswith("trg_")]  # no row trigger function any more
     assert "no_truncate" in names
 
 
@@ -97,7 +98,7 @@ def test_reverse_functions_for_every_row_table(plan):
     for t in mapping.TABLES:
         assert ("rev_" + t["target"] in names) == (t["kind"] == "row"), t["target"]
     for legacy in mapping.LEGACY_TABLES:  # the forward trigger functions again, with the loop marker
-        assert any(n.endswith("_" + legacy) and n[:4] in ("stmt", "trg_") for n in names), legacy
+        assert "stmt_" + legacy in names, legacy
 
 
 def test_reverse_without_its_projections_is_refused():
@@ -142,9 +143,9 @@ def test_trigger_tables_follow_the_declaration(plan):
 
 
 def test_trigger_names():
-    assert sync_sql.trigger_names(sync_sql.FORWARD) == sync_sql.TRIGGER_NAMES[sync_sql.FORWARD]
-    assert sync_sql.trigger_names(sync_sql.FORWARD, statement=True)[-2:] == (
+    assert sync_sql.trigger_names(sync_sql.FORWARD) == sync_sql.TRIGGER_NAMES[sync_sql.FORWARD] + (
         sync_sql.STATEMENT_TRIGGERS["UPDATE"], sync_sql.STATEMENT_TRIGGERS["DELETE"])
+    assert sync_sql.trigger_names(sync_sql.FORWARD)[0] == sync_sql.STATEMENT_TRIGGERS["INSERT"]
     assert sync_sql.trigger_names(sync_sql.REVERSE, raw=("r1",))[-1] == "r1"
 
 
@@ -156,18 +157,54 @@ def test_generation_is_deterministic(plan):
 
 
 def test_tables_with_children_are_synced_per_statement_through_the_per_key_function(plan):
-    """Only users, workshops and chat_messages keep the row trigger (their trigger pairs OLD and NEW beyond the key);
-    the tables with children get a statement trigger that calls the per-key function (docs/sync.md, "Per statement,
-    keyed"), the leaf tables the set-based one."""
+    """Every table that is not set-based gets a statement trigger that calls the per-key function (docs/sync.md,
+    "Per statement, keyed"), users, workshops and chat_messages included (issue 14)."""
     keyed = sync_sql.keyed_statement_tables(mapping.TABLES, mapping.LEGACY_TABLES)
-    assert keyed == ["customers", "vehicles", "leads", "services", "appointments", "subscriptions"]
+    assert keyed == ["users", "workshops", "customers", "vehicles", "leads", "chat_messages", "services",
+                     "appointments", "subscriptions"]
     assert not set(keyed) & set(plan.set_based_tables())
-    assert [t for t in mapping.LEGACY_TABLES if t not in plan.statement_tables()] == ["users", "workshops",
-                                                                                        "chat_messages"]
+    assert sorted(keyed + plan.set_based_tables()) == sorted(mapping.LEGACY_TABLES)
     functions = dict(sync_sql.function_statements(plan, sync_sql.FORWARD))
     text = render(functions["stmt_appointments"])
     assert '"mapping_x"."carbot_sync_appointments"(v_ck."id", false)' in text  # INSERT: the per-key function
-    assert text.count("EXCEPTION WHEN data_exception") == 3 + 4  # a block per event, a block per row of the fallback
+    # a block per event, two per row of the fallback (the first try, the second try that quarantines)
+    assert text.count("EXCEPTION WHEN data_exception") == 3 + 2 * 4
     lock = keys.lock_id(mapping.TABLES, "appointments")
     assert "pg_advisory_xact_lock(%d, hashtext((k.\"id\")::text))" % lock in text  # an UPDATE's staying rows
-    assert "trg_users" in functions and "stmt_users" not in functions
+    assert "stmt_users" in functions and "trg_users" not in functions
+
+
+def test_chat_messages_statement_trigger_keeps_the_sessions_around_the_messages(plan):
+    """The chat session of a message's conversation: an INSERT widens it incrementally before the messages, an
+    UPDATE re-aggregates new conversations before and old ones after, a DELETE after; the fallback row by row."""
+    text = render(dict(sync_sql.function_statements(plan, sync_sql.FORWARD))["stmt_chat_messages"])
+    sessions, messages = '"mapping_x"."carbot_sync_chat_sessions"(', '"mapping_x"."carbot_sync_chat_messages"('
+    branches = {op: text[text.index("IF TG_OP = '%s' THEN BEGIN" % op):] for op in ("INSERT", "UPDATE", "DELETE")}
+    for op, branch in branches.items():
+        step = branch[:branch.index("EXCEPTION WHEN")]
+        if op == "INSERT":
+            assert "v_cv.lo, true)" in step and "v_cv.hi, true)" in step
+            assert step.index(sessions) < step.index(messages)
+        elif op == "UPDATE":
+            assert step.index(sessions) < step.index(messages) < step.rindex(sessions)
+            assert "NULL, false)" in step and ", true)" not in step.replace("v_key_0, true)", "")
+        else:
+            assert step.index(messages) < step.index(sessions)
+    # the fallback quarantines a failing row with its session calls in its block
+    fallback = branches["INSERT"][branches["INSERT"].index("EXCEPTION WHEN"):]
+    assert "v_row.created_at, true)" in fallback
+
+
+def test_extra_dependencies_are_synced_over_the_statements_rows(plan):
+    """users and workshops: the keys EXTRA_DEPENDENCIES selects, over the statement's old and new rows, after the
+    statement's own keys (excluded when they are the same table's) and again, guarded, in the fallback."""
+    functions = dict(sync_sql.function_statements(plan, sync_sql.FORWARD))
+    for legacy, deps in sync_sql.EXTRA_DEPENDENCIES.items():
+        text = render(functions["stmt_" + legacy])
+        assert "OLD." not in text and "NEW." not in text, legacy
+        assert "(SELECT * FROM ot UNION ALL SELECT * FROM nt) r" in text, legacy
+        for target, _query in deps:
+            assert text.count('"mapping_x"."carbot_sync_%s"(v_ck."id", true)' % target) >= 2, (legacy, target)
+    users = render(functions["stmt_users"])
+    assert '"mapping_x".normalise_email(r.email)' in users
+    assert "EXCEPT SELECT \"id\" FROM (SELECT \"id\" FROM ot UNION ALL SELECT \"id\" FROM nt) o" in users
