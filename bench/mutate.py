@@ -44,6 +44,7 @@ DECLARATION = ["tests/unit/test_mapping_rules.py", "tests/integration/test_decla
 
 CE, SY, VA, MA = ("plugins/module_utils/copy_engine.py", "plugins/module_utils/sync.py",
                   "plugins/module_utils/validation.py", "plugins/module_utils/mapping.py")
+SQ = "plugins/module_utils/sync_sql.py"  # the generated trigger SQL (sync.py installs, checks and repairs)
 RULES, PEOPLE, LEADS, OPS = ("sql/mapping/010_rules.sql", "sql/mapping/030_views_people.sql",
                              "sql/mapping/040_views_leads_chat.sql", "sql/mapping/050_views_operations.sql")
 
@@ -73,47 +74,47 @@ MUTATIONS = [
       '{"rows_copied": n_ins, "rows_quarantined": n_q}', '{"rows_copied": n_ins + n_q, "rows_quarantined": n_q}',
       COPY, "the checkpoint counts quarantined rows as copied"),
     # --- sync
-    m("sync-no-advisory-lock", SY,
+    m("sync-no-advisory-lock", SQ,
       '    body = [\n        sql.SQL("PERFORM pg_advisory_xact_lock({}, {});").format(sql.Literal(plan.lock_id(name)), '
       'key_hash(keys)),\n        _log_change(plan, name, _key_text(keys)),\n        sql.SQL("SELECT {cols}, '
       'v._quarantine_reason INTO v_r',
       '    body = [\n        _log_change(plan, name, _key_text(keys)),\n        sql.SQL("SELECT {cols}, '
       'v._quarantine_reason INTO v_r',
       SYNC, "the row sync function no longer takes the advisory lock of its key"),
-    m("sync-no-slug-dependency", SY,
+    m("sync-no-slug-dependency", SQ,
       '''        ("workshops", "SELECT w.id FROM {legacy}.workshops w WHERE w.slug IN (SELECT r.slug || '-v2' '''
       '''FROM {rows} r)"),\n''', "",
       SYNC, "a workshop's rename no longer re-projects its '-v2' twin (EXTRA_DEPENDENCIES)"),
-    m("sync-upsert-does-nothing", SY,
+    m("sync-upsert-does-nothing", SQ,
       '    conflict = _on_conflict("t", non_key)\n    q = plan.rel("target", QUARANTINE)',
       '    conflict = sql.SQL("DO NOTHING")\n    q = plan.rel("target", QUARANTINE)',
       SYNC, "the sync inserts new rows but never updates existing ones"),
-    m("sync-keeps-quarantine-row", SY,
+    m("sync-keeps-quarantine-row", SQ,
       'body.append(sql.SQL("DELETE FROM {q} WHERE {m};").format(q=q, m=qmatch))',
       'body.append(sql.SQL("DELETE FROM {q} WHERE false AND {m};").format(q=q, m=qmatch))',
       SYNC, "a row that leaves the quarantine stays in migration_quarantine as well"),
-    m("sync-reverse-ignores-update", SY,
+    m("sync-reverse-ignores-update", SQ,
       '"IF TG_OP <> \'DELETE\' THEN INSERT INTO {src} AS s ({cols}) SELECT {vcols} FROM {view} v WHERE {m} "',
       '"IF TG_OP = \'INSERT\' THEN INSERT INTO {src} AS s ({cols}) SELECT {vcols} FROM {view} v WHERE {m} "',
       ROUND_TRIP, "the reverse sync writes new rows to the legacy schema but not updates"),
-    m("sync-raw-key-kept", SY,
+    m("sync-raw-key-kept", SQ,
       '''sql.SQL("NEW.legacy_raw := NULLIF(NEW.legacy_raw - TG_ARGV[0], '{}'::jsonb);"),''',
       '''sql.SQL("NEW.legacy_raw := NEW.legacy_raw;"),''',
       ROUND_TRIP, "a column the new app writes keeps its set-aside original (the old invalid value comes back)"),
-    m("sync-reverse-no-reprojection", SY,
+    m("sync-reverse-no-reprojection", SQ,
       '''    body = [sql.SQL("IF current_setting({s}, true) = {o} THEN RETURN NULL; END IF;").format(
         s=sql.Literal(ORIGIN_SETTING), o=sql.Literal(FORWARD)), sql.SQL("BEGIN")]''',
       '''    body = [sql.SQL("IF current_setting({s}, true) = {o} THEN RETURN NULL; END IF;").format(
         s=sql.Literal(ORIGIN_SETTING), o=sql.Literal(FORWARD)), sql.SQL("BEGIN"),
         sql.SQL("PERFORM set_config({}, 'reverse', true);").format(sql.Literal(ORIGIN_SETTING))]''',
       ROUND_TRIP, "the reverse sync marks the loop setting: its legacy write is not re-projected into carbot_v2"),
-    m("sync-no-change-log", SY,
+    m("sync-no-change-log", SQ,
       '''    return sql.SQL("INSERT INTO {log} (target_table, key) VALUES ({t}, {k});").format(''',
       '''    return sql.SQL("PERFORM 1 WHERE {t} IS NULL AND {k} IS NULL;").format(''',
       ["tests/integration/test_change_log.py"], "the sync functions no longer log the keys they write"),
-    m("sync-statement-no-delete", SY,
-      '"gone AS (DELETE FROM {target} t USING k WHERE {tkm} AND NOT EXISTS (SELECT 1 FROM v WHERE "',
-      '"gone AS (DELETE FROM {target} t USING k WHERE false AND {tkm} AND NOT EXISTS (SELECT 1 FROM v WHERE "',
+    m("sync-statement-no-delete", SQ,
+      'gone = sql.SQL("DELETE FROM {target} t USING k WHERE {tkm} AND NOT EXISTS (SELECT 1 FROM v WHERE "',
+      'gone = sql.SQL("DELETE FROM {target} t USING k WHERE false AND {tkm} AND NOT EXISTS (SELECT 1 FROM v WHERE "',
       ["tests/integration/test_odd_data.py", "tests/integration/test_sync.py", "tests/integration/test_oracle.py",
        "tests/integration/test_sync_load.py"],
       "the statement-level sync never deletes a target row whose legacy row went or got quarantined"),
