@@ -36,8 +36,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, ".collections"))
 
 import psycopg2  # noqa: E402
+import sync_overhead  # noqa: E402
 from ansible_collections.carbot.migration.plugins.module_utils import copy_engine, mapping, sync  # noqa: E402
-from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data, local_cluster  # noqa: E402
+from ansible_collections.carbot.rehearsal.plugins.module_utils import local_cluster  # noqa: E402
 from benchlib import backend_cpu_ms  # noqa: E402
 
 PASSWORD = "carbot-bench"  # loopback-only throwaway cluster
@@ -77,13 +78,10 @@ END $carbot$
 
 
 def build(kw, scale):
+    """The legacy data and the mapping (as bench/sync_overhead.py builds them), the forward sync, carbot_v2 copied,
+    its foreign keys."""
+    sync_overhead.build(kw, scale)
     conn = psycopg2.connect(**kw)
-    with conn.cursor() as cur:
-        cur.execute(open(os.path.join(REPO, "sql", "legacy", "schema.sql")).read())
-    conn.commit()
-    legacy_data.generate(conn, open(os.path.join(REPO, "sql", "legacy", "generate.sql")).read(), 42, scale, "public")
-    mapping.apply_all(conn, os.path.join(REPO, "sql"))
-    conn.commit()
     plan = sync.Plan(conn)
     conn.close()
     params = {"login_host": kw["host"], "login_port": kw["port"], "login_db": kw["dbname"], "login_user": kw["user"],

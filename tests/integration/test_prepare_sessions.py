@@ -12,11 +12,9 @@ import datetime
 import re
 
 import pytest
-from ansible_collections.carbot.migration.plugins.module_utils import copy_engine, mapping, sync
-from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data
-from conftest import REPO
+from ansible_collections.carbot.migration.plugins.module_utils import copy_engine, sync
 from test_dry_runs import Night
-from test_sync import module_params
+from test_sync import build_migrated, module_params
 
 
 def seq_scans(db):
@@ -40,17 +38,9 @@ def scans_for_one_message(db, conversation, created_at):
 
 @pytest.fixture
 def synced_nothing_copied(make_database):
+    """prepare.yml's state before this change: the mapping and the forward sync, nothing copied."""
     db = make_database("sessions")
-    conn = db.connect(autocommit=False)
-    with conn.cursor() as cur:
-        cur.execute((REPO / "sql" / "legacy" / "schema.sql").read_text())
-    conn.commit()
-    legacy_data.generate(conn, (REPO / "sql" / "legacy" / "generate.sql").read_text(), 3, 0.005, "public")
-    mapping.apply_all(conn, str(REPO / "sql"))
-    conn.commit()
-    plan = sync.Plan(conn)
-    conn.close()
-    sync.install(module_params(db), plan, sync.FORWARD)
+    sync.install(module_params(db), build_migrated(db, install=False, seed=3), sync.FORWARD)
     return db
 
 

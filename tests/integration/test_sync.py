@@ -20,14 +20,19 @@ def module_params(db, **extra):
                  "login_password": db.password, "lock_timeout_ms": 3000}, **extra)
 
 
-def build_migrated(db, scale=0.005, install=True):
-    """Legacy data, target schema and mapping, forward triggers, copy, foreign keys."""
+def build_migrated(db, scale=0.005, install=True, seed=42, load=None):
+    """Legacy data, target schema and mapping, forward triggers, copy, foreign keys. ``load(conn)`` fills the legacy
+    tables instead of the generator (at ``seed``, ``scale``); it may leave its transaction open."""
     from ansible_collections.carbot.rehearsal.plugins.module_utils import legacy_data
     conn = db.connect(autocommit=False)
     with conn.cursor() as cur:
         cur.execute((REPO / "sql" / "legacy" / "schema.sql").read_text())
     conn.commit()
-    legacy_data.generate(conn, (REPO / "sql" / "legacy" / "generate.sql").read_text(), 42, scale, "public")
+    if load is None:
+        legacy_data.generate(conn, (REPO / "sql" / "legacy" / "generate.sql").read_text(), seed, scale, "public")
+    else:
+        load(conn)
+        conn.commit()
     mapping.apply_all(conn, str(REPO / "sql"))
     conn.commit()
     plan = sync.Plan(conn)
