@@ -186,8 +186,7 @@ class Plan:
 
     def set_based_tables(self):
         """The statement-level tables synced set-based (see :func:`set_based_tables`)."""
-        set_based = set_based_tables(self.tables, self.legacy_tables)
-        return [legacy for legacy in self.statement_tables() if legacy in set_based]
+        return set_based_tables(self.tables, self.legacy_tables)
 
     def raw_tables(self):
         """Target tables whose rows keep set-aside legacy values (``set_aside``): they get the raw trigger."""
@@ -195,10 +194,9 @@ class Plan:
 
 
 def statement_tables(tables, legacy_tables):
-    """Legacy tables synced per statement (three ``AFTER … REFERENCING … FOR EACH STATEMENT`` triggers): all of
-    them, the set-based leaf tables (:func:`set_based_tables`) and the keyed ones (:func:`keyed_statement_tables`)."""
-    set_based, keyed = set(set_based_tables(tables, legacy_tables)), set(keyed_statement_tables(tables, legacy_tables))
-    return [legacy for legacy in legacy_tables if legacy in set_based or legacy in keyed]
+    """Legacy tables synced per statement (three ``AFTER … REFERENCING … FOR EACH STATEMENT`` triggers): every one,
+    set-based (:func:`set_based_tables`) or keyed (:func:`keyed_statement_tables`, all the others)."""
+    return list(legacy_tables)
 
 
 def keyed_statement_tables(tables, legacy_tables):
